@@ -25,7 +25,8 @@ def signed_range(bits: int) -> tuple[int, int]:
 def saturate(x, bits: int) -> np.ndarray:
     """Clamp ``x`` to the ``bits``-bit signed range (saturation, not wrap-around)."""
     lo, hi = signed_range(bits)
-    return np.clip(np.asarray(x, dtype=np.int64), lo, hi)
+    # minimum/maximum rather than np.clip: same result, a fraction of the per-call overhead
+    return np.minimum(np.maximum(np.asarray(x, dtype=np.int64), lo), hi)
 
 
 def fits_signed(x, bits: int) -> bool:
@@ -34,19 +35,21 @@ def fits_signed(x, bits: int) -> bool:
     return x.size == 0 or (int(x.min()) >= lo and int(x.max()) <= hi)
 
 
-def select_sum(selector, words) -> np.ndarray:
+def select_sum(selector, words, word_bits: int | None = None) -> np.ndarray:
     """Exact ``selector @ words`` for a selector with entries in {-1, 0, +1}: add, subtract or skip.
 
     ``selector`` has shape (..., K) and ``words`` (K, N) int64. The result is int64. The float64
     product is exact because every term is a word or its negation and the bound below holds.
+    ``word_bits`` declares the words' signed width (skips scanning them for the bound).
     """
     selector = np.asarray(selector)
     words = np.asarray(words, dtype=np.int64)
     assert selector.shape[-1] == words.shape[0], (selector.shape, words.shape)
     if words.size and selector.size:
-        bound = int(np.abs(words).max()) * words.shape[0]
+        largest = 1 << (word_bits - 1) if word_bits else int(np.abs(words).max())
+        bound = largest * words.shape[0]
         assert bound < FLOAT64_EXACT, f"select_sum bound {bound} is not exact in float64"
-        assert np.abs(selector).max() <= 1, "select_sum takes a {-1, 0, +1} selector"
+        assert selector.dtype == np.uint8 or np.abs(selector).max() <= 1, "select_sum takes a {-1, 0, +1} selector"
     total = selector.astype(np.float64) @ words.astype(np.float64)
     return total.astype(np.int64)
 

@@ -1,0 +1,281 @@
+"""Desire backpropagation, multiplication-free integer golden model: the specification of the RTL.
+
+Every function is pure and integer-only (int64 carriers of declared widths, floor shifts, saturation
+only where docs/golden-spec.md says). Arrays may carry leading batch axes where noted (inference);
+training is online, one sample at a time. Layer l = 1..L has weights W_l of shape (N_l, N_{l-1}).
+No data value is multiplied by another: sums of selected weights use ``select_sum`` (add/sub/skip),
+the error weight of the hidden desire is a shift (pow2) or a sum of shifted bit planes (exact).
+"""
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from .desire_config import ROUNDING_SALT, DesireConfig, init_weights, parse_topology
+from .fixedpoint import bit_length, saturate, select_sum
+from .hashing import mix32, mix32_int
+from .trace import Trace
+
+__all__ = [
+    "DesireConfig", "init_weights", "parse_topology", "encode", "dropout_masks", "forward", "Forward",
+    "output_desire", "hidden_desire", "update_layer", "train_sample", "infer_counts", "classify",
+]
+
+
+@lru_cache(maxsize=None)
+def _encoder_tables(cfg: DesireConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Per pixel value (256 rows): its spike raster (256, T) and the trace of that raster (256, T).
+
+    Built by running the coder and the trace recurrence themselves, so a lookup is the same function.
+    """
+    pixel = np.arange(256, dtype=np.int64)
+    vin = np.zeros(256, dtype=np.int64)
+    spikes = np.zeros((time_steps := cfg.time_steps, 256), dtype=np.uint8)
+    for t in range(time_steps):
+        vin = vin + pixel
+        spike = vin >= cfg.pixel_max
+        vin = np.where(spike, vin - cfg.pixel_max, vin)
+        spikes[t] = spike
+    raster, trace = spikes.T.copy(), _trace(cfg, spikes).T.copy()
+    raster.flags.writeable = trace.flags.writeable = False
+    return raster, trace
+
+
+def encode(cfg: DesireConfig, pixels) -> np.ndarray:
+    """Input coder: per pixel vin += k; spike iff vin >= 255; then vin -= 255. Shape (..., N0) -> (..., T, N0).
+
+    vin starts at 0 for every sample and never exceeds 2*255 - 1 (9 bits unsigned).
+    """
+    pixels = np.asarray(pixels, dtype=np.uint8)
+    return np.swapaxes(_encoder_tables(cfg)[0][pixels], -1, -2)
+
+
+def dropout_masks(cfg: DesireConfig, step: int) -> list[np.ndarray]:
+    """Keep masks of layers 0..L for training sample ``step`` (global counter q).
+
+    k1 = mix32(seed ^ q); neuron n of layer k is kept iff (mix32(k1 ^ (k << 16) ^ n) >> 16) < KEEP16[k].
+    Layers with drop probability 0 (always the output) keep everything and draw nothing.
+    """
+    k1 = np.uint32(mix32_int((cfg.seed ^ step) & 0xFFFFFFFF))
+    masks = []
+    for layer, size in enumerate(cfg.topology):
+        keep = cfg.keep_threshold(layer)
+        if keep >= 1 << 16:
+            masks.append(np.ones(size, dtype=bool))
+            continue
+        r = mix32(k1 ^ np.uint32(layer << 16) ^ np.arange(size, dtype=np.uint32))
+        masks.append((r >> np.uint32(16)).astype(np.int64) < keep)
+    return masks
+
+
+@dataclass(frozen=True)
+class Forward:
+    """What the forward pass of one sample (or a batch) leaves behind, per layer.
+
+    Index 0 of each list is the input layer: ``spikes[0]`` are the (masked) input spikes and
+    ``v[0]``/``traces[0]`` are None. For l >= 1: ``v[l]`` (..., T, N_l) membrane after the step's
+    reset, ``spikes[l]`` (..., T, N_l) uint8, ``counts[l]`` (..., N_l), ``traces[l]`` (..., T, N_{l-1})
+    the presynaptic trace of layer l's input after step t (training only, else None).
+    """
+
+    v: list
+    spikes: list
+    counts: list
+    traces: list
+
+
+def _layer_input(cfg: DesireConfig, spikes: list, layer: int) -> np.ndarray:
+    """Spikes layer ``layer`` integrates at each step: same-step input for layer 1, else delayed by one."""
+    source = spikes[layer - 1]
+    if layer == 1:
+        return source
+    delayed = np.zeros_like(source)
+    delayed[..., 1:, :] = source[..., :-1, :]
+    return delayed
+
+
+def _trace(cfg: DesireConfig, inputs: np.ndarray) -> np.ndarray:
+    """x <- x - (x >> DS) + (s << FX), recorded after every step; unsigned, < 2**(FX+DS+1)."""
+    x = np.zeros(inputs.shape[:-2] + inputs.shape[-1:], dtype=np.int64)
+    out = np.empty(inputs.shape, dtype=np.int64)
+    for t in range(cfg.time_steps):
+        x = x - (x >> cfg.decay_shift) + (inputs[..., t, :].astype(np.int64) << cfg.trace_frac_bits)
+        out[..., t, :] = x
+    return out
+
+
+def input_trace(cfg: DesireConfig, pixels, mask=None) -> np.ndarray:
+    """Layer 1's presynaptic trace (..., T, N0) straight from the pixels: a table lookup of the same
+    recurrence ``forward`` runs (dropped pixels never spike, so their trace is 0)."""
+    table = _encoder_tables(cfg)[1][np.asarray(pixels, dtype=np.uint8)]
+    if mask is not None:
+        table = np.where(mask[:, None], table, 0)
+    return np.swapaxes(table, -1, -2)
+
+
+def forward(cfg: DesireConfig, weights, input_spikes, masks=None, train: bool = False,
+            first_trace=None) -> Forward:
+    """All T steps of all layers.
+
+    Per layer l and step t (every neuron at once):
+      V = V - (V >> DS)                                  decay first (floor shift: ceil(0.75 V))
+      V = sat_VBITS(V + sum of W_l[j, i] over inputs i that spiked)   exact sum, saturate once
+      s = (V >= TH_l) & mask_l                           TH_l = train_threshold(l) or theta
+      V = V - (s ? TH_l : 0)                             subtract reset; dropped neurons never reset
+    Layer l >= 2 integrates layer l-1's spikes of step t-1 (one-step delay), so all layers of a step
+    can run in parallel in hardware. ``masks`` None means keep everything (inference).
+    ``first_trace`` may supply layer 1's trace precomputed by ``input_trace`` (same values, faster).
+    """
+    spikes = [np.asarray(input_spikes, dtype=np.uint8)]
+    if masks is not None:
+        spikes[0] = spikes[0] & masks[0].astype(np.uint8)
+    v, counts, traces = [None], [spikes[0].sum(axis=-2, dtype=np.int64)], [None]
+    for layer in range(1, cfg.layers + 1):
+        inputs = _layer_input(cfg, spikes, layer)
+        currents = select_sum(inputs, weights[layer - 1].T, cfg.weight_bits)    # (..., T, N_l)
+        threshold = cfg.train_threshold(layer) if train else cfg.theta
+        keep = masks[layer] if masks is not None else True
+        vm = np.zeros(currents.shape[:-2] + currents.shape[-1:], dtype=np.int64)
+        v_out = np.empty(currents.shape, dtype=np.int64)
+        s_out = np.empty(currents.shape, dtype=np.uint8)
+        for t in range(cfg.time_steps):
+            vm = saturate(vm - (vm >> cfg.decay_shift) + currents[..., t, :], cfg.membrane_bits)
+            fire = (vm >= threshold) & keep
+            vm = np.where(fire, vm - threshold, vm)
+            v_out[..., t, :] = vm
+            s_out[..., t, :] = fire
+        v.append(v_out)
+        spikes.append(s_out)
+        counts.append(s_out.sum(axis=-2, dtype=np.int64))
+        if not train:
+            traces.append(None)
+        elif layer == 1 and first_trace is not None:
+            traces.append(first_trace)
+        else:
+            traces.append(_trace(cfg, inputs))
+    return Forward(v, spikes, counts, traces)
+
+
+def output_desire(cfg: DesireConfig, counts, label: int):
+    """(care, want) of the output layer: the label wants +1 and cares iff TM - c > K_OUT;
+    every other neuron wants -1 and cares iff c > K_OUT."""
+    counts = np.asarray(counts, dtype=np.int64)
+    want = np.arange(counts.shape[-1]) == label
+    care = np.where(want, cfg.target_count - counts > cfg.k_out, counts > cfg.k_out)
+    return care, want
+
+
+def error_weight(cfg: DesireConfig, counts, want) -> np.ndarray:
+    """e = |TM*want - c| (0..T, the L1 count error), or its leading one 2**floor(log2 e) in pow2 mode."""
+    counts = np.asarray(counts, dtype=np.int64)
+    error = np.where(want, np.abs(cfg.target_count - counts), counts)
+    if cfg.error_mode == "exact":
+        return error
+    return np.where(error > 0, np.left_shift(1, np.maximum(bit_length(error) - 1, 0)), 0)
+
+
+def hidden_desire(cfg: DesireConfig, weights_l, care, want, counts, mask):
+    """Desire of layer l-1 from layer l: D_i = sum_j g_j e_j W_l[j, i], g_j = care&mask ? (want ? +1 : -1) : 0.
+
+    Computed as bit planes: D = sum_b (sum_{j: bit b of e_j} g_j W_l[j, i]) << b, i.e. ternary
+    add/sub/skip sums and shifts (one plane in pow2 mode). Returns (D, care_{l-1}, want_{l-1}) with
+    care = |D| >= K_LIN and want = D > 0. W_l is the weight BEFORE this sample's update.
+    """
+    g = np.where(care & mask, np.where(want, 1, -1), 0).astype(np.int64)
+    e = error_weight(cfg, counts, want)
+    total = np.zeros(weights_l.shape[1], dtype=np.int64)
+    for b in range(int(bit_length(e.max())) if e.size else 0):
+        plane = np.where((e >> b) & 1 == 1, g, 0)
+        if plane.any():
+            total = total + (select_sum(plane, weights_l, cfg.weight_bits) << b)
+    return total, np.abs(total) >= cfg.k_lin, total > 0
+
+
+def _stochastic_bits(cfg: DesireConfig, step: int, layer: int, rows, fan_in: int, shift: int):
+    """Per-synapse rounding offsets in [0, 2**SH): mix32(mix32(seed ^ SALT ^ q) ^ (l << 24) ^ (j << 12) ^ i)."""
+    key = np.uint32(mix32_int((cfg.seed ^ ROUNDING_SALT ^ step) & 0xFFFFFFFF))
+    index = (np.uint32(layer << 24) ^ (np.asarray(rows, dtype=np.uint32)[:, None] << np.uint32(12))
+             ^ np.arange(fan_in, dtype=np.uint32)[None, :])
+    return (mix32(key ^ index) & np.uint32((1 << shift) - 1)).astype(np.int64)
+
+
+def update_layer(cfg: DesireConfig, weights_l, spikes_l, traces_l, care, want, mask, epoch: int,
+                 step: int, layer: int) -> np.ndarray:
+    """New W_l after the sign-only STDP-like update of one sample.
+
+    For each post neuron j with care & mask & (count > 0):
+      A_i = sum of traces_l[t, i] over the steps t where j spiked          (exact, unsigned)
+      mag = (A + 2**(SH-1)) >> SH   (nearest, half up)  |  (A + hash mod 2**SH) >> SH  (stochastic)
+            A << -SH when SH <= 0 (no rounding)
+      W[j, i] = sat_WBITS(W[j, i] + (want ? mag : -mag))
+    Other rows are unchanged.
+    """
+    counts = spikes_l.sum(axis=0, dtype=np.int64)
+    rows = np.flatnonzero(care & mask & (counts > 0))
+    new = np.array(weights_l, dtype=np.int64, copy=True)
+    if rows.size == 0:
+        return new
+    accum = select_sum(spikes_l[:, rows].T, traces_l, cfg.trace_bits + 1)   # (rows, N_{l-1})
+    shift = cfg.update_shift(epoch)
+    if shift <= 0:
+        magnitude = accum << -shift
+    elif cfg.rounding == "nearest":
+        magnitude = (accum + (1 << (shift - 1))) >> shift
+    else:
+        magnitude = (accum + _stochastic_bits(cfg, step, layer, rows, accum.shape[1], shift)) >> shift
+    delta = np.where(want[rows, None], magnitude, -magnitude)
+    new[rows] = saturate(new[rows] + delta, cfg.weight_bits)
+    return new
+
+
+def train_sample(cfg: DesireConfig, weights, pixels, label: int, step: int, epoch: int,
+                 trace: Trace | None = None):
+    """One online training sample: forward, desire (output then hidden, last to first), update.
+
+    Returns (new weights, output counts). All desires are computed from the weights before any
+    update. If ``trace`` is given, every intermediate is recorded in it (docs/golden-spec.md, "Trace").
+    """
+    masks = dropout_masks(cfg, step)
+    fwd = forward(cfg, weights, encode(cfg, pixels), masks, train=True,
+                  first_trace=input_trace(cfg, pixels, masks[0]))
+    L = cfg.layers
+    care, want = [None] * (L + 1), [None] * (L + 1)
+    care[L], want[L] = output_desire(cfg, fwd.counts[L], label)
+    sums = [None] * (L + 1)
+    for layer in range(L, 1, -1):
+        sums[layer - 1], care[layer - 1], want[layer - 1] = hidden_desire(
+            cfg, weights[layer - 1], care[layer], want[layer], fwd.counts[layer], masks[layer])
+    new = [update_layer(cfg, weights[layer - 1], fwd.spikes[layer], fwd.traces[layer], care[layer],
+                        want[layer], masks[layer], epoch, step, layer) for layer in range(1, L + 1)]
+    if trace is not None:
+        trace.record("encode", 0, "mask", masks[0])
+        trace.record("encode", 0, "spikes", fwd.spikes[0])
+        for layer in range(1, L + 1):
+            trace.record("forward", layer, "mask", masks[layer])
+            trace.record("forward", layer, "trace", fwd.traces[layer])
+            trace.record("forward", layer, "v", fwd.v[layer])
+            trace.record("forward", layer, "spikes", fwd.spikes[layer])
+            trace.record("forward", layer, "counts", fwd.counts[layer])
+        for layer in range(L, 0, -1):
+            if sums[layer] is not None:
+                trace.record("desire", layer, "sum", sums[layer])
+            trace.record("desire", layer, "care", care[layer])
+            trace.record("desire", layer, "want", want[layer])
+        for layer in range(1, L + 1):
+            trace.record("update", layer, "weights", new[layer - 1])
+    return new, fwd.counts[L]
+
+
+def infer_counts(cfg: DesireConfig, weights, pixels) -> np.ndarray:
+    """Output spike counts in inference mode (no dropout, threshold theta); pixels (..., N0)."""
+    return forward(cfg, weights, encode(cfg, pixels)).counts[cfg.layers]
+
+
+def classify(counts) -> np.ndarray:
+    """argmax of the output counts; -1 when the maximum is not unique (a tie, all-zero included, is wrong)."""
+    counts = np.asarray(counts)
+    best = counts.argmax(axis=-1)
+    top = counts.max(axis=-1, keepdims=True)
+    unique = (counts == top).sum(axis=-1) == 1
+    return np.where(unique, best, -1)
