@@ -1,0 +1,141 @@
+"""Rule-agnostic training and evaluation: shuffling, progress, metrics.json, model.npz, curve PNG."""
+
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .. import __version__
+from .data import Dataset
+from .hashing import hash_permutation, mix32_int
+from .learners import learner_from_saved
+from .progress import Progress
+
+#: Key salt of the epoch shuffle, so its hash stream never meets the dropout or rounding streams.
+SHUFFLE_SALT = 0x5F1E
+CHUNK = 256
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
+    """The training order of epoch ``epoch``: a hash-sorted permutation, a pure function of (seed, epoch)."""
+    return hash_permutation(n, mix32_int(mix32_int(seed ^ SHUFFLE_SALT) ^ epoch))
+
+
+def evaluate(learner, images, labels, batch: int = 1000, progress: bool = False) -> tuple[float, float]:
+    """(accuracy, inference samples/s) with the strict rule: a tie or no class counts as wrong."""
+    correct, start = 0, time.perf_counter()
+    with Progress(len(images), "  test", enabled=progress) as bar:
+        for lo in range(0, len(images), batch):
+            predicted = learner.predict(images[lo:lo + batch])
+            correct += int((predicted == labels[lo:lo + batch]).sum())
+            bar.advance(len(predicted), acc=correct / (lo + len(predicted)))
+    elapsed = time.perf_counter() - start
+    return correct / max(len(images), 1), len(images) / elapsed if elapsed > 0 else 0.0
+
+
+def train(learner, dataset: Dataset, epochs: int, seed: int, train_limit: int | None = None,
+          test_limit: int | None = None, progress: bool = True) -> dict:
+    """Online training for ``epochs`` epochs; test accuracy after each. Returns the metrics dict."""
+    train_images, train_labels = dataset.train.images[:train_limit], dataset.train.labels[:train_limit]
+    test_images, test_labels = dataset.test.images[:test_limit], dataset.test.labels[:test_limit]
+    history, train_time, trained, infer_rates = [], 0.0, 0, []
+    for epoch in range(epochs):
+        order = epoch_order(len(train_images), seed, epoch)
+        correct = 0
+        start = time.perf_counter()
+        with Progress(len(order), f"epoch {epoch + 1}/{epochs}", enabled=progress) as bar:
+            for lo in range(0, len(order), CHUNK):
+                idx = order[lo:lo + CHUNK]
+                hits = learner.train_samples(train_images[idx], train_labels[idx], trained + lo, epoch)
+                correct += int(hits.sum())
+                bar.advance(len(idx), train_acc=correct / (lo + len(idx)))
+        train_time += time.perf_counter() - start
+        trained += len(order)
+        test_acc, infer_rate = evaluate(learner, test_images, test_labels, progress=progress)
+        infer_rates.append(infer_rate)
+        history.append({"epoch": epoch + 1, "train_accuracy": correct / max(len(order), 1),
+                        "test_accuracy": test_acc})
+        if progress:
+            print(f"epoch {epoch + 1}: train {correct / max(len(order), 1):.4f}  test {test_acc:.4f}", flush=True)
+    return {
+        "rule": learner.rule, "arith": learner.arith, "dataset": dataset.name, "dataset_source": dataset.source,
+        "epochs": epochs, "seed": seed, "train_samples": len(train_images), "test_samples": len(test_images),
+        "history": history,
+        "test_accuracy": [h["test_accuracy"] for h in history],
+        "final_test_accuracy": history[-1]["test_accuracy"] if history else None,
+        "best_test_accuracy": max((h["test_accuracy"] for h in history), default=None),
+        "train_samples_per_s": trained / train_time if train_time > 0 else None,
+        "infer_samples_per_s": float(np.median(infer_rates)) if infer_rates else None,
+        "settings": learner.settings(),
+        "mfsnn_version": __version__,
+    }
+
+
+def _atomic_write(path: Path, write) -> None:
+    """Write through a temporary file in the same directory, then rename: never a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_model(learner, path, metadata: dict | None = None) -> None:
+    """model.npz: every learned array plus the settings (JSON) that reproduce the learner exactly."""
+    arrays = {f"array/{name}": value for name, value in learner.weight_arrays().items()}
+    arrays["settings"] = np.array(json.dumps(learner.settings()))
+    arrays["metadata"] = np.array(json.dumps(metadata or {}))
+    _atomic_write(Path(path), lambda handle: np.savez_compressed(handle, **arrays))
+
+
+class ModelError(Exception):
+    """A model file that is missing, not an mfsnn model, or inconsistent."""
+
+
+def load_model(path):
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            settings = json.loads(str(archive["settings"]))
+            metadata = json.loads(str(archive["metadata"])) if "metadata" in archive.files else {}
+            arrays = {key[len("array/"):]: archive[key] for key in archive.files if key.startswith("array/")}
+    except FileNotFoundError:
+        raise ModelError(f"{path}: no such model file") from None
+    except (OSError, ValueError, KeyError) as error:
+        raise ModelError(f"{path}: not an mfsnn model.npz ({error})") from None
+    try:
+        return learner_from_saved(settings, arrays), metadata
+    except (KeyError, TypeError, ValueError) as error:
+        raise ModelError(f"{path}: inconsistent model ({error})") from None
+
+
+def write_metrics(metrics: dict, path) -> None:
+    _atomic_write(Path(path), lambda handle: handle.write((json.dumps(metrics, indent=2) + "\n").encode()))
+
+
+def plot_curve(metrics: dict, path) -> None:
+    """Test (and online train) accuracy per epoch as a PNG."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [h["epoch"] for h in metrics["history"]]
+    fig, ax = plt.subplots(figsize=(5, 3.5), dpi=120)
+    ax.plot(epochs, [100 * h["test_accuracy"] for h in metrics["history"]], "o-", label="test")
+    ax.plot(epochs, [100 * h["train_accuracy"] for h in metrics["history"]], "s--", label="train (online)")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title(f"{metrics['rule']} {metrics['arith']} {metrics.get('topology', '')} "
+                 f"on {metrics['dataset']}", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    _atomic_write(Path(path), lambda handle: fig.savefig(handle, format="png"))
+    plt.close(fig)
