@@ -240,9 +240,9 @@ def train_sample(cfg: DesireConfig, weights, pixels, label: int, step: int, epoc
     fwd = forward(cfg, weights, encode(cfg, pixels), masks, train=True,
                   first_trace=input_trace(cfg, pixels, masks[0]))
     L = cfg.layers
-    care, want = [None] * (L + 1), [None] * (L + 1)
+    care, want = [None for _ in range(L + 1)], [None for _ in range(L + 1)]
     care[L], want[L] = output_desire(cfg, fwd.counts[L], label)
-    sums = [None] * (L + 1)
+    sums = [None for _ in range(L + 1)]
     for layer in range(L, 1, -1):
         sums[layer - 1], care[layer - 1], want[layer - 1] = hidden_desire(
             cfg, weights[layer - 1], care[layer], want[layer], fwd.counts[layer], masks[layer])

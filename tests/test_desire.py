@@ -1,0 +1,208 @@
+"""Desire-BP integer golden model: hand-computed tiny cases written from docs/golden-spec.md."""
+
+import ast
+import inspect
+
+import numpy as np
+import pytest
+
+from mfsnn.golden import desire
+from mfsnn.golden.desire import DesireConfig
+from mfsnn.golden.trace import Trace
+
+# theta = 16 (FW = 4), V saturates at 16 bits, update shift SH = lr_shift + FX - FW.
+TINY = dict(weight_bits=8, weight_frac_bits=4, dropout=(0.0, 0.0))
+
+
+def test_encoder_counts_follow_the_closed_form():
+    cfg = DesireConfig(topology=(256, 2))
+    spikes = desire.encode(cfg, np.arange(256, dtype=np.uint8))     # (T, 256)
+    for t in range(cfg.time_steps):
+        k = np.arange(256)
+        assert (spikes[: t + 1].sum(axis=0) == ((t + 1) * k) // 255).all()
+
+
+def test_encoder_hand_cases():
+    cfg = DesireConfig(topology=(3, 2), time_steps=4, error_margin=0)
+    spikes = desire.encode(cfg, np.array([0, 128, 255], dtype=np.uint8))
+    # 128: vin 128, 256 -> spike (1), 129, 257 -> spike (2).  255 spikes every step.  0 never.
+    assert spikes.T.tolist() == [[0, 0, 0, 0], [0, 1, 0, 1], [1, 1, 1, 1]]
+
+
+def test_lif_steps_decay_fire_subtract():
+    cfg = DesireConfig(topology=(2, 2), time_steps=4, error_margin=0, **TINY)
+    weights = [np.array([[10, 0], [0, -7]])]
+    fwd = desire.forward(cfg, weights, desire.encode(cfg, np.array([255, 255], dtype=np.uint8)))
+    # neuron 0: 0-0+10=10; 10-2+10=18>=16 -> 2; 2-0+10=12; 12-3+10=19 -> 3
+    assert fwd.v[1][:, 0].tolist() == [10, 2, 12, 3]
+    assert fwd.spikes[1][:, 0].tolist() == [0, 1, 0, 1]
+    # neuron 1 (negative): -7; -7-(-2)-7=-12; -12-(-3)-7=-16; -16-(-4)-7=-19
+    assert fwd.v[1][:, 1].tolist() == [-7, -12, -16, -19]
+    assert fwd.counts[1].tolist() == [2, 0]
+
+
+def test_membrane_saturates_once_per_step():
+    # FW = 0: theta = 1, V is 12-bit: [-2048, 2047]. 20 always-on inputs of weight -128 give -2560/step.
+    cfg = DesireConfig(topology=(20, 2), time_steps=3, error_margin=0, weight_bits=8, weight_frac_bits=0, dropout=(0.0, 0.0))
+    weights = [np.array([[-128] * 20, [127] * 20])]
+    fwd = desire.forward(cfg, weights, desire.encode(cfg, np.full(20, 255, dtype=np.uint8)))
+    assert fwd.v[1][:, 0].tolist() == [-2048, -2048, -2048]
+    # +2540 saturates to 2047, fires, subtracts theta=1: 2046; then 2046-511+2540 -> 2047 - 1
+    assert fwd.v[1][:, 1].tolist() == [2046, 2046, 2046]
+
+
+def test_hidden_layer_sees_previous_step():
+    cfg = DesireConfig(topology=(1, 1, 2), time_steps=3, error_margin=0, **TINY)
+    weights = [np.array([[16]]), np.array([[16], [0]])]
+    fwd = desire.forward(cfg, weights, desire.encode(cfg, np.array([255], dtype=np.uint8)))
+    assert fwd.spikes[1][:, 0].tolist() == [1, 1, 1]
+    assert fwd.spikes[2][:, 0].tolist() == [0, 1, 1]      # one step of delay
+
+
+def test_dropped_neuron_integrates_but_never_fires():
+    cfg = DesireConfig(topology=(1, 2), time_steps=2, error_margin=0, **TINY)
+    masks = [np.array([True]), np.array([False, True])]
+    fwd = desire.forward(cfg, [np.array([[20], [20]])], desire.encode(cfg, np.array([255], np.uint8)), masks,
+                         train=True)
+    assert fwd.spikes[1].tolist() == [[0, 1], [0, 1]]
+    assert fwd.v[1][:, 0].tolist() == [20, 35]            # 20 - 5 + 20, no reset
+    assert fwd.v[1][:, 1].tolist() == [4, 4 - 1 + 20 - 16]
+
+
+def test_trace_recurrence_and_bound():
+    cfg = DesireConfig(topology=(1, 2), time_steps=4, error_margin=0, **TINY)
+    fwd = desire.forward(cfg, [np.array([[0], [0]])], desire.encode(cfg, np.array([255], np.uint8)),
+                         [np.array([True]), np.array([True, True])], train=True)
+    # x <- x - (x >> 2) + 256: 256, 448, 592, 700
+    assert fwd.traces[1][:, 0].tolist() == [256, 448, 592, 700]
+    long = DesireConfig(topology=(1, 2), time_steps=200, error_margin=0, **TINY)
+    trace = desire.input_trace(long, np.array([255], np.uint8))
+    assert trace.max() == 1 << (long.trace_frac_bits + long.decay_shift)
+    assert trace.max() < 1 << long.trace_bits
+
+
+def test_output_desire_rules():
+    cfg = DesireConfig(topology=(4, 4))          # TM = 16, K_OUT = 4
+    care, want = desire.output_desire(cfg, np.array([11, 12, 5, 4]), label=0)
+    assert want.tolist() == [True, False, False, False]
+    assert care.tolist() == [True, True, True, False]         # 16-11 > 4; 12 > 4; 5 > 4; 4 not
+    care, _ = desire.output_desire(cfg, np.array([12, 0, 0, 0]), label=0)
+    assert care.tolist() == [False, False, False, False]      # 16-12 = 4 is not > 4
+    care, _ = desire.output_desire(cfg, np.array([18, 0, 0, 0]), label=0)
+    assert care.tolist() == [False, False, False, False]      # over target: negative error, no care
+
+
+@pytest.mark.parametrize("mode,expected", [("pow2", [-80, -40, 0]), ("exact", [-150, -90, -30])])
+def test_hidden_desire_hand_case(mode, expected):
+    cfg = DesireConfig(topology=(3, 2), error_mode=mode, **TINY)      # K_LIN = ceil(0.05*16*16) = 13
+    assert cfg.k_lin == 13
+    w = np.array([[10, 20, 30], [40, 50, 60]])
+    # label neuron count 3: e = 13 (pow2 8), g = +1; other count 7: e = 7 (pow2 4), g = -1
+    d, care, want = desire.hidden_desire(cfg, w, np.array([True, True]), np.array([True, False]),
+                                         np.array([3, 7]), np.array([True, True]))
+    assert d.tolist() == expected
+    assert care.tolist() == [abs(x) >= 13 for x in expected]
+    assert want.tolist() == [False, False, False]
+
+
+def test_hidden_desire_skips_dropped_and_uncared():
+    cfg = DesireConfig(topology=(3, 2), **TINY)
+    w = np.array([[10, 20, 30], [40, 50, 60]])
+    d, _, want = desire.hidden_desire(cfg, w, np.array([True, True]), np.array([True, False]),
+                                      np.array([3, 7]), np.array([True, False]))
+    assert d.tolist() == [80, 160, 240] and want.all()
+    d, _, _ = desire.hidden_desire(cfg, w, np.array([False, False]), np.array([True, False]),
+                                   np.array([3, 7]), np.array([True, True]))
+    assert d.tolist() == [0, 0, 0]
+
+
+def test_update_rounds_half_up_and_saturates():
+    cfg = DesireConfig(topology=(4, 2), time_steps=4, error_margin=0)      # FW 20, FX 8, lr 2^-17: SH = 5
+    assert cfg.update_shift(0) == 5
+    spikes = np.array([[0, 1], [1, 0], [0, 0], [1, 1]], dtype=np.uint8)   # post 0 fires at t=1,3
+    traces = np.zeros((4, 4), dtype=np.int64)
+    traces[1] = [8, 7, 24, 0]
+    traces[3] = [8, 8, 24, 1]
+    top = (1 << 23) - 1
+    w = np.array([[0, 0, top, 5], [0, 0, 0, 0]])
+    new = desire.update_layer(cfg, w, spikes, traces, care=np.array([True, False]), want=np.array([True, True]),
+                              mask=np.array([True, True]), epoch=0, step=0, layer=1)
+    # A = 16 -> (16+16)>>5 = 1; 15 -> 0; 48 -> 2 (saturates at the top); 1 -> 0
+    assert new[0].tolist() == [1, 0, top, 5]
+    assert new[1].tolist() == [0, 0, 0, 0]                   # no care: untouched
+    new = desire.update_layer(cfg, w, spikes, traces, care=np.array([True, False]), want=np.array([False, True]),
+                              mask=np.array([True, True]), epoch=0, step=0, layer=1)
+    assert new[0].tolist() == [-1, 0, top - 2, 5]
+
+
+def test_update_skips_silent_and_dropped_neurons():
+    cfg = DesireConfig(topology=(1, 2), time_steps=2, error_margin=0)
+    traces = np.full((2, 1), 1 << 10)
+    spikes = np.array([[0, 1], [0, 1]], dtype=np.uint8)
+    w = np.zeros((2, 1), dtype=np.int64)
+    new = desire.update_layer(cfg, w, spikes, traces, np.array([True, True]), np.array([True, True]),
+                              np.array([True, False]), 0, 0, 1)
+    assert new.tolist() == [[0], [0]]       # neuron 0 silent, neuron 1 dropped
+
+
+def test_learning_rate_schedule_shifts():
+    cfg = DesireConfig()
+    assert [cfg.update_shift(e) for e in (0, 16, 17, 34)] == [5, 5, 6, 7]
+
+
+def test_constants_of_the_default_profile():
+    cfg = DesireConfig()
+    assert (cfg.theta, cfg.k_out, cfg.k_lin) == (1 << 20, 4, 838_861)
+    assert (cfg.train_threshold(1), cfg.train_threshold(2)) == (1 << 20, 734_003)
+    assert cfg.keep_threshold(1) == 45_875 and cfg.keep_threshold(2) == 65_536
+    assert (cfg.membrane_bits, cfg.trace_bits) == (32, 11)
+
+
+def test_dropout_masks_follow_the_hash():
+    cfg = DesireConfig(topology=(784, 4, 10), seed=1)
+    masks = desire.dropout_masks(cfg, 0)
+    # r >> 16 for neurons 0..3 of layer 1 (hash vectors): 0x24b8, 0x2346, 0x5056, 0x02ef; all < 45875
+    assert masks[1].tolist() == [True, True, True, True]
+    assert masks[0].all() and masks[2].all()
+    keep = sum(desire.dropout_masks(DesireConfig(topology=(784, 1000, 10)), q)[1].mean() for q in range(20)) / 20
+    assert abs(keep - 0.7) < 0.02, keep
+
+
+@pytest.mark.parametrize("bad", [dict(weight_bits=1), dict(time_steps=0), dict(error_mode="cubic"),
+                                 dict(dropout=(0.0, 1.0)), dict(topology=(784,)), dict(weight_frac_bits=40)])
+def test_impossible_configurations_are_refused(bad):
+    with pytest.raises(ValueError, match="invalid desire-BP configuration"):
+        DesireConfig(**bad)
+
+
+def test_unknown_weight_profile_is_refused():
+    with pytest.raises(ValueError, match="no weight profile for 7 bits"):
+        DesireConfig.for_weight_bits(7)
+
+
+def _no_data_multiplications(module):
+    tree = ast.parse(inspect.getsource(module))
+    forbidden = (ast.Mult, ast.Div, ast.FloorDiv, ast.Mod, ast.Pow, ast.MatMult)
+    return [(type(node.op).__name__, node.lineno) for node in ast.walk(tree)
+            if isinstance(node, (ast.BinOp, ast.AugAssign)) and isinstance(node.op, forbidden)]
+
+
+def test_integer_datapath_has_no_multiplication():
+    assert _no_data_multiplications(desire) == []
+
+
+def test_trace_records_every_phase_and_final_weights():
+    cfg = DesireConfig(topology=(784, 16, 10), seed=3)
+    weights = desire.init_weights(cfg)
+    pixels = np.random.default_rng(3).integers(0, 256, 784).astype(np.uint8)
+    trace = Trace()
+    new, counts = desire.train_sample(cfg, weights, pixels, 4, step=0, epoch=0, trace=trace)
+    phases = [key.split("/")[0] for key in trace]
+    assert phases == sorted(phases, key=["encode", "forward", "desire", "update"].index)
+    assert (trace["update/1/weights"] == new[0]).all() and (trace["update/2/weights"] == new[1]).all()
+    assert (trace["forward/2/counts"] == counts).all()
+    assert trace["desire/1/sum"].shape == (16,)
+
+
+def test_classify_counts_ties_as_wrong():
+    assert desire.classify(np.array([[1, 5, 2], [3, 3, 0], [0, 0, 0]])).tolist() == [1, -1, -1]
