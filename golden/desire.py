@@ -133,18 +133,28 @@ def forward(cfg: DesireConfig, weights, input_spikes, masks=None, train: bool = 
     v, counts, traces = [None], [spikes[0].sum(axis=-2, dtype=np.int64)], [None]
     for layer in range(1, cfg.layers + 1):
         inputs = _layer_input(cfg, spikes, layer)
-        currents = select_sum(inputs, weights[layer - 1].T, cfg.weight_bits)    # (..., T, N_l)
+        # Only inputs that spike at least once contribute: summing over them alone is the same sum.
+        active = np.flatnonzero(inputs.any(axis=tuple(range(inputs.ndim - 1))))
+        currents = select_sum(inputs[..., active], weights[layer - 1][:, active].T, cfg.weight_bits)
         threshold = cfg.train_threshold(layer) if train else cfg.theta
         keep = masks[layer] if masks is not None else True
+        # |V| <= 4 (max|I| + 1) for any input sequence (decay keeps <= 3/4 of |V| plus one LSB and
+        # the reset only moves V towards 0): when that fits, saturation is the identity and is skipped.
+        largest = int(np.abs(currents).max()) if currents.size else 0
+        saturating = ((largest + 1) << 2) > (1 << (cfg.membrane_bits - 1)) - 1
         vm = np.zeros(currents.shape[:-2] + currents.shape[-1:], dtype=np.int64)
         v_out = np.empty(currents.shape, dtype=np.int64)
-        s_out = np.empty(currents.shape, dtype=np.uint8)
+        s_out = np.empty(currents.shape, dtype=bool)
         for t in range(cfg.time_steps):
-            vm = saturate(vm - (vm >> cfg.decay_shift) + currents[..., t, :], cfg.membrane_bits)
-            fire = (vm >= threshold) & keep
-            vm = np.where(fire, vm - threshold, vm)
+            vm -= vm >> cfg.decay_shift
+            vm += currents[..., t, :]
+            if saturating:
+                vm = saturate(vm, cfg.membrane_bits)
+            fire = np.greater_equal(vm, threshold, out=s_out[..., t, :])
+            fire &= keep
+            np.subtract(vm, threshold, out=vm, where=fire)
             v_out[..., t, :] = vm
-            s_out[..., t, :] = fire
+        s_out = s_out.view(np.uint8)
         v.append(v_out)
         spikes.append(s_out)
         counts.append(s_out.sum(axis=-2, dtype=np.int64))
@@ -192,16 +202,16 @@ def hidden_desire(cfg: DesireConfig, weights_l, care, want, counts, mask):
     return total, np.abs(total) >= cfg.k_lin, total > 0
 
 
-def _stochastic_bits(cfg: DesireConfig, step: int, layer: int, rows, fan_in: int, shift: int):
+def _stochastic_bits(cfg: DesireConfig, step: int, layer: int, rows, cols, shift: int):
     """Per-synapse rounding offsets in [0, 2**SH): mix32(mix32(seed ^ SALT ^ q) ^ (l << 24) ^ (j << 12) ^ i)."""
     key = np.uint32(mix32_int((cfg.seed ^ ROUNDING_SALT ^ step) & 0xFFFFFFFF))
     index = (np.uint32(layer << 24) ^ (np.asarray(rows, dtype=np.uint32)[:, None] << np.uint32(12))
-             ^ np.arange(fan_in, dtype=np.uint32)[None, :])
+             ^ np.asarray(cols, dtype=np.uint32)[None, :])
     return (mix32(key ^ index) & np.uint32((1 << shift) - 1)).astype(np.int64)
 
 
 def update_layer(cfg: DesireConfig, weights_l, spikes_l, traces_l, care, want, mask, epoch: int,
-                 step: int, layer: int) -> np.ndarray:
+                 step: int, layer: int, in_place: bool = False) -> np.ndarray:
     """New W_l after the sign-only STDP-like update of one sample.
 
     For each post neuron j with care & mask & (count > 0):
@@ -209,32 +219,36 @@ def update_layer(cfg: DesireConfig, weights_l, spikes_l, traces_l, care, want, m
       mag = (A + 2**(SH-1)) >> SH   (nearest, half up)  |  (A + hash mod 2**SH) >> SH  (stochastic)
             A << -SH when SH <= 0 (no rounding)
       W[j, i] = sat_WBITS(W[j, i] + (want ? mag : -mag))
-    Other rows are unchanged.
+    Other rows are unchanged, and so are inputs whose trace is 0 at every step (their mag is 0).
+    ``in_place`` updates and returns ``weights_l`` itself instead of a copy.
     """
     counts = spikes_l.sum(axis=0, dtype=np.int64)
     rows = np.flatnonzero(care & mask & (counts > 0))
-    new = np.array(weights_l, dtype=np.int64, copy=True)
+    new = weights_l if in_place else np.array(weights_l, dtype=np.int64, copy=True)
     if rows.size == 0:
         return new
-    accum = select_sum(spikes_l[:, rows].T, traces_l, cfg.trace_bits + 1)   # (rows, N_{l-1})
+    cols = np.flatnonzero(traces_l.any(axis=0))
+    accum = select_sum(spikes_l[:, rows].T, traces_l[:, cols], cfg.trace_bits + 1)   # (rows, cols)
     shift = cfg.update_shift(epoch)
     if shift <= 0:
         magnitude = accum << -shift
     elif cfg.rounding == "nearest":
         magnitude = (accum + (1 << (shift - 1))) >> shift
     else:
-        magnitude = (accum + _stochastic_bits(cfg, step, layer, rows, accum.shape[1], shift)) >> shift
+        magnitude = (accum + _stochastic_bits(cfg, step, layer, rows, cols, shift)) >> shift
     delta = np.where(want[rows, None], magnitude, -magnitude)
-    new[rows] = saturate(new[rows] + delta, cfg.weight_bits)
+    block = np.ix_(rows, cols)
+    new[block] = saturate(new[block] + delta, cfg.weight_bits)
     return new
 
 
 def train_sample(cfg: DesireConfig, weights, pixels, label: int, step: int, epoch: int,
-                 trace: Trace | None = None):
+                 trace: Trace | None = None, in_place: bool = False):
     """One online training sample: forward, desire (output then hidden, last to first), update.
 
     Returns (new weights, output counts). All desires are computed from the weights before any
     update. If ``trace`` is given, every intermediate is recorded in it (docs/golden-spec.md, "Trace").
+    ``in_place`` overwrites the given weight arrays instead of returning copies (the trainer's fast path).
     """
     masks = dropout_masks(cfg, step)
     fwd = forward(cfg, weights, encode(cfg, pixels), masks, train=True,
@@ -247,7 +261,7 @@ def train_sample(cfg: DesireConfig, weights, pixels, label: int, step: int, epoc
         sums[layer - 1], care[layer - 1], want[layer - 1] = hidden_desire(
             cfg, weights[layer - 1], care[layer], want[layer], fwd.counts[layer], masks[layer])
     new = [update_layer(cfg, weights[layer - 1], fwd.spikes[layer], fwd.traces[layer], care[layer],
-                        want[layer], masks[layer], epoch, step, layer) for layer in range(1, L + 1)]
+                        want[layer], masks[layer], epoch, step, layer, in_place) for layer in range(1, L + 1)]
     if trace is not None:
         trace.record("encode", 0, "mask", masks[0])
         trace.record("encode", 0, "spikes", fwd.spikes[0])

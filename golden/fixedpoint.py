@@ -54,10 +54,15 @@ def select_sum(selector, words, word_bits: int | None = None) -> np.ndarray:
     return total.astype(np.int64)
 
 
+_SMALL_BIT_LENGTHS = np.array([v.bit_length() for v in range(256)], dtype=np.int64)
+
+
 def bit_length(x) -> np.ndarray:
     """Number of bits of non-negative integers (0 -> 0): a leading-one detector, no logarithms."""
     x = np.asarray(x, dtype=np.int64)
     assert (x >= 0).all()
+    if x.size and x.max() < len(_SMALL_BIT_LENGTHS):
+        return _SMALL_BIT_LENGTHS[x]
     length = np.zeros(x.shape, dtype=np.int64)
     for shift in (32, 16, 8, 4, 2, 1):
         big = x >= (1 << shift)

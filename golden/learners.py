@@ -35,7 +35,8 @@ class DesireLearner:
         correct = np.zeros(len(pixels), dtype=bool)
         for k, (x, y) in enumerate(zip(pixels, labels)):
             if self.arith == "fixed":
-                self.weights, counts = desire.train_sample(self.cfg, self.weights, x, int(y), first_step + k, epoch)
+                self.weights, counts = desire.train_sample(self.cfg, self.weights, x, int(y), first_step + k, epoch,
+                                                           in_place=True)
             else:
                 self.weights, counts = desire_float.train_sample_float(
                     self.cfg, self.float_settings, self.weights, x, int(y), first_step + k, epoch)

@@ -1,0 +1,376 @@
+"""Binarized STiDi-BP, integer datapath: the multiplication-free golden model the RTL reproduces.
+
+Every function here is pure integer numpy (``np.int64``) made of adds, subtracts, compares,
+selects and shifts; there is no data-by-data multiply, divide, modulo or power (a test parses this
+file's AST to keep it so). Constants that need arithmetic (the encoding ROM, patch index tables,
+initial weights) are computed host-side in :mod:`mfsnn.golden.stidi`. The float reference
+(:mod:`mfsnn.golden.stidi_float`) reuses the forward functions with float weights/thresholds.
+
+Conventions (docs/golden-spec-stidi.md): time steps ``t = 0 .. T-1``; a neuron that never fires has
+time ``T`` ("silent"); a stage's spike times are an int64 array of its shape ((N,) or (C, H, W));
+forward weights are stored transposed, ``(fan_in, fan_out)``, so an input spike selects a row.
+"""
+
+import numpy as np
+
+from .fixedpoint import bit_length, saturate
+
+
+# ------------------------------------------------------------------------------------------------
+# Forward: accumulate-current integrate-and-fire (exact ramp PSP)
+# ------------------------------------------------------------------------------------------------
+
+def _group_rows(keys, rows):
+    """Sum the rows of ``rows`` sharing a key: (sorted unique keys, sums). Adds only."""
+    order = np.argsort(keys, kind="stable")
+    keys = keys[order]
+    starts = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))
+    return keys[starts], np.add.reduceat(rows[order], starts, axis=0)
+
+
+def fc_currents(t_in, w_fwd, T: int) -> np.ndarray:
+    """C[s, j]: the sum of forward weights ``w_fwd[i, j]`` over inputs i that spike at step s.
+
+    ``t_in`` (N_in,) spike times, ``w_fwd`` (N_in, N_out). Only spikes at s < T-1 are counted: a
+    spike at T-1 (or a silent input, T) can no longer change any membrane inside the window.
+    """
+    t_in = np.asarray(t_in).reshape(-1)
+    current = np.zeros((T, w_fwd.shape[1]), dtype=w_fwd.dtype)
+    active = np.flatnonzero(t_in < T - 1)
+    if len(active):
+        steps, sums = _group_rows(t_in[active], w_fwd[active])
+        current[steps] = sums
+    return current
+
+
+def conv_currents(t_in, w_fwd, stage, T: int) -> np.ndarray:
+    """C[s, p, co] of a stride-1 'same' convolution: event-driven, one row of weights per input spike.
+
+    ``t_in`` (Cin, H, W); ``w_fwd`` (K, Cout) with K = Cin*k*k in (ci, ky, kx) order; ``stage``
+    carries the host-side tables ``interior`` (where the Cin*H*W inputs sit in the zero-padded
+    flat map), ``patches`` (P, K) (the padded-map index each output position reads per kernel tap)
+    and ``pos_bits`` (P <= 2**pos_bits). Padding is a silent input (time T).
+    """
+    padded = np.full(stage.padded_size, T, dtype=np.int64)
+    padded[stage.interior] = np.asarray(t_in).reshape(-1)
+    taps = padded[stage.patches]                                 # (P, K) pre-synaptic times
+    pos, tap = np.nonzero(taps < T - 1)
+    current = np.zeros((T, stage.patches.shape[0], w_fwd.shape[1]), dtype=w_fwd.dtype)
+    if len(pos):
+        steps = taps[pos, tap]
+        keys, sums = _group_rows((steps << stage.pos_bits) | pos, w_fwd[tap])
+        current[keys >> stage.pos_bits, keys & ((1 << stage.pos_bits) - 1)] = sums
+    return current
+
+
+def integrate(current, threshold, T: int):
+    """Integrate-and-fire over the window: (I, U, times).
+
+    Per step t: ``U += I`` (U(t) = sum of I(s) for s < t), fire if ``U >= threshold`` (first crossing
+    only), then this step's arrivals ``I += C[t]``. Returns I and U after each step (axis 0 = t) and
+    the first crossing time per neuron (T where U never reaches the threshold in 0..T-1).
+    """
+    current_sum = np.cumsum(current, axis=0)                      # I after step t's arrivals
+    membrane = np.zeros_like(current_sum)
+    np.cumsum(current_sum[:-1], axis=0, out=membrane[1:])         # U(t) = sum_{s<t} I(s)
+    crossed = membrane >= threshold
+    first = crossed.argmax(axis=0)
+    fired = np.take_along_axis(crossed, first[None], axis=0)[0]
+    return current_sum, membrane, np.where(fired, first, T).astype(np.int64)
+
+
+def min_pool(t_in, k: int):
+    """k x k min-time pooling, stride k, no padding: (times, argmin).
+
+    ``t_in`` (C, H, W) with H, W multiples of k. The argmin is the tap index ky*k + kx of the first
+    earliest spike in row-major window order (ties go to the first position).
+    """
+    c, h, w = t_in.shape
+    windows = t_in.reshape(c, h // k, k, w // k, k).transpose(0, 1, 3, 2, 4).reshape(c, h // k, w // k, -1)
+    arg = windows.argmin(axis=-1)
+    return np.take_along_axis(windows, arg[..., None], axis=-1)[..., 0], arg.astype(np.int64)
+
+
+def unpool(d_pooled, arg, k: int, out_shape):
+    """Route each pooled value to its window's argmin position; every other position gets 0.
+
+    ``out_shape`` is the (C, H, W) of the map before pooling.
+    """
+    c, ho, wo = d_pooled.shape
+    taps = np.zeros((c, ho, wo, k, k), dtype=d_pooled.dtype)
+    np.put_along_axis(taps.reshape(c, ho, wo, -1), arg[..., None], d_pooled[..., None], axis=-1)
+    return taps.transpose(0, 1, 3, 2, 4).reshape(out_shape)
+
+
+# ------------------------------------------------------------------------------------------------
+# Decision and output targets
+# ------------------------------------------------------------------------------------------------
+
+def decide(times, membrane, T: int) -> int:
+    """Strict classification: the earliest output spike; on a tie the larger U at that step, then
+    the lowest index; if no output fired, argmax U(T-1) (lowest index on ties)."""
+    first = int(times.min())
+    if first >= T:
+        return int(np.argmax(membrane[T - 1]))
+    u = membrane[first]
+    floor = u.min()
+    return int(np.argmax(np.where(times == first, u, floor - 1)))
+
+
+def targets(times, membrane, label: int, T: int, add: int, neg: int):
+    """Relative output targets (notes section 4): (target times, case 1..5)."""
+    target = times.copy()
+    first = int(times.min())
+    last = int(times.max())
+    if first >= T:                                    # 1: nothing fired
+        target[:] = T
+        target[label] = T - add
+        return target, 1
+    tied = times == first
+    winner = int(np.argmax(tied))                     # index-first argmin
+    if winner == label and int(tied.sum()) == 1:      # 2: correct unique winner
+        return target, 2
+    if winner == label or first == last or times[label] == first:
+        target[tied] = min(first + add, T)            # 3 (label tied first) / 4 (wrong, label tied or all equal)
+        target[label] = max(first - neg, 0)
+        return target, 3 if winner == label else 4
+    u = membrane[first]                               # 5: a wrong neuron wins alone or with others
+    vwin = int(np.argmax(np.where(tied, u, u.min() - 1)))
+    target[vwin] = min(first + add, last)
+    target[label] = max(first - neg, 0)
+    return target, 5
+
+
+def sign(x) -> np.ndarray:
+    """-1, 0, +1 by compares."""
+    x = np.asarray(x)
+    return (x > 0).astype(np.int64) - (x < 0).astype(np.int64)
+
+
+# ------------------------------------------------------------------------------------------------
+# Backward (integer)
+# ------------------------------------------------------------------------------------------------
+
+def quantize_error(displacement, times, levels: int):
+    """Hidden error: clip rule, then power-of-two levels from a leading-one detector.
+
+    ``D = 0`` where ``t == 0 and D < 0`` (a target before step 0 is clipped). With
+    ``emax = msb(max |D|)``, each nonzero D gets ``lvl = msb(|D|) - emax + levels``; ``lvl < 0``
+    drops it. Returns (sign in {-1,0,+1}, lvl in 0..levels, 0 where the sign is 0).
+    """
+    d = np.where((times == 0) & (displacement < 0), 0, displacement)
+    magnitude = np.abs(d)
+    top = int(magnitude.max()) if magnitude.size else 0
+    if top == 0:
+        return np.zeros(d.shape, np.int64), np.zeros(d.shape, np.int64)
+    lvl = bit_length(magnitude) - int(bit_length(top)) + levels     # msb(|D|) - msb(max) + Q
+    keep = (magnitude > 0) & (lvl >= 0)
+    return np.where(keep, sign(d), 0), np.where(keep, lvl, 0)
+
+
+def _round_shift(x, r: int):
+    """x >= 0 scaled by 2**-r, rounding half up (round half away from zero once the sign is applied)."""
+    if r == 0:
+        return x
+    return (x + (1 << (r - 1))) >> r
+
+
+def fc_backward(w, s, lvl, t_post, t_pre, pre_ok, want_d: bool, T: int, weight_bits: int, lr_shift: int):
+    """One FC layer's update and, if asked, the displacement it sends down.
+
+    ``w`` (N_in, N_out) latent weights, updated in place. For each post k with s_k != 0 and each
+    pre j with ``pre_ok[j]`` (fired, not dropped) and ``t_j <= t_k``:
+    ``w[j,k] = sat(w[j,k] - s_k * (((t_k - t_j) << lvl_k) >> lr_shift))`` and
+    ``D_j += s_k * (w_new[j,k] << lvl_k)``. Returns (dw as the signed change (N_in, N_out) restricted to
+    the touched block as (rows, cols, block), D or None).
+    """
+    cols = np.flatnonzero(s)
+    t_k = t_post[cols]
+    rows = np.flatnonzero(pre_ok & (t_pre <= t_k.max()) & (want_d | (t_pre < T - 1)))
+    if not len(rows):
+        return (rows, cols, np.zeros((0, len(cols)), np.int64)), (np.zeros(len(t_pre), np.int64) if want_d else None)
+    t_j = t_pre[rows]
+    mask = t_j[:, None] <= t_k[None, :]
+    step = _round_shift(np.where(mask, t_k[None, :] - t_j[:, None], 0) << lvl[cols][None, :], lr_shift)
+    positive = (s[cols] > 0)[None, :]
+    block = np.ix_(rows, cols)
+    old = w[block]
+    new = saturate(np.where(positive, old - step, old + step), weight_bits)
+    w[block] = new
+    d = None
+    if want_d:
+        term = np.where(mask, new << lvl[cols][None, :], 0)
+        d = np.zeros(len(t_pre), np.int64)
+        d[rows] = np.where(positive, term, -term).sum(axis=1)
+    return (rows, cols, new - old), d
+
+
+def conv_backward(w, s, lvl, t_post, t_pre, pre_ok, stage, want_d: bool, T: int, weight_bits: int, lr_shift: int):
+    """One conv layer's update (summed over positions, one saturation per weight) and displacement.
+
+    ``w`` (K, Cout) latent weights, updated in place; ``s``, ``lvl``, ``t_post`` (Cout, H, W);
+    ``t_pre``, ``pre_ok`` (Cin, H, W). For every post (co, p) with s != 0 and tap q whose pre is ok
+    and ``t_pre <= t_post``: step = ((t_post - t_pre) << lvl) >> lr_shift;
+    ``w[q, co] = sat(w[q, co] - sum_p s * step)``; ``D_pre += s * (w_new[q, co] << lvl)``.
+    Returns (dw (K, Cout), D (Cin, H, W) or None).
+    """
+    cout = w.shape[1]
+    co, pos = np.nonzero(s.reshape(cout, -1))
+    padded = np.full(stage.padded_size, T, dtype=np.int64)
+    padded[stage.interior] = np.where(pre_ok, t_pre, T).reshape(-1)
+    index = stage.patches[pos]                                   # (R, K) padded-map indices
+    taps = padded[index]
+    t_k = t_post.reshape(cout, -1)[co, pos][:, None]
+    shift = lvl.reshape(cout, -1)[co, pos][:, None]
+    positive = (s.reshape(cout, -1)[co, pos] > 0)[:, None]
+    mask = (taps < T) & (taps <= t_k)
+    step = _round_shift(np.where(mask, t_k - taps, 0) << shift, lr_shift)
+    signed = np.where(positive, step, -step)
+    total = np.zeros_like(w)
+    if len(co):
+        chans, sums = _group_rows(co, signed)                    # sum over positions per channel
+        total[:, chans] = sums.T
+    new = saturate(w - total, weight_bits)
+    dw = new - w
+    w[...] = new
+    d = None
+    if want_d:
+        term = np.where(mask, new[:, co].T << shift, 0)
+        term = np.where(positive, term, -term)
+        flat = np.bincount(index.reshape(-1), weights=term.reshape(-1).astype(np.float64),
+                           minlength=stage.padded_size)          # exact: integer terms < 2**53
+        d = flat.astype(np.int64)[stage.interior].reshape(t_pre.shape)
+    return dw, d
+
+
+def forward_weights(w, forward: str, fwd_shift: int) -> np.ndarray:
+    """The forward copy of latent weights: 'binary' = +1 if w >= 0 else -1 (the MSB, sign(0) = +1);
+    'real' = w >> fwd_shift (arithmetic shift: a multi-bit weight, still add-only)."""
+    if forward == "binary":
+        return np.where(w >= 0, 1, -1).astype(np.int64)
+    return w >> fwd_shift
+
+
+# ------------------------------------------------------------------------------------------------
+# One sample: forward, decision, targets, backward
+# ------------------------------------------------------------------------------------------------
+
+def forward(net, t0, trace=None):
+    """All stages' spike times, pool argmins and the output layer's U (T, N_out).
+
+    ``net`` supplies ``stages``, ``T``, ``w_fwd`` and ``thresholds`` (indexed by stage).
+    """
+    T = net.T
+    times, argmins, membrane = [t0], [None], None
+    for l in range(1, len(net.stages)):
+        stage = net.stages[l]
+        t_in = times[l - 1]
+        if stage.kind == "pool":
+            t, arg = min_pool(t_in, stage.k)
+            times.append(t)
+            argmins.append(arg)
+            if trace is not None:
+                trace.record("forward", l, "times", t)
+                trace.record("forward", l, "argmin", arg)
+            continue
+        if stage.kind == "fc":
+            current = fc_currents(t_in, net.w_fwd[l], T)
+        else:
+            current = conv_currents(t_in, net.w_fwd[l], stage, T)
+        i_acc, membrane, t = integrate(current, net.thresholds[l], T)
+        if stage.kind == "conv":                                   # (P, Cout) -> (Cout, H, W)
+            t = t.T.reshape(stage.shape)
+        times.append(t)
+        argmins.append(None)
+        if trace is not None:
+            if stage.kind == "conv":
+                i_acc = i_acc.transpose(0, 2, 1).reshape((T,) + stage.shape)
+                membrane_map = membrane.transpose(0, 2, 1).reshape((T,) + stage.shape)
+            else:
+                membrane_map = membrane
+            trace.record("forward", l, "I", i_acc)
+            trace.record("forward", l, "U", membrane_map)
+            trace.record("forward", l, "times", t)
+    return times, argmins, membrane
+
+
+def output_error(net, times, membrane, label: int, trace=None):
+    """Decision, targets and the ternary output error d = sign(target - t). Returns (pred, d)."""
+    top = len(net.stages) - 1
+    out = times[top]
+    pred = decide(out, membrane, net.T)
+    target, case = targets(out, membrane, label, net.T, net.add, net.neg)
+    d = sign(target - out)
+    if trace is not None:
+        trace.record("decision", top, "pred", pred)
+        trace.record("target", top, "case", case)
+        trace.record("target", top, "target", target)
+        trace.record("target", top, "d", d)
+    return pred, d
+
+
+def backward(net, times, argmins, d, step: int, trace=None) -> None:
+    """Update every weight layer from the output error ``d`` (in place), top layer first.
+
+    Per layer: update with (sign, lvl), then (if a trainable layer lies below) the displacement D
+    with the new weights, routed through pooling stages to the hidden layer below, clip rule, and
+    power-of-two quantization to that layer's (sign, lvl). Stops as soon as an error is all zero.
+    """
+    T = net.T
+    l = len(net.stages) - 1
+    s, lvl = d, np.zeros_like(d)
+    while True:
+        stage = net.stages[l]
+        t_pre = times[l - 1]
+        pre_ok = (t_pre < T) & net.keep_mask(step, l - 1, t_pre.shape)
+        want_d = l - 1 > 0
+        if stage.kind == "fc":
+            (rows, cols, dw), disp = fc_backward(net.w[l], s, lvl, times[l], t_pre.reshape(-1), pre_ok.reshape(-1),
+                                                 want_d, T, net.weight_bits, net.lr_shift[l])
+            block = np.ix_(rows, cols)
+            net.w_fwd[l][block] = forward_weights(net.w[l][block], net.forward, net.fwd_shift)
+            if trace is not None:
+                full = np.zeros(net.w[l].shape, np.int64)
+                full[block] = dw
+                trace.record("update", l, "dw", full.T)
+                trace.record("update", l, "w", net.w[l].T)
+        else:
+            dw, disp = conv_backward(net.w[l], s, lvl, times[l], t_pre, pre_ok, stage, want_d, T,
+                                     net.weight_bits, net.lr_shift[l])
+            net.w_fwd[l][...] = forward_weights(net.w[l], net.forward, net.fwd_shift)
+            if trace is not None:
+                trace.record("update", l, "dw", dw.T.reshape(stage.weight_shape))
+                trace.record("update", l, "w", net.w[l].T.reshape(stage.weight_shape))
+        if not want_d:
+            return
+        m = l - 1
+        disp = disp.reshape(t_pre.shape)
+        while net.stages[m].kind == "pool":
+            if trace is not None:
+                trace.record("error", m, "D", disp)
+            disp = unpool(disp, argmins[m], net.stages[m].k, times[m - 1].shape)
+            m -= 1
+        s, lvl = quantize_error(disp, times[m], net.levels)
+        if trace is not None:
+            trace.record("error", m, "D", disp)
+            trace.record("error", m, "sign", s)
+            trace.record("error", m, "lvl", lvl)
+        if not s.any():
+            return
+        l = m
+
+
+def train_step(net, t0, label: int, step: int, trace=None) -> int:
+    """Train on one encoded sample; returns the strict prediction made before the update."""
+    if trace is not None:
+        trace.record("encode", 0, "times", t0)
+    times, argmins, membrane = forward(net, t0, trace)
+    pred, d = output_error(net, times, membrane, label, trace)
+    if d.any():
+        backward(net, times, argmins, d, step, trace)
+    return pred
+
+
+def predict_one(net, t0) -> int:
+    times, _, membrane = forward(net, t0)
+    return decide(times[-1], membrane, net.T)
