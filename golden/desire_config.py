@@ -193,3 +193,33 @@ def init_weights(cfg: DesireConfig, seed: int | None = None) -> list[np.ndarray]
         scale = round(math.sqrt(2.0 / shape[1]) * (1 << cfg.weight_frac_bits))
         weights.append(np.clip((z * scale + (1 << 15)) >> 16, lo, hi).astype(np.int64))
     return weights
+
+
+def constants_table(cfg: DesireConfig, epoch: int = 0) -> str:
+    """Markdown table of every integer constant and width of ``cfg`` (docs/golden-spec.md embeds one)."""
+    rows = [
+        ("T", cfg.time_steps, "time steps per sample"),
+        ("TM", cfg.target_count, "label target count, T - error_margin"),
+        ("DS", cfg.decay_shift, "decay shift: V - (V >> DS), trace likewise"),
+        ("WBITS", cfg.weight_bits, "weight width, signed, saturating"),
+        ("FW", cfg.weight_frac_bits, "fractional bits of W and V"),
+        ("VBITS", cfg.membrane_bits, "membrane width, signed, saturating (FW + 12)"),
+        ("FX", cfg.trace_frac_bits, "trace fractional bits"),
+        ("XBITS", cfg.trace_bits, "trace width, unsigned (max 2**(FX+DS))"),
+        ("CBITS", cfg.count_bits, "spike-count width, unsigned"),
+        ("THETA", cfg.theta, "inference threshold, all layers"),
+    ]
+    rows += [(f"TH_TRAIN[{layer}]", cfg.train_threshold(layer), "training threshold of layer (dropout in θ)")
+             for layer in range(1, cfg.layers + 1)]
+    rows += [(f"KEEP16[{layer}]", cfg.keep_threshold(layer), "keep iff (hash >> 16) < KEEP16 (65536: no draw)")
+             for layer in range(cfg.layers)]
+    rows += [
+        ("K_OUT", cfg.k_out, "output desire threshold on the count error"),
+        ("K_LIN", cfg.k_lin, "hidden desire threshold on \\|D\\|"),
+        (f"SH(epoch {epoch})", cfg.update_shift(epoch), "update shift: lr_shift + epoch // 17 + FX - FW"),
+    ]
+    rows += [(f"DBITS[{layer}]", cfg.desire_bits(layer), "signed width of the desire sum into layer-1")
+             for layer in range(2, cfg.layers + 1)]
+    lines = ["| name | value | meaning |", "|---|---:|---|"]
+    lines += [f"| {name} | {value} | {meaning} |" for name, value, meaning in rows]
+    return "\n".join(lines)
