@@ -173,7 +173,7 @@ class DesireConfig:
 def _uniform16(key, shape) -> np.ndarray:
     """Uniform integers in [0, 2**16) from mix32 of a per-element key (order-independent)."""
     counter = np.arange(int(np.prod(shape)), dtype=np.uint32).reshape(shape)
-    return (mix32(mix32(np.uint32(key)) ^ counter) >> np.uint32(16)).astype(np.int64)
+    return (mix32(np.uint32(key) ^ counter) >> np.uint32(16)).astype(np.int64)
 
 
 def init_weights(cfg: DesireConfig, seed: int | None = None) -> list[np.ndarray]:
