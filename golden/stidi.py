@@ -297,8 +297,11 @@ def default_lr(stages: list) -> tuple:
     return tuple(0.05 if stages[l].kind == "conv" else 0.5 for l in weight_layers(stages))
 
 
-def default_init_range(stages: list) -> tuple:
-    return tuple((0.0, 10.0) if i == 0 else (10.0, 50.0) for i in range(len(weight_layers(stages))))
+def default_init_range(stages: list, forward: str) -> tuple:
+    """Real forward: the repo's U[0,10) / U[10,50). Binary forward: ranges that start at 0, so signs
+    can flip within a few updates (BS4NN uses U[0,5) / U[0,48) with lr 0.1)."""
+    first, rest = ((0.0, 10.0), (10.0, 50.0)) if forward == "real" else ((0.0, 1.0), (0.0, 10.0))
+    return tuple(first if i == 0 else rest for i in range(len(weight_layers(stages))))
 
 
 def encoding_table(time_steps: int) -> np.ndarray:
@@ -347,7 +350,7 @@ def init_weights(cfg: StidiConfig, stages: list):
     stream seeded with cfg.seed; returns (list by stage index, final RNG state)."""
     state = cfg.seed
     bits = cfg.init_bits or default_init_bits(stages, cfg)
-    ranges = cfg.init_range or default_init_range(stages)
+    ranges = cfg.init_range or default_init_range(stages, cfg.forward)
     weights = [None] * len(stages)
     for i, l in enumerate(weight_layers(stages)):
         shape = stages[l].weight_shape
