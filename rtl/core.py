@@ -1,0 +1,766 @@
+"""Desire-BP on-chip training datapath: one sample at a time, sequential controller, P adder lanes.
+
+Architecture (docs/rtl.md has the long form):
+  * every layer l has a weight memory ``W_l`` whose word holds the weights of P post neurons
+    (block b = neurons b*P .. b*P+P-1) for one input i, at address b*N_{l-1} + i (block-major),
+    so one presynaptic spike fetches one word per post block;
+  * forward, per step t and layer l: a scan over the input words updates the traces, collects the
+    spiking inputs into a spike list and accumulates block 0 on the fly; blocks 1.. replay the
+    list (event-driven: zero spikes cost nothing); then the P neurons of the block decay,
+    integrate, saturate, fire and reset (``NeuronLanes``);
+  * desire: output desire from the label, then for l = L..2 a pass over the inputs i of layer l
+    that reads only blocks with a non-zero g (``DesireLanes``: shift + add/sub/skip);
+  * update: per post block with an active neuron, the steps where any active lane spiked are
+    listed, then every input's word is read-modified-written with the summed traces
+    (``UpdateLanes``: rounding shift, add/sub, saturation).
+All memories are ``lib.memory.Memory`` with one synchronous read and one write port (simple
+dual-port block RAM). The optional debug stream (``debug=True``) reports every intermediate the
+golden trace records; with ``debug=False`` none of that logic exists.
+"""
+
+import operator
+from dataclasses import dataclass
+
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2
+
+from ..golden.desire_config import ROUNDING_SALT, DesireConfig
+from .lanes import (DesireLanes, EncoderLanes, NeuronLanes, TraceLanes, UpdateLanes, mix32_value)
+
+__all__ = ["CoreParams", "DebugKind", "WeightPortSignature", "DesireCore"]
+
+
+class DebugKind:
+    """Record kinds of the debug stream (``kind`` field)."""
+    MASK = 1       # aux[k] = keep bit of neuron n+k of ``layer`` (layer 0 = input)
+    SCAN = 2       # value[k] = trace of input n+k of ``layer`` at step t; aux[k] = its input spike
+    NEURON = 3     # value[k] = v of neuron n+k after step t; aux[k] = spike | count << 1
+    DESIRE_OUT = 4  # aux[k] = care | want << 1 of output neuron n+k
+    DESIRE_HID = 5  # value[0] = D_n of ``layer``; aux[0] = care | want << 1
+
+
+def _pow2(n):
+    return n >= 1 and n & (n - 1) == 0
+
+
+@dataclass(frozen=True)
+class CoreParams:
+    """Hardware shape derived from a golden ``DesireConfig`` plus parallelism and debug."""
+    cfg: DesireConfig
+    parallelism: int = 1
+    debug: bool = False
+
+    def __post_init__(self):
+        p = operator.index(self.parallelism)
+        if not _pow2(p) or p > 256:
+            raise ValueError(f"parallelism must be a power of two in 1..256, not {self.parallelism!r}")
+        if self.cfg.time_steps > 255:
+            raise ValueError("time_steps must be <= 255")
+
+    @property
+    def P(self):
+        return self.parallelism
+
+    @property
+    def lg(self):
+        return ceil_log2(self.parallelism)
+
+    @property
+    def sizes(self):
+        return tuple(self.cfg.topology)
+
+    @property
+    def L(self):
+        return len(self.sizes) - 1
+
+    def blocks(self, layer):
+        """Words of P neurons in layer ``layer`` (0 = input)."""
+        return -(-self.sizes[layer] // self.P)
+
+    def w_depth(self, layer):
+        return self.blocks(layer) * self.sizes[layer - 1]
+
+    def acc_bits(self, layer):
+        return self.cfg.weight_bits + self.sizes[layer - 1].bit_length() + 1
+
+    def desire_bits(self, layer):
+        return self.cfg.desire_bits(layer) + 2
+
+    def maskable(self, layer):
+        return layer < self.L and self.cfg.keep_threshold(layer) < 1 << 16
+
+    @property
+    def accum_bits(self):
+        return self.cfg.trace_bits + self.cfg.time_steps.bit_length()
+
+    @property
+    def max_left_shift(self):
+        return max(0, -self.cfg.update_shift(0))
+
+    @property
+    def debug_lanes(self):
+        return max(self.P, 1)
+
+    @property
+    def debug_value_bits(self):
+        widths = [self.cfg.membrane_bits, self.cfg.trace_bits + 1]
+        widths += [self.desire_bits(l) for l in range(2, self.L + 1)]
+        return max(widths)
+
+    @property
+    def debug_aux_bits(self):
+        return self.cfg.count_bits + 1
+
+    @property
+    def addr_bits(self):
+        return max(ceil_log2(max(self.w_depth(l) for l in range(1, self.L + 1))), 1)
+
+    @property
+    def label_layout(self):
+        return data.StructLayout({
+            "label": unsigned(max(ceil_log2(self.sizes[-1]), 1)),
+            "train": 1,
+            "step": unsigned(32),
+            "shift": signed(8),
+        })
+
+    @property
+    def result_layout(self):
+        n = self.sizes[-1]
+        return data.StructLayout({
+            "pred": unsigned(max(ceil_log2(n), 1)),
+            "tie": 1,
+            "counts": data.ArrayLayout(unsigned(self.cfg.count_bits), n),
+            "cycles": unsigned(32),
+        })
+
+    @property
+    def debug_layout(self):
+        return data.StructLayout({
+            "kind": unsigned(4),
+            "layer": unsigned(4),
+            "t": unsigned(8),
+            "n": unsigned(16),
+            "value": data.ArrayLayout(signed(self.debug_value_bits), self.debug_lanes),
+            "aux": data.ArrayLayout(unsigned(self.debug_aux_bits), self.debug_lanes),
+        })
+
+
+class WeightPortSignature(wiring.Signature):
+    """Host access to the weight memories while the core is idle (``busy`` low).
+
+    Seen from the host: ``layer`` (0-based weight layer, i.e. W_{layer+1}), ``addr`` word address
+    b*N_{l-1} + i, ``we`` writes ``wdata`` (P weights, lane k = post neuron b*P+k) this cycle;
+    ``rdata`` is the word at last cycle's ``addr`` (read latency 1).
+    """
+
+    def __init__(self, params: CoreParams):
+        word = params.P * params.cfg.weight_bits
+        super().__init__({
+            "layer": Out(range(max(params.L, 2))),
+            "addr": Out(params.addr_bits),
+            "we": Out(1),
+            "wdata": Out(word),
+            "rdata": In(word),
+        })
+
+
+class DesireCore(wiring.Component):
+    """Desire-BP training/inference core for ``params.cfg.topology`` with ``params.P`` lanes.
+
+    Ports:
+      * ``pixels``: stream of N0 pixels (uint8) per sample, in input order;
+      * ``labels``: one beat per sample: label, train (1 = train, 0 = inference), step (the
+        global training-sample counter q of the dropout/rounding hashes), shift (update shift SH);
+      * ``results``: one beat per sample: pred (first index of the max count), tie, output counts,
+        cycles (from start of processing to the result, excluding pixel loading);
+      * ``wport``: weight load/read-back (only while ``busy`` is low);
+      * ``cycles``: free-running cycle counter; ``busy``: a sample is being processed;
+      * ``debug`` (only when ``params.debug``): valid/payload trace records, no backpressure.
+    """
+
+    def __init__(self, params: CoreParams):
+        self.params = params
+        members = {
+            "pixels": In(stream.Signature(unsigned(8))),
+            "labels": In(stream.Signature(params.label_layout)),
+            "results": Out(stream.Signature(params.result_layout)),
+            "wport": In(WeightPortSignature(params)),
+            "cycles": Out(unsigned(32)),
+            "busy": Out(1),
+        }
+        if params.debug:
+            # valid/payload with no ready: a trace tap cannot stall the datapath, the consumer takes every beat
+            members["debug"] = Out(wiring.Signature({"valid": Out(1), "payload": Out(params.debug_layout)}))
+        super().__init__(members)
+
+    # ------------------------------------------------------------------------------------------
+    def elaborate(self, platform):
+        p = self.params
+        cfg = p.cfg
+        P, lg, L, N = p.P, p.lg, p.L, p.sizes
+        T = cfg.time_steps
+        WB, VB, TB, CB = cfg.weight_bits, cfg.membrane_bits, cfg.trace_bits, cfg.count_bits
+        m = Module()
+
+        def lanes_of(shape):
+            return data.ArrayLayout(shape, P)
+
+        def valid_lanes(layer, word):
+            """Constant bit mask of lanes of ``word`` (a Value) holding real neurons of ``layer``."""
+            nb, rem = p.blocks(layer), N[layer] % P
+            full = (1 << P) - 1
+            if rem == 0:
+                return Const(full, P)
+            return Mux(word == nb - 1, Const((1 << rem) - 1, P), Const(full, P))
+
+        # ---------------- memories ----------------
+        def memory(name, shape, depth):
+            mem = Memory(shape=shape, depth=max(depth, 2), init=[])
+            m.submodules[name] = mem
+            return mem, mem.read_port(), mem.write_port(granularity=1 if isinstance(shape, data.ArrayLayout) else None)
+
+        pix_mem, pix_r, pix_w = memory("pix", lanes_of(unsigned(8)), p.blocks(0))
+        enc = EncoderLanes(P, pixel_max=cfg.pixel_max)
+        m.submodules.enc = enc
+        vin_mem, vin_r, vin_w = memory("vin", lanes_of(unsigned(enc.vin_bits)), p.blocks(0))
+        maxn_in = max(N[:-1])
+        sl_mem = Memory(shape=unsigned(max(ceil_log2(maxn_in), 1)), depth=max(maxn_in, 2), init=[])
+        m.submodules.spike_list = sl_mem
+        sl_r, sl_w = sl_mem.read_port(), sl_mem.write_port()
+        maxnb = max(p.blocks(l) for l in range(1, L + 1))
+        al_layout = data.StructLayout({"b": unsigned(max(ceil_log2(maxnb), 1)), "base": unsigned(p.addr_bits)})
+        al_mem = Memory(shape=al_layout, depth=max(maxnb, 2), init=[])
+        m.submodules.block_list = al_mem
+        al_r, al_w = al_mem.read_port(), al_mem.write_port()
+
+        W, V, C, R, X, CARE, WANT, MASK = {}, {}, {}, {}, {}, {}, {}, {}
+        for l in range(1, L + 1):
+            W[l] = memory(f"w{l}", lanes_of(signed(WB)), p.w_depth(l))
+            V[l] = memory(f"v{l}", lanes_of(signed(VB)), p.blocks(l))
+            C[l] = memory(f"c{l}", lanes_of(unsigned(CB)), p.blocks(l))
+            R[l] = memory(f"r{l}", unsigned(P), T * p.blocks(l))
+            X[l] = memory(f"x{l}", lanes_of(unsigned(TB)), T * p.blocks(l - 1))
+            CARE[l] = memory(f"care{l}", unsigned(P), p.blocks(l))
+            WANT[l] = memory(f"want{l}", unsigned(P), p.blocks(l))
+        for l in range(0, L):
+            if p.maskable(l):
+                MASK[l] = memory(f"mask{l}", unsigned(P), p.blocks(l))
+
+        # ---------------- lane datapaths ----------------
+        trace_lanes, neuron_lanes, desire_lanes, update_lanes = {}, {}, {}, {}
+        for l in range(1, L + 1):
+            trace_lanes[l] = TraceLanes(P, trace_bits=TB, decay_shift=cfg.decay_shift, frac_bits=cfg.trace_frac_bits)
+            neuron_lanes[l] = NeuronLanes(P, membrane_bits=VB, acc_bits=p.acc_bits(l), decay_shift=cfg.decay_shift,
+                                          threshold_bits=VB)
+            update_lanes[l] = UpdateLanes(P, weight_bits=WB, accum_bits=p.accum_bits,
+                                          max_left_shift=p.max_left_shift, stochastic=cfg.rounding == "stochastic")
+            m.submodules[f"trace{l}"] = trace_lanes[l]
+            m.submodules[f"neuron{l}"] = neuron_lanes[l]
+            m.submodules[f"update{l}"] = update_lanes[l]
+            if l >= 2:
+                desire_lanes[l] = DesireLanes(P, weight_bits=WB, count_bits=CB, target_count=cfg.target_count,
+                                              error_mode=cfg.error_mode, sum_bits=p.desire_bits(l))
+                m.submodules[f"desire{l}"] = desire_lanes[l]
+
+        # ---------------- registers ----------------
+        cyc = Signal(32)
+        m.d.sync += cyc.eq(cyc + 1)
+        m.d.comb += self.cycles.eq(cyc)
+        sample_cycles = Signal(32)
+
+        label = Signal(self.labels.payload.label.shape())
+        train = Signal()
+        step = Signal(32)
+        shift = Signal(signed(8))
+        have_label = Signal()
+        pcount = Signal(range(N[0] + 1))
+
+        t = Signal(range(T + 1))
+        tbase = {x: Signal(max(ceil_log2(T * p.blocks(x)), 1), name=f"tbase{x}") for x in range(0, L + 1)}
+        k = Signal(range(max(p.blocks(x) for x in range(L + 1)) + 1))
+        b = Signal(range(maxnb + 1))
+        bbase = Signal(p.addr_bits + 1)
+        ns = Signal(range(maxn_in + 1))        # spikes in the list
+        e = Signal(range(max(maxn_in, maxnb, T) + 1))
+        pend = Signal(P)
+        kbase = Signal(max(ceil_log2(maxn_in), 1) + 1)
+        acc = Signal(data.ArrayLayout(signed(max(p.acc_bits(l) for l in range(1, L + 1))), P))
+        acc_en = {l: Signal(name=f"acc_en{l}") for l in range(1, L + 1)}
+        sl_v = Signal()
+        k1 = Signal(32)
+        skey = Signal(32)
+        i = Signal(range(maxn_in + 1))
+        j = Signal(range(N[-1] + 1))
+
+        res_counts = Signal(data.ArrayLayout(unsigned(CB), N[-1]))
+        best = Signal(CB)
+        pred = Signal(self.results.payload.pred.shape())
+        tie = Signal()
+
+        # desire pipeline
+        nact = Signal(range(maxnb + 1))
+        h1_v, h1_last, h1_zero, h1_i = Signal(), Signal(), Signal(), Signal(range(maxn_in + 1))
+        h2_v, h2_last, h2_zero, h2_i = Signal(), Signal(), Signal(), Signal(range(maxn_in + 1))
+        dacc = Signal(signed(max([p.desire_bits(l) for l in range(2, L + 1)] + [2])))
+        care_word, want_word = Signal(P), Signal(P)
+
+        # update
+        act, want_bits = Signal(P), Signal(P)
+        tt = Signal(range(T + 1))
+        rtb = Signal(max(ceil_log2(T * maxnb), 1) + 1)
+        xtb = Signal(max(ceil_log2(T * max(p.blocks(x) for x in range(L + 1))), 1) + 1)
+        ut1_v = Signal()
+        ut1_xtb = Signal.like(xtb)
+        nt = Signal(range(T + 1))
+        tl_x = Array(Signal.like(xtb, name=f"tl_x{n}") for n in range(T))
+        tl_r = Array(Signal(P, name=f"tl_r{n}") for n in range(T))
+        u1_v, u1_last, u1_rbits, u1_lane, u1_i = Signal(), Signal(), Signal(P), Signal(max(lg, 1)), Signal(range(maxn_in + 1))
+        accum = Signal(data.ArrayLayout(unsigned(p.accum_bits), P))
+
+        if p.debug:
+            dbg = self.debug.payload
+            dbg_v = self.debug.valid
+
+            def emit(kind, layer, time, n, value=None, aux=None):
+                stmts = [dbg_v.eq(1), dbg.kind.eq(kind), dbg.layer.eq(layer), dbg.t.eq(time), dbg.n.eq(n)]
+                for q, val in enumerate(value or []):
+                    stmts.append(dbg.value[q].eq(val))
+                for q, val in enumerate(aux or []):
+                    stmts.append(dbg.aux[q].eq(val))
+                m.d.comb += stmts
+        else:
+            def emit(*args, **kwargs):
+                pass
+
+        # ---------------- shared data-arrival stages (one cycle after a read was issued) ----------------
+        # forward accumulation: ACC += W_l word
+        for l in range(1, L + 1):
+            with m.If(acc_en[l]):
+                for q in range(P):
+                    m.d.sync += acc[q].eq(acc[q] + W[l][1].data[q])
+        m.d.sync += [acc_en[l].eq(0) for l in acc_en]
+        m.d.sync += [sl_v.eq(0), h1_v.eq(0), h2_v.eq(0), ut1_v.eq(0), u1_v.eq(0)]
+
+        busy = Signal()
+        m.d.comb += self.busy.eq(busy)
+        m.d.comb += self.results.payload.counts.eq(res_counts)
+        m.d.comb += [self.results.payload.pred.eq(pred), self.results.payload.tie.eq(tie),
+                     self.results.payload.cycles.eq(sample_cycles)]
+        with m.If(busy):
+            m.d.sync += sample_cycles.eq(sample_cycles + 1)
+
+        th = {l: Mux(train, cfg.train_threshold(l), cfg.theta) for l in range(1, L + 1)}
+
+        def mask_word(layer, word_value):
+            """Keep bits of ``layer``'s word: the mask memory (training) or all real lanes (eval)."""
+            if layer in MASK:
+                return Mux(train, MASK[layer][1].data, valid_lanes(layer, word_value)) & valid_lanes(layer, word_value)
+            return valid_lanes(layer, word_value)
+
+        def start_forward():
+            stmts = [t.eq(0), k.eq(0), b.eq(0), bbase.eq(0), ns.eq(0)]
+            stmts += [tbase[x].eq(0) for x in tbase]
+            return stmts
+
+        # word index registers for read stages
+        rd_word = Signal.like(k)   # word whose mask/valid lanes are being read (for valid_lanes)
+        rd_blk = Signal.like(b)
+
+        stages = []   # data-arrival pipeline stages, elaborated after the FSM
+        cur_l = Signal(range(L + 1))  # layer of the read issued last cycle (selects the stage)
+
+        def spike_list_stage(l):
+            # spike-list replay: the list entry arrived, fetch the weight word of block b
+            with m.If(sl_v & (cur_l == l)):
+                m.d.comb += W[l][1].addr.eq(bbase + sl_r.data)
+                m.d.sync += acc_en[l].eq(1)
+        for l in range(1, L + 1):
+            stages.append(lambda l=l: spike_list_stage(l))
+
+        with m.FSM(name="ctrl"):
+            # ======================= IDLE: load pixels and label; host weight port ==============
+            with m.State("IDLE"):
+                m.d.comb += self.pixels.ready.eq(pcount != N[0])
+                m.d.comb += self.labels.ready.eq(~have_label)
+                with m.If(self.pixels.valid & (pcount != N[0])):
+                    m.d.comb += [pix_w.addr.eq(pcount >> lg), vin_w.addr.eq(pcount >> lg)]
+                    m.d.comb += [pix_w.en.eq(1 << pcount[:lg] if lg else 1), vin_w.en.eq(1 << pcount[:lg] if lg else 1)]
+                    m.d.comb += [pix_w.data[q].eq(self.pixels.payload) for q in range(P)]
+                    m.d.comb += [vin_w.data[q].eq(0) for q in range(P)]
+                    m.d.sync += pcount.eq(pcount + 1)
+                with m.If(self.labels.valid & ~have_label):
+                    pl = self.labels.payload
+                    m.d.sync += [label.eq(pl.label), train.eq(pl.train), step.eq(pl.step), shift.eq(pl.shift),
+                                 have_label.eq(1)]
+                # host weight port
+                wsel = Signal.like(self.wport.layer)
+                m.d.sync += wsel.eq(self.wport.layer)
+                for l in range(1, L + 1):
+                    m.d.comb += W[l][1].addr.eq(self.wport.addr)
+                    with m.If(self.wport.we & (self.wport.layer == l - 1)):
+                        m.d.comb += [W[l][2].addr.eq(self.wport.addr), W[l][2].en.eq((1 << P) - 1),
+                                     W[l][2].data.eq(self.wport.wdata)]
+                    with m.If(wsel == l - 1):
+                        m.d.comb += self.wport.rdata.eq(W[l][1].data)
+                with m.If(have_label & (pcount == N[0])):
+                    m.d.sync += [busy.eq(1), sample_cycles.eq(0), have_label.eq(0), pcount.eq(0)]
+                    m.d.sync += start_forward()
+                    m.next = "MASK_KEY"
+
+            # ======================= dropout masks ==============================================
+            with m.State("MASK_KEY"):
+                m.d.sync += [k1.eq(mix32_value(cfg.seed ^ step)),
+                             skey.eq(mix32_value((cfg.seed ^ ROUNDING_SALT) ^ step)), k.eq(0)]
+                mask_layers = sorted(MASK)
+                m.next = f"MASK_{mask_layers[0]}" if mask_layers else "SCAN_RD_1"
+                if mask_layers:
+                    with m.If(~train):
+                        m.next = "SCAN_RD_1"
+            mask_layers = sorted(MASK)
+            for idx, ml in enumerate(mask_layers):
+                with m.State(f"MASK_{ml}"):
+                    keep = cfg.keep_threshold(ml)
+                    bits = []
+                    for q in range(P):
+                        n = Cat(Const(q, lg), k) if lg else k
+                        r = mix32_value(k1 ^ (ml << 16) ^ n)
+                        bits.append((r >> 16)[:16] < keep)
+                    word = Cat(*bits) & valid_lanes(ml, k)
+                    m.d.comb += [MASK[ml][2].addr.eq(k), MASK[ml][2].data.eq(word), MASK[ml][2].en.eq(1)]
+                    emit(DebugKind.MASK, ml, 0, k << lg, aux=[word[q] for q in range(P)])
+                    with m.If(k == p.blocks(ml) - 1):
+                        m.d.sync += k.eq(0)
+                        m.next = f"MASK_{mask_layers[idx + 1]}" if idx + 1 < len(mask_layers) else "SCAN_RD_1"
+                    with m.Else():
+                        m.d.sync += k.eq(k + 1)
+
+            # ======================= forward ====================================================
+            for l in range(1, L + 1):
+                nw, nbo, nin = p.blocks(l - 1), p.blocks(l), N[l - 1]
+                Wm, Wr, Ww = W[l]
+                tr = trace_lanes[l]
+                nl = neuron_lanes[l]
+
+                with m.State(f"SCAN_RD_{l}"):
+                    if l == 1:
+                        m.d.comb += [pix_r.addr.eq(k), vin_r.addr.eq(k)]
+                        if 0 in MASK:
+                            m.d.comb += MASK[0][1].addr.eq(k)
+                    else:
+                        m.d.comb += R[l - 1][1].addr.eq(tbase[l - 1] - nw + k)
+                    m.d.comb += X[l][1].addr.eq(tbase[l - 1] - nw + k)
+                    m.d.sync += rd_word.eq(k)
+                    m.next = f"SCAN_EX_{l}"
+
+                with m.State(f"SCAN_EX_{l}"):
+                    spikes = Signal(P, name=f"in_spikes{l}")
+                    if l == 1:
+                        m.d.comb += [enc.pix.eq(pix_r.data), enc.vin.eq(vin_r.data)]
+                        m.d.comb += [vin_w.addr.eq(k), vin_w.en.eq((1 << P) - 1), vin_w.data.eq(enc.vin_next)]
+                        m.d.comb += spikes.eq(enc.spike & mask_word(0, rd_word))
+                    else:
+                        m.d.comb += spikes.eq(Mux(t == 0, 0, R[l - 1][1].data))
+                    m.d.comb += [tr.x.eq(Mux(t == 0, 0, X[l][1].data)), tr.spike.eq(spikes)]
+                    m.d.comb += [X[l][2].addr.eq(tbase[l - 1] + k), X[l][2].en.eq((1 << P) - 1),
+                                 X[l][2].data.eq(tr.x_next)]
+                    emit(DebugKind.SCAN, l, t, k << lg, value=[tr.x_next[q] for q in range(P)],
+                         aux=[spikes[q] for q in range(P)])
+                    m.d.sync += [pend.eq(spikes), kbase.eq(k << lg)]
+                    last_word = k == nw - 1
+                    with m.If(spikes != 0):
+                        m.next = f"ENUM_{l}"
+                    with m.Elif(last_word):
+                        m.d.sync += [k.eq(0), b.eq(0), bbase.eq(0)]
+                        m.next = f"NRD_{l}"
+                    with m.Else():
+                        m.d.sync += k.eq(k + 1)
+                        m.next = f"SCAN_RD_{l}"
+
+                with m.State(f"ENUM_{l}"):
+                    bit = Signal(max(lg, 1), name=f"bit{l}")
+                    for q in reversed(range(P)):
+                        with m.If(pend[q]):
+                            m.d.comb += bit.eq(q)
+                    idx_i = (kbase | bit) if lg else kbase
+                    m.d.comb += [sl_w.addr.eq(ns), sl_w.data.eq(idx_i), sl_w.en.eq(1)]
+                    m.d.comb += Wr.addr.eq(idx_i)
+                    m.d.sync += [acc_en[l].eq(1), ns.eq(ns + 1)]
+                    rest = pend & (pend - 1)
+                    m.d.sync += pend.eq(rest)
+                    with m.If(rest == 0):
+                        with m.If(k == nw - 1):
+                            m.d.sync += [k.eq(0), b.eq(0), bbase.eq(0)]
+                            m.next = f"NRD_{l}"
+                        with m.Else():
+                            m.d.sync += k.eq(k + 1)
+                            m.next = f"SCAN_RD_{l}"
+
+                with m.State(f"SLR_{l}"):
+                    m.d.sync += cur_l.eq(l)
+                    m.d.comb += sl_r.addr.eq(e)
+                    m.d.sync += [sl_v.eq(1), e.eq(e + 1)]
+                    with m.If(e == ns - 1):
+                        m.next = f"DRAIN_{l}"
+                with m.State(f"DRAIN_{l}"):
+                    m.d.sync += cur_l.eq(l)
+                    m.next = f"NRD_{l}"
+
+                with m.State(f"NRD_{l}"):
+                    m.d.comb += [V[l][1].addr.eq(b), C[l][1].addr.eq(b)]
+                    if l in MASK:
+                        m.d.comb += MASK[l][1].addr.eq(b)
+                    m.d.sync += rd_blk.eq(b)
+                    m.next = f"NEX_{l}"
+
+                with m.State(f"NEX_{l}"):
+                    keep = mask_word(l, rd_blk)
+                    for q in range(P):
+                        m.d.comb += [nl.v[q].eq(Mux(t == 0, 0, V[l][1].data[q])), nl.acc[q].eq(acc[q])]
+                    m.d.comb += [nl.keep.eq(keep), nl.threshold.eq(th[l])]
+                    newc = Signal(lanes_of(unsigned(CB)), name=f"newc{l}")
+                    for q in range(P):
+                        m.d.comb += newc[q].eq(Mux(t == 0, 0, C[l][1].data[q]) + nl.fire[q])
+                    m.d.comb += [V[l][2].addr.eq(b), V[l][2].en.eq((1 << P) - 1), V[l][2].data.eq(nl.v_next),
+                                 C[l][2].addr.eq(b), C[l][2].en.eq((1 << P) - 1), C[l][2].data.eq(newc),
+                                 R[l][2].addr.eq(tbase[l] + b), R[l][2].en.eq(1), R[l][2].data.eq(nl.fire)]
+                    emit(DebugKind.NEURON, l, t, b << lg, value=[nl.v_next[q] for q in range(P)],
+                         aux=[Cat(nl.fire[q], newc[q]) for q in range(P)])
+                    m.d.sync += [acc[q].eq(0) for q in range(P)]
+                    with m.If(b == nbo - 1):
+                        m.d.sync += [b.eq(0), bbase.eq(0), k.eq(0), ns.eq(0)]
+                        if l < L:
+                            m.next = f"SCAN_RD_{l + 1}"
+                        else:
+                            with m.If(t == T - 1):
+                                m.d.sync += j.eq(0)
+                                m.next = "RES_RD"
+                            with m.Else():
+                                m.d.sync += t.eq(t + 1)
+                                m.d.sync += [tbase[x].eq(tbase[x] + p.blocks(x)) for x in tbase]
+                                m.next = "SCAN_RD_1"
+                    with m.Else():
+                        m.d.sync += [b.eq(b + 1), bbase.eq(bbase + nin), e.eq(0)]
+                        with m.If(ns != 0):
+                            m.next = f"SLR_{l}"
+                        with m.Else():
+                            m.next = f"NRD_{l}"
+
+
+            # ======================= result: argmax of output counts ==============================
+            with m.State("RES_RD"):
+                m.d.comb += C[L][1].addr.eq(j >> lg)
+                m.next = "RES_EX"
+            with m.State("RES_EX"):
+                cnt = C[L][1].data[j[:lg]] if lg else C[L][1].data[0]
+                m.d.sync += Array(res_counts[q] for q in range(N[-1]))[j].eq(cnt)
+                with m.If((j == 0) | (cnt > best)):
+                    m.d.sync += [best.eq(cnt), pred.eq(j), tie.eq(0)]
+                with m.Elif(cnt == best):
+                    m.d.sync += tie.eq(1)
+                with m.If(j == N[-1] - 1):
+                    m.d.sync += b.eq(0)
+                    with m.If(train):
+                        m.next = "DO_RD"
+                    with m.Else():
+                        m.next = "OUT"
+                with m.Else():
+                    m.d.sync += j.eq(j + 1)
+                    m.next = "RES_RD"
+
+            # ======================= output desire =================================================
+            with m.State("DO_RD"):
+                m.d.comb += C[L][1].addr.eq(b)
+                m.d.sync += rd_blk.eq(b)
+                m.next = "DO_EX"
+            with m.State("DO_EX"):
+                care_bits, want_bits_o = [], []
+                for q in range(P):
+                    jj = Cat(Const(q, lg), rd_blk) if lg else rd_blk
+                    c = C[L][1].data[q]
+                    w_on = (jj == label)
+                    care_bits.append(Mux(w_on, c < cfg.target_count - cfg.k_out, c > cfg.k_out))
+                    want_bits_o.append(w_on)
+                vl = valid_lanes(L, rd_blk)
+                cw, ww = Cat(*care_bits) & vl, Cat(*want_bits_o) & vl
+                m.d.comb += [CARE[L][2].addr.eq(rd_blk), CARE[L][2].data.eq(cw), CARE[L][2].en.eq(1),
+                             WANT[L][2].addr.eq(rd_blk), WANT[L][2].data.eq(ww), WANT[L][2].en.eq(1)]
+                emit(DebugKind.DESIRE_OUT, L, 0, rd_blk << lg, aux=[Cat(cw[q], ww[q]) for q in range(P)])
+                with m.If(rd_blk == p.blocks(L) - 1):
+                    m.d.sync += [b.eq(0), bbase.eq(0), nact.eq(0)]
+                    m.next = f"G_RD_{L}" if L >= 2 else "U_RD_1"
+                with m.Else():
+                    m.d.sync += b.eq(b + 1)
+                    m.next = "DO_RD"
+
+            # ======================= hidden desire, l = L .. 2 ====================================
+            for l in range(L, 1, -1):
+                nin, nbo = N[l - 1], p.blocks(l)
+                dl = desire_lanes[l]
+                with m.State(f"G_RD_{l}"):
+                    m.d.comb += [C[l][1].addr.eq(b), CARE[l][1].addr.eq(b), WANT[l][1].addr.eq(b)]
+                    if l in MASK:
+                        m.d.comb += MASK[l][1].addr.eq(b)
+                    m.d.sync += rd_blk.eq(b)
+                    m.next = f"G_EX_{l}"
+                with m.State(f"G_EX_{l}"):
+                    g_on = CARE[l][1].data & mask_word(l, rd_blk)
+                    with m.If(g_on != 0):
+                        m.d.comb += [al_w.addr.eq(nact), al_w.en.eq(1), al_w.data.b.eq(rd_blk),
+                                     al_w.data.base.eq(bbase)]
+                        m.d.sync += nact.eq(nact + 1)
+                    m.d.sync += bbase.eq(bbase + nin)
+                    with m.If(rd_blk == nbo - 1):
+                        m.d.sync += [i.eq(0), e.eq(0), care_word.eq(0), want_word.eq(0), dacc.eq(0)]
+                        m.next = f"H_{l}"
+                    with m.Else():
+                        m.d.sync += b.eq(b + 1)
+                        m.next = f"G_RD_{l}"
+                with m.State(f"H_{l}"):
+                    m.d.sync += cur_l.eq(l)
+                    m.d.comb += al_r.addr.eq(e)
+                    last_a = (e == nact - 1) | (nact == 0)
+                    m.d.sync += [h1_v.eq(1), h1_last.eq(last_a), h1_zero.eq(nact == 0), h1_i.eq(i)]
+                    with m.If(last_a):
+                        m.d.sync += [e.eq(0), i.eq(i + 1)]
+                        with m.If(i == nin - 1):
+                            m.next = f"H_DRAIN_{l}"
+                    with m.Else():
+                        m.d.sync += e.eq(e + 1)
+                with m.State(f"H_DRAIN_{l}"):
+                    m.d.sync += cur_l.eq(l)
+                    with m.If(~h1_v):
+                        m.d.sync += [b.eq(0), bbase.eq(0), nact.eq(0)]
+                        m.next = f"G_RD_{l - 1}" if l - 1 >= 2 else "U_RD_1"
+                def _desire_stages(l=l, nin=nin, dl=dl):
+                    # stage 1: block list entry arrived -> read W word and the block's desire state
+                    with m.If(h1_v & (cur_l == l)):
+                        m.d.comb += [W[l][1].addr.eq(al_r.data.base + h1_i), C[l][1].addr.eq(al_r.data.b),
+                                     CARE[l][1].addr.eq(al_r.data.b), WANT[l][1].addr.eq(al_r.data.b)]
+                        if l in MASK:
+                            m.d.comb += MASK[l][1].addr.eq(al_r.data.b)
+                        m.d.sync += [h2_v.eq(1), h2_last.eq(h1_last), h2_zero.eq(h1_zero), h2_i.eq(h1_i),
+                                     rd_blk.eq(al_r.data.b)]
+                    # stage 2: data arrived -> P-lane term, accumulate, finish D_i on the last block
+                    with m.If(h2_v & (cur_l == l)):
+                        m.d.comb += [dl.w.eq(W[l][1].data), dl.count.eq(C[l][1].data), dl.care.eq(CARE[l][1].data),
+                                     dl.want.eq(WANT[l][1].data), dl.keep.eq(mask_word(l, rd_blk))]
+                        term = Mux(h2_zero, 0, dl.term)
+                        dsum = Signal(signed(p.desire_bits(l)), name=f"dsum{l}")
+                        m.d.comb += dsum.eq(dacc + term)
+                        with m.If(h2_last):
+                            c_i = Mux(dsum < 0, -dsum, dsum) >= cfg.k_lin
+                            w_i = dsum > 0
+                            lane = h2_i[:lg] if lg else Const(0, 1)
+                            cw = care_word | (c_i << lane)[:P]
+                            ww = want_word | (w_i << lane)[:P]
+                            emit(DebugKind.DESIRE_HID, l - 1, 0, h2_i, value=[dsum], aux=[Cat(c_i, w_i)])
+                            m.d.sync += dacc.eq(0)
+                            with m.If((lane == P - 1) | (h2_i == nin - 1)):
+                                m.d.comb += [CARE[l - 1][2].addr.eq(h2_i >> lg), CARE[l - 1][2].data.eq(cw),
+                                             CARE[l - 1][2].en.eq(1),
+                                             WANT[l - 1][2].addr.eq(h2_i >> lg), WANT[l - 1][2].data.eq(ww),
+                                             WANT[l - 1][2].en.eq(1)]
+                                m.d.sync += [care_word.eq(0), want_word.eq(0)]
+                            with m.Else():
+                                m.d.sync += [care_word.eq(cw), want_word.eq(ww)]
+                        with m.Else():
+                            m.d.sync += dacc.eq(dsum)
+                stages.append(_desire_stages)
+
+            # ======================= weight update, l = 1 .. L ====================================
+            for l in range(1, L + 1):
+                nin, nbo, nw = N[l - 1], p.blocks(l), p.blocks(l - 1)
+                ul = update_lanes[l]
+                nxt = f"U_RD_{l + 1}" if l < L else "OUT"
+                with m.State(f"U_RD_{l}"):
+                    m.d.comb += [C[l][1].addr.eq(b), CARE[l][1].addr.eq(b), WANT[l][1].addr.eq(b)]
+                    if l in MASK:
+                        m.d.comb += MASK[l][1].addr.eq(b)
+                    m.d.sync += rd_blk.eq(b)
+                    m.next = f"U_EX_{l}"
+                with m.State(f"U_EX_{l}"):
+                    spiked = Cat(*[C[l][1].data[q] != 0 for q in range(P)])
+                    a_bits = CARE[l][1].data & mask_word(l, rd_blk) & spiked
+                    m.d.sync += [act.eq(a_bits), want_bits.eq(WANT[l][1].data), tt.eq(0), nt.eq(0),
+                                 rtb.eq(rd_blk), xtb.eq(0)]
+                    with m.If(a_bits != 0):
+                        m.next = f"UT_{l}"
+                    with m.Elif(rd_blk == nbo - 1):
+                        m.d.sync += [b.eq(0), bbase.eq(0)]
+                        m.next = nxt
+                    with m.Else():
+                        m.d.sync += [b.eq(b + 1), bbase.eq(bbase + nin)]
+                        m.next = f"U_RD_{l}"
+                with m.State(f"UT_{l}"):
+                    m.d.sync += cur_l.eq(l)
+                    m.d.comb += R[l][1].addr.eq(rtb)
+                    m.d.sync += [ut1_v.eq(1), ut1_xtb.eq(xtb), rtb.eq(rtb + nbo), xtb.eq(xtb + nw), tt.eq(tt + 1)]
+                    with m.If(tt == T - 1):
+                        m.next = f"UT_DRAIN_{l}"
+                with m.State(f"UT_DRAIN_{l}"):
+                    m.d.sync += cur_l.eq(l)
+                    m.d.sync += [i.eq(0), e.eq(0)]
+                    m.d.sync += [accum[q].eq(0) for q in range(P)]
+                    m.next = f"UI_{l}"
+                with m.State(f"UI_{l}"):
+                    m.d.sync += cur_l.eq(l)
+                    m.d.comb += [X[l][1].addr.eq(tl_x[e[:max(ceil_log2(T), 1)]] + (i >> lg)),
+                                 W[l][1].addr.eq(bbase + i)]
+                    last_e = e == nt - 1
+                    m.d.sync += [u1_v.eq(1), u1_last.eq(last_e), u1_rbits.eq(tl_r[e[:max(ceil_log2(T), 1)]]),
+                                 u1_i.eq(i)]
+                    if lg:
+                        m.d.sync += u1_lane.eq(i[:lg])
+                    with m.If(last_e):
+                        m.d.sync += [e.eq(0), i.eq(i + 1)]
+                        with m.If(i == nin - 1):
+                            m.next = f"UI_DRAIN_{l}"
+                    with m.Else():
+                        m.d.sync += e.eq(e + 1)
+                with m.State(f"UI_DRAIN_{l}"):
+                    m.d.sync += cur_l.eq(l)
+                    with m.If(rd_blk == nbo - 1):
+                        m.d.sync += [b.eq(0), bbase.eq(0)]
+                        m.next = nxt
+                    with m.Else():
+                        m.d.sync += [b.eq(b + 1), bbase.eq(bbase + nin)]
+                        m.next = f"U_RD_{l}"
+                def _update_stages(l=l, ul=ul):
+                    # t-scan stage: raster word arrived
+                    with m.If(ut1_v & (cur_l == l)):
+                        rb = R[l][1].data & act
+                        with m.If(rb != 0):
+                            m.d.sync += [tl_x[nt].eq(ut1_xtb), tl_r[nt].eq(rb), nt.eq(nt + 1)]
+                    # accumulate stage: trace word (and on the last entry the weight word) arrived
+                    with m.If(u1_v & (cur_l == l)):
+                        xw = X[l][1].data
+                        x = Array(xw[q] for q in range(P))[u1_lane] if lg else xw[0]
+                        new_acc = [Mux(u1_rbits[q], accum[q] + x, accum[q]) for q in range(P)]
+                        with m.If(u1_last):
+                            for q in range(P):
+                                m.d.comb += [ul.accum[q].eq(new_acc[q]), ul.w[q].eq(W[l][1].data[q])]
+                            m.d.comb += [ul.active.eq(act), ul.want.eq(want_bits), ul.shift.eq(shift)]
+                            if cfg.rounding == "stochastic":
+                                for q in range(P):
+                                    jj = Cat(Const(q, lg), rd_blk) if lg else rd_blk
+                                    m.d.comb += ul.offset[q].eq(mix32_value(skey ^ (l << 24) ^ (jj << 12) ^ u1_i))
+                            m.d.comb += [W[l][2].addr.eq(bbase + u1_i), W[l][2].en.eq((1 << P) - 1),
+                                         W[l][2].data.eq(ul.w_next)]
+                            m.d.sync += [accum[q].eq(0) for q in range(P)]
+                        with m.Else():
+                            m.d.sync += [accum[q].eq(new_acc[q]) for q in range(P)]
+                stages.append(_update_stages)
+
+            with m.State("OUT"):
+                m.d.comb += self.results.valid.eq(1)
+                with m.If(self.results.ready):
+                    m.d.sync += busy.eq(0)
+                    m.next = "IDLE"
+
+        for stage in stages:
+            stage()
+        return m

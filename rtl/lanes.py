@@ -1,0 +1,252 @@
+"""Combinational P-lane datapath pieces of the desire-BP core, each one a ``wiring.Component``.
+
+Every piece is latency 0 (pure combinational) and mirrors one golden-model function on P neurons or
+synapses at once, so it can be unit-tested against ``mfsnn.golden.desire`` under Amaranth's simulator.
+Nothing here multiplies: decay and rounding are shifts, the error weight is a shift (pow2) or a sum
+of shifted bit planes (exact), selection is add/sub/skip.
+"""
+
+import operator
+
+from amaranth.hdl import Cat, Const, Mux, Signal, signed, unsigned
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["mix32_value", "saturate_value", "Mix32", "EncoderLanes", "TraceLanes", "NeuronLanes",
+           "DesireLanes", "UpdateLanes", "bit_length_value"]
+
+
+def mix32_value(a):
+    """Jenkins' mix32 as an Amaranth expression (adds, xors, constant shifts mod 2**32)."""
+    a = a.as_unsigned()[:32] if a.shape().width >= 32 else a.as_unsigned()
+    a = (a + 0x7ED55D16 + (a << 12))[:32]
+    a = (a ^ 0xC761C23C ^ (a >> 19))[:32]
+    a = (a + 0x165667B1 + (a << 5))[:32]
+    a = ((a + 0xD3A2646C)[:32] ^ (a << 9)[:32])[:32]
+    a = (a + 0xFD7046C5 + (a << 3))[:32]
+    a = (a ^ 0xB55A4F09 ^ (a >> 16))[:32]
+    return a
+
+
+def saturate_value(x, bits):
+    """Clamp signed expression ``x`` to the ``bits``-bit signed range (a ``signed(bits)`` value)."""
+    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    return Mux(x > hi, Const(hi, signed(bits)), Mux(x < lo, Const(lo, signed(bits)), x[:bits].as_signed()))
+
+
+def bit_length_value(x, width):
+    """Leading-one position + 1 of an unsigned value (0 -> 0), as a priority chain."""
+    result = Const(0, range(width + 1))
+    for b in range(width):
+        result = Mux(x[b], b + 1, result)
+    return result
+
+
+def _check_lanes(lanes):
+    lanes = operator.index(lanes)
+    if lanes < 1:
+        raise ValueError(f"lane count must be >= 1, not {lanes!r}")
+    return lanes
+
+
+class Mix32(wiring.Component):
+    """``o = mix32(i)`` combinationally (latency 0)."""
+    latency = 0
+    i: In(32)
+    o: Out(32)
+
+    def elaborate(self, platform):
+        from amaranth.hdl import Module
+        m = Module()
+        m.d.comb += self.o.eq(mix32_value(self.i))
+        return m
+
+
+class EncoderLanes(wiring.Component):
+    """Integrate-and-fire pixel coder on P lanes: tot = vin + pix; spike = tot >= pixel_max; vin' = tot - (spike ? pixel_max : 0)."""
+    latency = 0
+
+    def __init__(self, lanes, *, pixel_max=255):
+        self.lanes = _check_lanes(lanes)
+        self.pixel_max = pixel_max
+        vbits = (2 * pixel_max - 1).bit_length()
+        self.vin_bits = vbits
+        super().__init__({
+            "pix": In(data.ArrayLayout(unsigned(8), self.lanes)),
+            "vin": In(data.ArrayLayout(unsigned(vbits), self.lanes)),
+            "spike": Out(self.lanes),
+            "vin_next": Out(data.ArrayLayout(unsigned(vbits), self.lanes)),
+        })
+
+    def elaborate(self, platform):
+        from amaranth.hdl import Module
+        m = Module()
+        for k in range(self.lanes):
+            tot = self.vin[k] + self.pix[k]
+            fire = tot >= self.pixel_max
+            m.d.comb += [self.spike[k].eq(fire),
+                         self.vin_next[k].eq(Mux(fire, tot - self.pixel_max, tot))]
+        return m
+
+
+class TraceLanes(wiring.Component):
+    """Presynaptic trace on P lanes: x' = x - (x >> DS) + (s << FX), unsigned ``trace_bits`` wide."""
+    latency = 0
+
+    def __init__(self, lanes, *, trace_bits, decay_shift, frac_bits):
+        self.lanes = _check_lanes(lanes)
+        self.trace_bits, self.decay_shift, self.frac_bits = trace_bits, decay_shift, frac_bits
+        layout = data.ArrayLayout(unsigned(trace_bits), self.lanes)
+        super().__init__({"x": In(layout), "spike": In(self.lanes), "x_next": Out(layout)})
+
+    def elaborate(self, platform):
+        from amaranth.hdl import Module
+        m = Module()
+        for k in range(self.lanes):
+            x = self.x[k]
+            m.d.comb += self.x_next[k].eq(x - (x >> self.decay_shift) + Mux(self.spike[k], 1 << self.frac_bits, 0))
+        return m
+
+
+class NeuronLanes(wiring.Component):
+    """One membrane step on P lanes (golden ``forward`` inner loop):
+
+    v1 = sat_VB(v - (v >> DS) + acc); fire = (v1 >= threshold) & keep; v' = fire ? v1 - threshold : v1.
+    ``threshold`` is an input so the same lanes serve training and inference thresholds.
+    """
+    latency = 0
+
+    def __init__(self, lanes, *, membrane_bits, acc_bits, decay_shift, threshold_bits):
+        self.lanes = _check_lanes(lanes)
+        self.membrane_bits, self.acc_bits, self.decay_shift = membrane_bits, acc_bits, decay_shift
+        vl = data.ArrayLayout(signed(membrane_bits), self.lanes)
+        super().__init__({
+            "v": In(vl),
+            "acc": In(data.ArrayLayout(signed(acc_bits), self.lanes)),
+            "keep": In(self.lanes),
+            "threshold": In(unsigned(threshold_bits)),
+            "v_next": Out(vl),
+            "fire": Out(self.lanes),
+        })
+
+    def elaborate(self, platform):
+        from amaranth.hdl import Module
+        m = Module()
+        for k in range(self.lanes):
+            v = self.v[k]
+            total = v - (v >> self.decay_shift) + self.acc[k]
+            v1 = Signal(signed(self.membrane_bits), name=f"v1_{k}")
+            m.d.comb += v1.eq(saturate_value(total, self.membrane_bits))
+            fire = (v1 >= self.threshold) & self.keep[k]
+            m.d.comb += [self.fire[k].eq(fire),
+                         self.v_next[k].eq(Mux(fire, v1 - self.threshold, v1))]
+        return m
+
+
+class DesireLanes(wiring.Component):
+    """Contribution of P post neurons to one hidden desire sum (golden ``hidden_desire``):
+
+    term = sum_k g_k * e'_k * w_k, g_k = care&keep ? (want ? +1 : -1) : 0,
+    e_k = want ? |TM - c_k| : c_k; pow2 mode: e' = 2**floor(log2 e) (0 if e == 0), one barrel shift;
+    exact mode: e' = e as a sum of shifted bit planes. Add/sub/skip only.
+    """
+    latency = 0
+
+    def __init__(self, lanes, *, weight_bits, count_bits, target_count, error_mode, sum_bits):
+        self.lanes = _check_lanes(lanes)
+        if error_mode not in ("pow2", "exact"):
+            raise ValueError(f"error_mode must be 'pow2' or 'exact', not {error_mode!r}")
+        self.weight_bits, self.count_bits, self.target_count = weight_bits, count_bits, target_count
+        self.error_mode, self.sum_bits = error_mode, sum_bits
+        super().__init__({
+            "w": In(data.ArrayLayout(signed(weight_bits), self.lanes)),
+            "count": In(data.ArrayLayout(unsigned(count_bits), self.lanes)),
+            "care": In(self.lanes), "want": In(self.lanes), "keep": In(self.lanes),
+            "term": Out(signed(sum_bits)),
+        })
+
+    def elaborate(self, platform):
+        from amaranth.hdl import Module
+        m = Module()
+        ebits = max(self.count_bits, self.target_count.bit_length())
+        terms = []
+        for k in range(self.lanes):
+            c = self.count[k]
+            e = Signal(unsigned(ebits), name=f"e_{k}")
+            m.d.comb += e.eq(Mux(self.want[k], Mux(c > self.target_count, c - self.target_count,
+                                                   self.target_count - c), c))
+            w = self.w[k].as_signed()
+            if self.error_mode == "pow2":
+                lead = Signal(range(ebits + 1), name=f"lead_{k}")
+                m.d.comb += lead.eq(bit_length_value(e, ebits))
+                mag = Signal(signed(self.weight_bits + ebits), name=f"mag_{k}")
+                m.d.comb += mag.eq(Mux(lead == 0, 0, (w << lead) >> 1))
+            else:
+                mag = Signal(signed(self.weight_bits + ebits + 1), name=f"mag_{k}")
+                total = Const(0, signed(1))
+                for b in range(ebits):
+                    total = total + Mux(e[b], w << b, 0)
+                m.d.comb += mag.eq(total)
+            g_on = self.care[k] & self.keep[k]
+            term = Signal(signed(mag.shape().width + 1), name=f"term_{k}")
+            m.d.comb += term.eq(Mux(g_on, Mux(self.want[k], mag, -mag), 0))
+            terms.append(term)
+        # balanced adder tree; the order does not matter (exact integer sum)
+        while len(terms) > 1:
+            nxt = []
+            for a in range(0, len(terms) - 1, 2):
+                nxt.append(terms[a] + terms[a + 1])
+            if len(terms) % 2:
+                nxt.append(terms[-1])
+            terms = nxt
+        m.d.comb += self.term.eq(terms[0])
+        return m
+
+
+class UpdateLanes(wiring.Component):
+    """Weight update of P synapses of one input (golden ``update_layer``):
+
+    mag = SH > 0 ? (A + round) >> SH : A << -SH, round = 2**(SH-1) (nearest) or ``offset`` (stochastic);
+    w' = active ? sat_WB(w + (want ? mag : -mag)) : w.
+    """
+    latency = 0
+
+    def __init__(self, lanes, *, weight_bits, accum_bits, max_left_shift=0, stochastic=False):
+        self.lanes = _check_lanes(lanes)
+        self.weight_bits, self.accum_bits = weight_bits, accum_bits
+        self.max_left_shift, self.stochastic = max_left_shift, stochastic
+        wl = data.ArrayLayout(signed(weight_bits), self.lanes)
+        members = {
+            "w": In(wl), "accum": In(data.ArrayLayout(unsigned(accum_bits), self.lanes)),
+            "active": In(self.lanes), "want": In(self.lanes),
+            "shift": In(signed(8)),
+            "w_next": Out(wl),
+        }
+        if stochastic:
+            members["offset"] = In(data.ArrayLayout(unsigned(32), self.lanes))
+        super().__init__(members)
+
+    def elaborate(self, platform):
+        from amaranth.hdl import Module
+        m = Module()
+        mag_bits = max(self.accum_bits + 1, self.accum_bits + self.max_left_shift)
+        sh = self.shift
+        shr = Signal(unsigned(6))
+        m.d.comb += shr.eq(Mux(sh > 0, sh, 0))
+        shl = Signal(unsigned(6))
+        m.d.comb += shl.eq(Mux(sh < 0, -sh, 0))
+        for k in range(self.lanes):
+            a = self.accum[k]
+            if self.stochastic:
+                rnd = self.offset[k] & ~(Const(0xFFFFFFFF, 32) << shr)[:32]
+            else:
+                rnd = (Const(1, 1) << shr) >> 1   # 2**(SH-1), 0 when SH == 0
+            mag = Signal(unsigned(mag_bits), name=f"mag_{k}")
+            if self.max_left_shift:
+                m.d.comb += mag.eq(Mux(sh > 0, (a + rnd) >> shr, a << shl))
+            else:
+                m.d.comb += mag.eq((a + rnd) >> shr)
+            w = self.w[k]
+            total = Mux(self.want[k], w + mag, w - mag)
+            m.d.comb += self.w_next[k].eq(Mux(self.active[k], saturate_value(total, self.weight_bits), w))
+        return m
