@@ -3,7 +3,7 @@
 import numpy as np
 
 from . import desire, desire_float
-from .data import input_pixels
+from .data import INPUT_SIZES, input_pixels
 from .desire_config import DesireConfig, parse_topology
 
 RULES = ("desire", "stidi")
@@ -19,6 +19,9 @@ class DesireLearner:
                  float_settings: desire_float.FloatSettings = desire_float.FloatSettings()):
         if arith not in ARITHMETICS:
             raise ValueError(f"arith {arith!r} not in {ARITHMETICS}")
+        if cfg.topology[0] not in INPUT_SIZES:
+            raise ValueError(f"topology input size {cfg.topology[0]} is not an image size: supported sizes are "
+                             f"{' and '.join(map(str, INPUT_SIZES))} (28x28 and its 2x2 downsampling)")
         self.cfg, self.arith, self.float_settings = cfg, arith, float_settings
         if weights is None:
             weights = desire.init_weights(cfg)

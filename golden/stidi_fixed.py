@@ -69,10 +69,19 @@ def integrate(current, threshold, T: int):
     Per step t: ``U += I`` (U(t) = sum of I(s) for s < t), fire if ``U >= threshold`` (first crossing
     only), then this step's arrivals ``I += C[t]``. Returns I and U after each step (axis 0 = t) and
     the first crossing time per neuron (T where U never reaches the threshold in 0..T-1).
+    ``current`` is consumed (it becomes I).
     """
-    current_sum = np.cumsum(current, axis=0)                      # I after step t's arrivals
-    membrane = np.zeros_like(current_sum)
-    np.cumsum(current_sum[:-1], axis=0, out=membrane[1:])         # U(t) = sum_{s<t} I(s)
+    if current[0].size < 2048:
+        current_sum = np.cumsum(current, axis=0)                  # I after step t's arrivals
+        membrane = np.zeros_like(current_sum)
+        np.cumsum(current_sum[:-1], axis=0, out=membrane[1:])     # U(t) = sum_{s<t} I(s)
+    else:   # same integers; numpy's cumsum along a leading axis is slow for wide rows
+        current_sum = current
+        membrane = np.empty_like(current)
+        membrane[0] = 0
+        for t in range(1, len(current)):
+            np.add(membrane[t - 1], current_sum[t - 1], out=membrane[t])
+            np.add(current_sum[t], current_sum[t - 1], out=current_sum[t])
     crossed = membrane >= threshold
     first = crossed.argmax(axis=0)
     fired = np.take_along_axis(crossed, first[None], axis=0)[0]

@@ -1,0 +1,63 @@
+"""The mfsnn command line: outputs of train/eval and one-line errors for bad input."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from mfsnn.main import main
+
+
+def test_train_writes_metrics_model_and_curve_then_eval_reads_it(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--topology", "784-16-10", "--train-limit", "200", "--test-limit", "100",
+                 "--epochs", "2", "--seed", "3", "--out", str(out), "--quiet"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    for key in ("rule", "arith", "dataset", "topology", "epochs", "train_samples", "test_accuracy",
+                "final_test_accuracy", "train_samples_per_s", "infer_samples_per_s"):
+        assert key in metrics, key
+    assert (metrics["rule"], metrics["arith"], metrics["dataset"]) == ("desire", "fixed", "builtin")
+    assert len(metrics["test_accuracy"]) == 2 and metrics["train_samples"] == 200
+    assert (out / "accuracy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not list(out.glob(".*")), "temporary files left behind"
+    capsys.readouterr()
+    assert main(["eval", "--model", str(out / "model.npz"), "--test-limit", "100", "--json", "--quiet"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["test_accuracy"] == metrics["final_test_accuracy"]
+
+
+def test_same_seed_gives_identical_model_files_contents(tmp_path):
+    for name in ("a", "b"):
+        main(["train", "--topology", "784-8-10", "--train-limit", "100", "--test-limit", "10", "--seed", "9",
+              "--out", str(tmp_path / name), "--quiet"])
+    a, b = np.load(tmp_path / "a" / "model.npz"), np.load(tmp_path / "b" / "model.npz")
+    assert set(a.files) == set(b.files)
+    assert all((a[key] == b[key]).all() for key in a.files)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["train", "--epochs", "0"], "--epochs must be at least 1"),
+    (["train", "--topology", "784-x-10"], "topology '784-x-10'"),
+    (["train", "--topology", "100-10"], "supported sizes"),
+    (["train", "--weight-bits", "7"], "no weight profile for 7 bits"),
+    (["eval", "--model", "/nonexistent/model.npz"], "no such model file"),
+    (["train", "--dataset", "mnist", "--data-dir", "/nonexistent"], "/nonexistent"),
+])
+def test_user_errors_are_one_line_without_traceback(args, message, capsys, tmp_path):
+    assert main(args + ["--out", str(tmp_path)] if args[0] == "train" else args) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and err.count("\n") == 1, err
+
+
+def test_corrupt_model_file_is_named(tmp_path, capsys):
+    bad = tmp_path / "model.npz"
+    bad.write_bytes(b"not a zip")
+    assert main(["eval", "--model", str(bad)]) == 2
+    assert str(bad) in capsys.readouterr().err
+
+
+def test_console_entry_point_help():
+    result = subprocess.run([sys.executable, "-m", "mfsnn", "train", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0 and "--topology" in result.stdout
