@@ -1,0 +1,77 @@
+"""Training and inference speed of the desire-BP golden models on one core, with a profile.
+
+    python bench/desire_speed.py --out results/desire/speed.json
+
+For each topology: samples/s of online training (after a warm-up) and of batched inference on the
+built-in images, plus the top functions of a cProfile run (where the time goes). Reports the load
+average so figures taken on a busy machine can be recognised.
+"""
+
+import argparse
+import cProfile
+import json
+import os
+import platform
+import pstats
+import sys
+import time
+
+for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(var, "1")
+
+from mfsnn.golden.data import load_dataset  # noqa: E402
+from mfsnn.golden.learners import make_learner  # noqa: E402
+
+CASES = {"784-128-10": 1500, "784-1600-800-10": 150}
+
+
+def measure(topology: str, arith: str, samples: int, dataset) -> dict:
+    learner = make_learner("desire", arith, topology, seed=1)
+    images, labels = dataset.train.images, dataset.train.labels
+    learner.train_samples(images[:100], labels[:100], 0, 0)               # warm-up
+    start = time.perf_counter()
+    learner.train_samples(images[100:100 + samples], labels[100:100 + samples], 100, 0)
+    train_rate = samples / (time.perf_counter() - start)
+    test = dataset.test.images
+    start = time.perf_counter()
+    for lo in range(0, len(test), 500):
+        learner.predict(test[lo:lo + 500])
+    infer_rate = len(test) / (time.perf_counter() - start)
+    profile = cProfile.Profile()
+    profile.enable()
+    learner.train_samples(images[:min(samples, 300)], labels[:min(samples, 300)], 0, 0)
+    profile.disable()
+    stats = pstats.Stats(profile)
+    total = sum(entry[2] for entry in stats.stats.values())
+    top = sorted(stats.stats.items(), key=lambda item: item[1][2], reverse=True)[:8]
+    hot = [{"function": f"{func[0].split('/')[-1]}:{func[2]}", "share_of_time": round(entry[2] / total, 3)}
+           for func, entry in top]
+    return {"topology": topology, "arith": arith, "train_samples": samples,
+            "train_samples_per_s": round(train_rate, 1), "infer_samples_per_s": round(infer_rate, 1),
+            "profile_tottime_top": hot}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--arith", nargs="+", default=["fixed", "float"])
+    args = parser.parse_args()
+    dataset = load_dataset("builtin")
+    results = []
+    for topology, samples in CASES.items():
+        for arith in args.arith:
+            result = measure(topology, arith, samples, dataset)
+            print(f"{topology} {arith}: train {result['train_samples_per_s']}/s, "
+                  f"infer {result['infer_samples_per_s']}/s", flush=True)
+            results.append(result)
+    report = {"command": " ".join(["python"] + sys.argv), "date": time.strftime("%Y-%m-%d"),
+              "machine": platform.machine(), "python": platform.python_version(),
+              "load_average_1min": os.getloadavg()[0], "threads": os.environ["OPENBLAS_NUM_THREADS"],
+              "results": results}
+    with open(args.out, "w") as handle:
+        json.dump(report, handle, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
