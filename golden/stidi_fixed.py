@@ -88,14 +88,14 @@ def integrate(current, threshold, T: int):
     return current_sum, membrane, np.where(fired, first, T).astype(np.int64)
 
 
-def min_pool(t_in, k: int):
+def min_pool(t_in, k: int, out_shape):
     """k x k min-time pooling, stride k, no padding: (times, argmin).
 
-    ``t_in`` (C, H, W) with H, W multiples of k. The argmin is the tap index ky*k + kx of the first
-    earliest spike in row-major window order (ties go to the first position).
+    ``t_in`` (C, H, W) with H, W multiples of k; ``out_shape`` = (C, H/k, W/k). The argmin is the
+    tap index ky*k + kx of the first earliest spike in row-major window order (ties go to the first).
     """
-    c, h, w = t_in.shape
-    windows = t_in.reshape(c, h // k, k, w // k, k).transpose(0, 1, 3, 2, 4).reshape(c, h // k, w // k, -1)
+    c, ho, wo = out_shape
+    windows = t_in.reshape(c, ho, k, wo, k).transpose(0, 1, 3, 2, 4).reshape(c, ho, wo, -1)
     arg = windows.argmin(axis=-1)
     return np.take_along_axis(windows, arg[..., None], axis=-1)[..., 0], arg.astype(np.int64)
 
@@ -275,7 +275,7 @@ def forward(net, t0, trace=None):
         stage = net.stages[l]
         t_in = times[l - 1]
         if stage.kind == "pool":
-            t, arg = min_pool(t_in, stage.k)
+            t, arg = min_pool(t_in, stage.k, stage.shape)
             times.append(t)
             argmins.append(arg)
             if trace is not None:
