@@ -435,7 +435,7 @@ class _StidiLearner:
         return np.array([self._predict_one(t) for t in times], dtype=np.int64)
 
     def settings(self) -> dict:
-        return self.cfg.to_dict()
+        return dict(self.cfg.to_dict(), rule="stidi")
 
     def weight_arrays(self) -> dict:
         arrays = {}

@@ -1,0 +1,73 @@
+"""Accuracy of binarized STiDi-BP: integer vs float, binary vs real forward, FC and CSNN.
+
+    MFSNN_DATA=/work/shared/datasets nice -n 10 python bench/stidi_accuracy.py \
+        --datasets mnist fashion-mnist --topology 784-128-10 \
+        --variants fixed float float-real --out results/stidi/fc_784-128-10.json
+
+One JSON per invocation with every run's metrics (the trainer's metrics dict: strict test
+accuracy, train/inference samples/s, settings) and the exact command line. The JSON is rewritten
+after every run, so partial results survive. Same shuffle as ``mfsnn train`` (golden.train).
+"""
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+
+for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(var, "1")
+
+from mfsnn.golden.data import load_dataset  # noqa: E402
+from mfsnn.golden.stidi import make_stidi_learner  # noqa: E402
+from mfsnn.golden.train import train  # noqa: E402
+
+VARIANTS = {
+    "fixed": dict(arith="fixed"),                           # binary forward, integer learning
+    "float": dict(arith="float"),                           # binary forward, float STiDi-BP
+    "float-real": dict(arith="float", forward="real"),      # real forward weights (the repo's FC)
+    "fixed-real": dict(arith="fixed", forward="real"),      # multi-bit forward W >> fwd_shift
+}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--datasets", nargs="+", default=["builtin"])
+    parser.add_argument("--variants", nargs="+", default=["fixed", "float"], choices=list(VARIANTS))
+    parser.add_argument("--topology", default="784-128-10")
+    parser.add_argument("--options", default="{}", help="JSON dict of extra StidiConfig options for every variant")
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--train-limit", type=int)
+    parser.add_argument("--test-limit", type=int)
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args()
+    extra = json.loads(args.options)
+    runs = []
+    for name in args.datasets:
+        dataset = load_dataset(name)
+        for variant in args.variants:
+            settings = dict(VARIANTS[variant], **extra)
+            arith = settings.pop("arith")
+            learner = make_stidi_learner(arith, args.topology, args.seed, **settings)
+            print(f"== {name} {variant} {args.topology}", flush=True)
+            start = time.time()
+            metrics = train(learner, dataset, args.epochs, args.seed, args.train_limit, args.test_limit,
+                            progress=False)
+            metrics.update(variant=variant, topology=args.topology, wall_s=round(time.time() - start, 1),
+                           thresholds={str(k): v for k, v in learner.thresholds.items()})
+            runs.append(metrics)
+            print(f"   test {100 * metrics['final_test_accuracy']:.2f} %  "
+                  f"train {metrics['train_samples_per_s']:.0f}/s  infer {metrics['infer_samples_per_s']:.0f}/s",
+                  flush=True)
+            os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+            with open(args.out, "w") as handle:
+                json.dump({"command": " ".join(["python"] + sys.argv), "machine": platform.processor() or
+                           platform.machine(), "python": platform.python_version(), "runs": runs}, handle,
+                          indent=2, default=str)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
