@@ -133,7 +133,7 @@ class Stage:
     padded_size: int = 0          # conv: size of the zero-padded input map
     interior: np.ndarray = None   # conv: padded-map index of each input (Cin*H*W,)
     patches: np.ndarray = None    # conv: (P, K) padded-map index per output position and tap
-    pos_bits: int = 0             # conv: P <= 2**pos_bits
+    step_bits: int = 0            # conv: T < 2**step_bits (T <= 1024) (event sort key = position << step_bits | step)
 
     @property
     def size(self) -> int:
@@ -167,7 +167,7 @@ def build_stages(topology: StidiTopology) -> list:
             shape = (cout, h, w)
             stages.append(Stage("conv", shape, k=k, weight_shape=(cout, cin, k, k), fan_in=cin * k * k,
                                 padded_size=cin * hp * wp, interior=interior.astype(np.int64), patches=patches,
-                                pos_bits=int(h * w - 1).bit_length()))
+                                step_bits=11))
     return stages
 
 
@@ -264,8 +264,8 @@ def default_thresholds(stages: list, cfg: StidiConfig) -> tuple:
                 theta = 160 if stage.k == 5 else 60
         elif stage.kind == "conv":
             theta = 6 * pre.shape[0] * stage.k * stage.k
-        elif stages[l - 1].kind == "pool":
-            theta = max(1, pre.size // 5)
+        elif pre.kind in ("pool", "conv"):
+            theta = pre.size
         else:
             theta = round(1.17 * pre.size)
         if cfg.forward == "real":
@@ -284,7 +284,17 @@ def weight_layer_value(values: tuple, stages: list, l: int):
 
 
 def default_init_bits(stages: list, cfg: StidiConfig) -> tuple:
-    return tuple(cfg.weight_bits - (2 if i == 0 else 3) for i in range(len(weight_layers(stages))))
+    """WBITS-2 for the first weight layer, WBITS-3 after it (notes: 14, 13), but WBITS-5 for an fc
+    layer reading a conv/pool map: its many early-firing inputs need faster sign flips."""
+    out = []
+    for i, l in enumerate(weight_layers(stages)):
+        if i == 0:
+            out.append(cfg.weight_bits - 2)
+        elif stages[l].kind == "fc" and stages[l - 1].kind in ("pool", "conv"):
+            out.append(cfg.weight_bits - 5)
+        else:
+            out.append(cfg.weight_bits - 3)
+    return tuple(max(1, b) for b in out)
 
 
 def default_lr_shift(stages: list, cfg: StidiConfig) -> tuple:

@@ -29,63 +29,62 @@ def _group_rows(keys, rows):
 
 
 def fc_currents(t_in, w_fwd, T: int) -> np.ndarray:
-    """C[s, j]: the sum of forward weights ``w_fwd[i, j]`` over inputs i that spike at step s.
+    """C[j, s]: the sum of forward weights ``w_fwd[i, j]`` over inputs i that spike at step s.
 
-    ``t_in`` (N_in,) spike times, ``w_fwd`` (N_in, N_out). Only spikes at s < T-1 are counted: a
-    spike at T-1 (or a silent input, T) can no longer change any membrane inside the window.
+    ``t_in`` (N_in,) spike times, ``w_fwd`` (N_in, N_out); the result is neuron-major (N_out, T).
+    Only spikes at s < T-1 are counted: a spike at T-1 (or a silent input, T) can no longer change
+    any membrane inside the window.
     """
     t_in = np.asarray(t_in).reshape(-1)
-    current = np.zeros((T, w_fwd.shape[1]), dtype=w_fwd.dtype)
+    current = np.zeros((w_fwd.shape[1], T), dtype=w_fwd.dtype)
     active = np.flatnonzero(t_in < T - 1)
     if len(active):
         steps, sums = _group_rows(t_in[active], w_fwd[active])
-        current[steps] = sums
+        current[:, steps] = sums.T
     return current
 
 
-def conv_currents(t_in, w_fwd, stage, T: int) -> np.ndarray:
-    """C[s, p, co] of a stride-1 'same' convolution: event-driven, one row of weights per input spike.
+def conv_currents(t_in, w_fwd, stage, T: int):
+    """C[co, q, s] of a stride-1 'same' convolution for the output positions q that receive any
+    spike (event-driven, one row of weights per input spike); returns (C, positions).
 
     ``t_in`` (Cin, H, W); ``w_fwd`` (K, Cout) with K = Cin*k*k in (ci, ky, kx) order; ``stage``
     carries the host-side tables ``interior`` (where the Cin*H*W inputs sit in the zero-padded
     flat map), ``patches`` (P, K) (the padded-map index each output position reads per kernel tap)
-    and ``pos_bits`` (P <= 2**pos_bits). Padding is a silent input (time T).
+    and ``step_bits`` (T < 2**step_bits). Padding is a silent input (time T). Positions that
+    receive no spike before T-1 keep U = 0 < Theta: they are silent and are left out of C.
     """
     padded = np.full(stage.padded_size, T, dtype=np.int64)
     padded[stage.interior] = np.asarray(t_in).reshape(-1)
     taps = padded[stage.patches]                                 # (P, K) pre-synaptic times
-    pos, tap = np.nonzero(taps < T - 1)
-    current = np.zeros((T, stage.patches.shape[0], w_fwd.shape[1]), dtype=w_fwd.dtype)
+    pos, tap = np.nonzero(taps < T - 1)                          # pos ascending
+    new = np.concatenate(([True], pos[1:] != pos[:-1])) if len(pos) else np.zeros(0, bool)
+    positions = pos[new]
+    slot = np.cumsum(new) - 1                                    # index of pos among positions
+    current = np.zeros((w_fwd.shape[1], len(positions), T), dtype=w_fwd.dtype)
     if len(pos):
-        steps = taps[pos, tap]
-        keys, sums = _group_rows((steps << stage.pos_bits) | pos, w_fwd[tap])
-        current[keys >> stage.pos_bits, keys & ((1 << stage.pos_bits) - 1)] = sums
-    return current
+        keys, sums = _group_rows((slot << stage.step_bits) | taps[pos, tap], w_fwd[tap])
+        current[:, keys >> stage.step_bits, keys & ((1 << stage.step_bits) - 1)] = sums.T
+    return current, positions
 
 
 def integrate(current, threshold, T: int):
     """Integrate-and-fire over the window: (I, U, times).
 
-    Per step t: ``U += I`` (U(t) = sum of I(s) for s < t), fire if ``U >= threshold`` (first crossing
-    only), then this step's arrivals ``I += C[t]``. Returns I and U after each step (axis 0 = t) and
-    the first crossing time per neuron (T where U never reaches the threshold in 0..T-1).
-    ``current`` is consumed (it becomes I).
+    ``current`` is neuron-major (..., T). Per step t: ``U += I`` (U(t) = sum of I(s) for s < t),
+    fire if ``U >= threshold`` (first crossing only), then this step's arrivals ``I += C[t]``.
+    Returns I and U after each step as time-major views (T, ...) and the first crossing time per
+    neuron (T where U never reaches the threshold in 0..T-1).
     """
-    if current[0].size < 2048:
-        current_sum = np.cumsum(current, axis=0)                  # I after step t's arrivals
-        membrane = np.zeros_like(current_sum)
-        np.cumsum(current_sum[:-1], axis=0, out=membrane[1:])     # U(t) = sum_{s<t} I(s)
-    else:   # same integers; numpy's cumsum along a leading axis is slow for wide rows
-        current_sum = current
-        membrane = np.empty_like(current)
-        membrane[0] = 0
-        for t in range(1, len(current)):
-            np.add(membrane[t - 1], current_sum[t - 1], out=membrane[t])
-            np.add(current_sum[t], current_sum[t - 1], out=current_sum[t])
+    current_sum = np.cumsum(current, axis=-1)                    # I after step t's arrivals
+    membrane = np.empty_like(current_sum)
+    membrane[..., 0] = 0
+    np.cumsum(current_sum[..., :-1], axis=-1, out=membrane[..., 1:])   # U(t) = sum_{s<t} I(s)
     crossed = membrane >= threshold
-    first = crossed.argmax(axis=0)
-    fired = np.take_along_axis(crossed, first[None], axis=0)[0]
-    return current_sum, membrane, np.where(fired, first, T).astype(np.int64)
+    first = crossed.argmax(axis=-1)
+    fired = np.take_along_axis(crossed, first[..., None], axis=-1)[..., 0]
+    times = np.where(fired, first, T).astype(np.int64)
+    return np.moveaxis(current_sum, -1, 0), np.moveaxis(membrane, -1, 0), times
 
 
 def min_pool(t_in, k: int, out_shape):
@@ -168,13 +167,18 @@ def quantize_error(displacement, times, levels: int):
     drops it. Returns (sign in {-1,0,+1}, lvl in 0..levels, 0 where the sign is 0).
     """
     d = np.where((times == 0) & (displacement < 0), 0, displacement)
-    magnitude = np.abs(d)
-    top = int(magnitude.max()) if magnitude.size else 0
-    if top == 0:
-        return np.zeros(d.shape, np.int64), np.zeros(d.shape, np.int64)
-    lvl = bit_length(magnitude) - int(bit_length(top)) + levels     # msb(|D|) - msb(max) + Q
-    keep = (magnitude > 0) & (lvl >= 0)
-    return np.where(keep, sign(d), 0), np.where(keep, lvl, 0)
+    s = np.zeros(d.shape, np.int64)
+    lvl = np.zeros(d.shape, np.int64)
+    nonzero = np.flatnonzero(d)
+    if not len(nonzero):
+        return s, lvl
+    values = d.reshape(-1)[nonzero]
+    length = bit_length(np.abs(values))                 # msb + 1 of each |D|; its max is msb(max |D|) + 1
+    level = length - length.max() + levels
+    keep = level >= 0
+    s.reshape(-1)[nonzero[keep]] = sign(values[keep])
+    lvl.reshape(-1)[nonzero[keep]] = level[keep]
+    return s, lvl
 
 
 def _round_shift(x, r: int):
@@ -283,18 +287,25 @@ def forward(net, t0, trace=None):
                 trace.record("forward", l, "argmin", arg)
             continue
         if stage.kind == "fc":
-            current = fc_currents(t_in, net.w_fwd[l], T)
-        else:
-            current = conv_currents(t_in, net.w_fwd[l], stage, T)
-        i_acc, membrane, t = integrate(current, net.thresholds[l], T)
-        if stage.kind == "conv":                                   # (P, Cout) -> (Cout, H, W)
-            t = t.T.reshape(stage.shape)
+            i_acc, membrane, t = integrate(fc_currents(t_in, net.w_fwd[l], T), net.thresholds[l], T)
+        else:                                                      # only positions that receive spikes
+            current, positions = conv_currents(t_in, net.w_fwd[l], stage, T)
+            i_act, u_act, t_act = integrate(current, net.thresholds[l], T)
+            cout = stage.shape[0]
+            t = np.full((cout, stage.patches.shape[0]), T, dtype=np.int64)
+            t[:, positions] = t_act
+            t = t.reshape(stage.shape)
+            if trace is not None:
+                i_acc = np.zeros((T, cout, stage.patches.shape[0]), dtype=current.dtype)
+                membrane = np.zeros_like(i_acc)
+                i_acc[:, :, positions] = i_act
+                membrane[:, :, positions] = u_act
         times.append(t)
         argmins.append(None)
         if trace is not None:
             if stage.kind == "conv":
-                i_acc = i_acc.transpose(0, 2, 1).reshape((T,) + stage.shape)
-                membrane_map = membrane.transpose(0, 2, 1).reshape((T,) + stage.shape)
+                i_acc = i_acc.reshape((T,) + stage.shape)
+                membrane_map = membrane.reshape((T,) + stage.shape)
             else:
                 membrane_map = membrane
             trace.record("forward", l, "I", i_acc)

@@ -17,6 +17,18 @@ def conv_stage(cin, side, k, cout):
     return stidi.build_stages(topo)[1]
 
 
+def conv_forward(t_in, w_internal, stage, theta):
+    """Full-map (U (T, Cout, P), times (Cout, P)) from the event-driven conv of the active positions."""
+    current, positions = fx.conv_currents(t_in, w_internal, stage, T)
+    _, u_act, t_act = fx.integrate(current, theta, T)
+    cout, n_pos = w_internal.shape[1], stage.patches.shape[0]
+    u = np.zeros((T, cout, n_pos), np.int64)
+    u[:, :, positions] = u_act
+    times = np.full((cout, n_pos), T)
+    times[:, positions] = t_act
+    return u, times
+
+
 def direct_conv_membrane(t_in, w):
     """U[t, co, y, x] = sum w[co,ci,ky,kx] * (t - t_in[ci, y+ky-p, x+kx-p]) over in-map taps with t_in < t."""
     cout, cin, k, _ = w.shape
@@ -45,22 +57,20 @@ def test_conv_accumulate_current_equals_direct_sum(seed, k, cin, cout):
     t_in = rng.integers(0, T + 1, (cin, 5, 5))
     w = rng.choice([-1, 1], (cout, cin, k, k))
     theta = int(rng.integers(1, 200))
-    current = fx.conv_currents(t_in, w.reshape(cout, -1).T.astype(np.int64), stage, T)
-    _, u, times = fx.integrate(current, theta, T)
+    u, times = conv_forward(t_in, w.reshape(cout, -1).T.astype(np.int64), stage, theta)
     want = direct_conv_membrane(t_in, w)
-    assert np.array_equal(u.transpose(0, 2, 1).reshape(want.shape), want)
+    assert np.array_equal(u.reshape(want.shape), want)
     crossed = want >= theta
     want_t = np.where(crossed.any(0), crossed.argmax(0), T)
-    assert np.array_equal(times.T.reshape(cout, 5, 5), want_t)
+    assert np.array_equal(times.reshape(cout, 5, 5), want_t)
 
 
 def test_conv_zero_padding_is_a_silent_input():
     stage = conv_stage(1, 5, 3, 1)
     t_in = np.full((1, 5, 5), T)
     t_in[0, 0, 0] = 0                                    # one spike in the corner
-    current = fx.conv_currents(t_in, np.ones((9, 1), np.int64), stage, T)
-    _, u, times = fx.integrate(current, 10, T)
-    times = times.T.reshape(1, 5, 5)
+    _, times = conv_forward(t_in, np.ones((9, 1), np.int64), stage, 10)
+    times = times.reshape(1, 5, 5)
     # the corner spike reaches the 2x2 neighbourhood (0..1, 0..1) only; U = t there
     assert times[0, :2, :2].tolist() == [[10, 10], [10, 10]]
     assert (times[0, 2:, :] == T).all() and (times[0, :, 2:] == T).all()
@@ -146,7 +156,7 @@ def test_conv_network_learns_and_traces():
                 "update/3/w", "error/2/D", "error/1/D", "error/1/sign", "error/1/lvl", "update/1/w"]:
         assert key in trace, key
     assert trace["forward/1/U"].shape == (T, 4, 14, 14) and trace["update/1/w"].shape == (4, 1, 3, 3)
-    learner.train_samples(data.train.images[:1500], data.train.labels[:1500], 0, 0)
+    learner.train_samples(data.train.images, data.train.labels, 0, 0)
     acc = (learner.predict(data.test.images[:500]) == data.test.labels[:500]).mean()
     assert acc > 0.3, acc                                 # chance 0.1
 
