@@ -27,6 +27,10 @@ VARIANTS = {
     "fixed-w16-pow2-nearest": dict(arith="fixed", weight_bits=16, error_mode="pow2", rounding="nearest"),
     "fixed-w16-pow2-stochastic": dict(arith="fixed", weight_bits=16, error_mode="pow2", rounding="stochastic"),
     "fixed-w12-pow2-stochastic": dict(arith="fixed", weight_bits=12, error_mode="pow2", rounding="stochastic"),
+    # the integer learning rate is a power of two: 2^-17 = 0.76e-5 and 2^-16 = 1.5e-5 bracket the float 1e-5
+    "float-lr2^-17": dict(arith="float", float_lr=2.0 ** -17),
+    "fixed-w24-exact-lr16": dict(arith="fixed", weight_bits=24, error_mode="exact", lr_shift=16),
+    "fixed-w16-exact-stochastic": dict(arith="fixed", weight_bits=16, error_mode="exact", rounding="stochastic"),
 }
 
 

@@ -52,6 +52,8 @@ def cmd_train(args) -> int:
         options["dropout"] = tuple(args.dropout)
     if args.lr_shift is not None:
         options["lr_shift"] = args.lr_shift
+    if args.lr is not None:
+        options["float_lr"] = args.lr
     try:
         learner = make_learner(args.rule, args.arith, args.topology, args.seed, args.weight_bits, **options)
     except (ValueError, TypeError) as error:
@@ -122,6 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr-shift", type=int, metavar="S",
                    help="desire: learning rate 2^-S at epoch 0 (default 17, i.e. 7.6e-6 ~ the authors' 1e-5; "
                         "14 learns faster on the small built-in set)")
+    p.add_argument("--lr", type=float, metavar="LR",
+                   help="desire, float only: learning rate at epoch 0 (default 1e-5, the authors')")
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--seed", type=int, default=1, help="seed of init, shuffle and dropout (default 1)")
     p.add_argument("--out", default="runs/latest", metavar="DIR", help="output directory (default runs/latest)")

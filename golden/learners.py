@@ -74,8 +74,13 @@ def make_learner(rule: str, arith: str, topology: str, seed: int, weight_bits: i
     """A freshly initialised learner. ``options`` are rule-specific settings (e.g. error_mode)."""
     if rule == "desire":
         sizes = parse_topology(topology)
+        float_lr = options.pop("float_lr", None)
         cfg = DesireConfig.for_weight_bits(weight_bits or 24, topology=sizes, seed=seed, **options)
-        return DesireLearner(cfg, arith)
+        if float_lr is None:
+            return DesireLearner(cfg, arith)
+        if arith != "float":
+            raise ValueError("a float learning rate applies to --arith float; the integer model takes --lr-shift")
+        return DesireLearner(cfg, arith, float_settings=desire_float.FloatSettings(lr=float_lr))
     if rule == "stidi":
         from .stidi import make_stidi_learner
         return make_stidi_learner(arith, topology, seed, weight_bits, **options)
