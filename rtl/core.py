@@ -382,6 +382,11 @@ class DesireCore(wiring.Component):
             stages.append(lambda l=l: spike_list_stage(l))
 
         with m.FSM(name="ctrl"):
+            # One cycle after reset, so the state register changes once: Icarus evaluates an
+            # `always @*` block only when one of its inputs changes, and outputs decoded from a
+            # never-changing state would read X.
+            with m.State("START"):
+                m.next = "IDLE"
             # ======================= IDLE: load pixels and label; host weight port ==============
             with m.State("IDLE"):
                 m.d.comb += self.pixels.ready.eq(pcount != N[0])
