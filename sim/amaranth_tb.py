@@ -101,13 +101,15 @@ def rtl_run(cfg: DesireConfig, parallelism: int, weights, samples, *, debug=True
     return results, state["cycles"]
 
 
-def check_amaranth(cfg: DesireConfig, parallelism: int, weights, samples, *, debug=True, readback=True) -> Report:
-    """Bit-exact comparison of the core under Amaranth's simulator with the golden model."""
+def check_amaranth(cfg: DesireConfig, parallelism: int, weights, samples, *, debug=True, readback=True,
+                   reference_cfg: DesireConfig | None = None) -> Report:
+    """Bit-exact comparison of the core (built for ``cfg``) under Amaranth's simulator with the golden
+    model (run with ``reference_cfg``, default ``cfg``)."""
     report = Report(config=f"{'-'.join(map(str, cfg.topology))} P={parallelism}", simulator="amaranth")
     start = time.monotonic()
     results, cycles = rtl_run(cfg, parallelism, weights, samples, debug=debug, readback=readback)
     report.sim_seconds, report.sim_cycles = time.monotonic() - start, cycles
-    checker = Checker(cfg, weights, report)
+    checker = Checker(reference_cfg or cfg, weights, report)
     for s, got in zip(samples, results):
         if not checker.check(s, checker.expect(s), got):
             break

@@ -149,7 +149,7 @@ async def bitexact(dut):
     seed = int(os.environ.get("MFSNN_SEED", cocotb.RANDOM_SEED))
     tb = TB(dut, params, random.Random(seed), float(job.get("idle_prob", 0.0)))
     report = Report(config=job["label"], simulator=job["simulator"])
-    checker = Checker(cfg, weights, report)
+    checker = Checker(DesireConfig.from_dict(job.get("ref_cfg", job["cfg"])), weights, report)
     await tb.start()
     await tb.load_weights(weights)
     dut._log.info("weights loaded")

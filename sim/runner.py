@@ -105,7 +105,7 @@ def build(cfg: DesireConfig, parallelism: int, simulator: str, build_dir, debug:
 def run_bitexact(cfg: DesireConfig, weights, images, labels, simulator: str = "icarus", build_dir="build/sim",
                  seed: int = 1, train=True, *, parallelism: int = 1, debug: bool | None = None,
                  readback: str | None = None, epoch: int = 0, start_step: int = 0, idle_prob: float = 0.0,
-                 waves: bool | None = None) -> Report:
+                 waves: bool | None = None, reference_cfg: DesireConfig | None = None) -> Report:
     """Stream ``images`` (n, N0) uint8 with ``labels`` through the RTL under ``simulator`` and compare
     every output with the golden model (``desire.train_sample`` / inference ``forward``), bit for bit.
 
@@ -114,6 +114,8 @@ def run_bitexact(cfg: DesireConfig, weights, images, labels, simulator: str = "i
     spike, membrane, trace and desire through the RTL's debug tap. ``readback``: "every" (weights
     after every sample; default for small nets), "end", or "never". ``seed`` drives the random idle
     cycles inserted on the streams (``idle_prob``) and cocotb's RANDOM_SEED.
+    ``reference_cfg`` (default ``cfg``) is the golden model's config; a different one proves the
+    checker catches and localizes a real difference.
     Returns a ``Report`` (``.ok``; ``str()`` is the summary with the first divergence, if any).
     """
     images = np.asarray(images, dtype=np.uint8).reshape(len(labels), -1)
@@ -133,7 +135,7 @@ def run_bitexact(cfg: DesireConfig, weights, images, labels, simulator: str = "i
     np.savez(str(job) + ".npz", images=images, labels=labels, train=train, steps=steps, epochs=epochs,
              **{f"w{l}": np.asarray(w, dtype=np.int64) for l, w in enumerate(weights, start=1)})
     Path(str(job) + ".json").write_text(json.dumps({
-        "cfg": cfg.to_dict(), "parallelism": parallelism, "debug": debug, "readback": readback,
+        "cfg": cfg.to_dict(), "ref_cfg": (reference_cfg or cfg).to_dict(), "parallelism": parallelism, "debug": debug, "readback": readback,
         "simulator": simulator, "label": f"{topo} P={parallelism}", "idle_prob": idle_prob}))
     report_path = Path(str(job) + ".report.json")
     if waves is None:
