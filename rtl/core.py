@@ -370,6 +370,19 @@ class DesireCore(wiring.Component):
         rd_word = Signal.like(k)   # word whose mask/valid lanes are being read (for valid_lanes)
         rd_blk = Signal.like(b)
 
+        # host weight port: whenever no sample is being processed (the FSM leaves W alone then)
+        wsel = Signal.like(self.wport.layer)
+        m.d.sync += wsel.eq(self.wport.layer)
+        with m.If(~busy):
+            for l in range(1, L + 1):
+                m.d.comb += W[l][1].addr.eq(self.wport.addr)
+                with m.If(self.wport.we & (self.wport.layer == l - 1)):
+                    m.d.comb += [W[l][2].addr.eq(self.wport.addr), W[l][2].en.eq((1 << P) - 1),
+                                 W[l][2].data.eq(self.wport.wdata)]
+        for l in range(1, L + 1):
+            with m.If(wsel == l - 1):
+                m.d.comb += self.wport.rdata.eq(W[l][1].data)
+
         stages = []   # data-arrival pipeline stages, elaborated after the FSM
         cur_l = Signal(range(L + 1))  # layer of the read issued last cycle (selects the stage)
 
@@ -401,16 +414,6 @@ class DesireCore(wiring.Component):
                     pl = self.labels.payload
                     m.d.sync += [label.eq(pl.label), train.eq(pl.train), step.eq(pl.step), shift.eq(pl.shift),
                                  have_label.eq(1)]
-                # host weight port
-                wsel = Signal.like(self.wport.layer)
-                m.d.sync += wsel.eq(self.wport.layer)
-                for l in range(1, L + 1):
-                    m.d.comb += W[l][1].addr.eq(self.wport.addr)
-                    with m.If(self.wport.we & (self.wport.layer == l - 1)):
-                        m.d.comb += [W[l][2].addr.eq(self.wport.addr), W[l][2].en.eq((1 << P) - 1),
-                                     W[l][2].data.eq(self.wport.wdata)]
-                    with m.If(wsel == l - 1):
-                        m.d.comb += self.wport.rdata.eq(W[l][1].data)
                 with m.If(have_label & (pcount == N[0])):
                     m.d.sync += [busy.eq(1), sample_cycles.eq(0), have_label.eq(0), pcount.eq(0)]
                     m.d.sync += start_forward()

@@ -17,7 +17,7 @@ from .model import (Checker, DebugDecoder, Report, Sample, SampleResult, decode_
 
 
 def rtl_run(cfg: DesireConfig, parallelism: int, weights, samples, *, debug=True, readback=True,
-            vcd=None, max_cycles=10_000_000):
+            vcd=None, max_cycles=10_000_000, probe=None):
     """Simulate ``samples`` (list of ``Sample``) on a fresh core loaded with ``weights``."""
     params = CoreParams(cfg, parallelism, debug)
     dut = DesireCore(params)
@@ -93,6 +93,8 @@ def rtl_run(cfg: DesireConfig, parallelism: int, weights, samples, *, debug=True
     if debug:
         sim.add_process(monitor)
     sim.add_process(counter)
+    if probe is not None:           # probe(dut) -> async process, for debugging
+        sim.add_process(probe(dut))
     if vcd:
         with sim.write_vcd(vcd):
             sim.run()

@@ -247,7 +247,7 @@ def earliest_divergence(expected: Trace, got: Trace):
         d = first_divergence(expected, got, keys=[key])
         if d is not None:
             per_step = np.asarray(expected[key]).ndim == 2
-            t = d.index[0] if per_step and d.index else -1
+            t = d.index[0] if per_step and d.index else 1 << 30   # per-sample values: after every step
             found.append(((_rank(key), t, d.layer if d.phase != "desire" else -d.layer), d))
     if not found:
         return None
