@@ -194,6 +194,7 @@ class StidiConfig:
     init_bits: tuple | None = None        # init W = x >> (32 - bits): uniform [0, 2**bits)
     init_signed: bool = False             # subtract 2**(bits-1) from the init (zero-mean signs)
     levels: int = 3                       # Q: hidden error levels 2**0 .. 2**Q
+    output_levels: int = 0                # 0: ternary output error; >0: power-of-two output levels
     lr_shift: tuple | None = None         # per-layer right shift of the update step (rounded)
     fwd_shift: int = 10                   # forward="real" (fixed): forward weight = W >> fwd_shift
     # float reference
@@ -218,8 +219,8 @@ class StidiConfig:
             problems.append(f"time_steps {self.time_steps} outside 3..1024")
         if not 2 <= self.weight_bits <= 32:
             problems.append(f"weight_bits {self.weight_bits} outside 2..32")
-        if not 0 <= self.levels <= 8:
-            problems.append(f"levels {self.levels} outside 0..8")
+        if not 0 <= self.levels <= 8 or not 0 <= self.output_levels <= 8:
+            problems.append(f"levels/output_levels {self.levels}/{self.output_levels} outside 0..8")
         if not 0 <= self.drop8 <= 255:
             problems.append(f"drop8 {self.drop8} outside 0..255")
         if not 0 < self.seed <= MASK32:
@@ -300,7 +301,9 @@ def default_init_bits(stages: list, cfg: StidiConfig) -> tuple:
 def default_lr_shift(stages: list, cfg: StidiConfig) -> tuple:
     """0 at 16-bit weights; conv layers sum many positions per weight, so they shift by 4 more."""
     base = max(0, 16 - cfg.weight_bits)
-    return tuple(base + (4 if stages[l].kind == "conv" else 0) for l in weight_layers(stages))
+    top = weight_layers(stages)[-1]
+    return tuple(base + (4 if stages[l].kind == "conv" else 0) + (cfg.output_levels if l == top else 0)
+                 for l in weight_layers(stages))
 
 
 def default_lr(stages: list) -> tuple:
@@ -311,7 +314,15 @@ def default_init_range(stages: list, forward: str) -> tuple:
     """Real forward: the repo's U[0,10) / U[10,50). Binary forward: ranges that start at 0, so signs
     can flip within a few updates (BS4NN uses U[0,5) / U[0,48) with lr 0.1)."""
     first, rest = ((0.0, 10.0), (10.0, 50.0)) if forward == "real" else ((0.0, 1.0), (0.0, 10.0))
-    return tuple(first if i == 0 else rest for i in range(len(weight_layers(stages))))
+    out = []
+    for i, l in enumerate(weight_layers(stages)):
+        if i == 0:
+            out.append(first)
+        elif forward == "binary" and stages[l].kind == "fc" and stages[l - 1].kind in ("pool", "conv"):
+            out.append((0.0, 2.5))           # like the integer WBITS-5 init: faster flips after a map
+        else:
+            out.append(rest)
+    return tuple(out)
 
 
 def encoding_table(time_steps: int) -> np.ndarray:
@@ -394,6 +405,7 @@ class _StidiLearner:
         self.forward = cfg.forward
         self.fwd_shift = cfg.fwd_shift
         self.levels = cfg.levels
+        self.output_levels = cfg.output_levels
         self.weight_bits = cfg.weight_bits
         self.layers = weight_layers(self.stages)
         self.table = encoding_table(self.T)

@@ -320,17 +320,22 @@ def output_error(net, times, membrane, label: int, trace=None):
     out = times[top]
     pred = decide(out, membrane, net.T)
     target, case = targets(out, membrane, label, net.T, net.add, net.neg)
-    d = sign(target - out)
+    if net.output_levels == 0:
+        d, lvl = sign(target - out), np.zeros(out.shape, np.int64)          # ternary (default)
+    else:   # optional: power-of-two output error, the hidden layers' leading-one rule without the clip
+        d, lvl = quantize_error(target - out, np.ones(out.shape, np.int64), net.output_levels)
     if trace is not None:
         trace.record("decision", top, "pred", pred)
         trace.record("target", top, "case", case)
         trace.record("target", top, "target", target)
         trace.record("target", top, "d", d)
-    return pred, d
+        if net.output_levels:
+            trace.record("target", top, "lvl", lvl)
+    return pred, (d, lvl)
 
 
 def backward(net, times, argmins, d, step: int, trace=None) -> None:
-    """Update every weight layer from the output error ``d`` (in place), top layer first.
+    """Update every weight layer from the output error ``d`` = (sign, lvl) (in place), top layer first.
 
     Per layer: update with (sign, lvl), then (if a trainable layer lies below) the displacement D
     with the new weights, routed through pooling stages to the hidden layer below, clip rule, and
@@ -338,7 +343,7 @@ def backward(net, times, argmins, d, step: int, trace=None) -> None:
     """
     T = net.T
     l = len(net.stages) - 1
-    s, lvl = d, np.zeros_like(d)
+    s, lvl = d
     while True:
         stage = net.stages[l]
         t_pre = times[l - 1]
@@ -386,7 +391,7 @@ def train_step(net, t0, label: int, step: int, trace=None) -> int:
         trace.record("encode", 0, "times", t0)
     times, argmins, membrane = forward(net, t0, trace)
     pred, d = output_error(net, times, membrane, label, trace)
-    if d.any():
+    if d[0].any():
         backward(net, times, argmins, d, step, trace)
     return pred
 

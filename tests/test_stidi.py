@@ -425,3 +425,21 @@ def test_trace_records_one_training_step_without_changing_the_learner(arith, tmp
         # the membrane trace is the direct sum of the sign-plane ramps
         w_fwd = np.where(before["w1"] >= 0, 1, -1).T
         assert np.array_equal(trace["forward/1/U"], direct_membrane(trace["encode/0/times"], w_fwd))
+
+
+class _Net:
+    def __init__(self, output_levels):
+        self.stages = [None, None]
+        self.T, self.add, self.neg, self.output_levels = T, 15, 15, output_levels
+
+
+def test_output_error_ternary_and_optional_power_of_two():
+    times = [np.zeros(3), np.array([20, 30, 40])]
+    u = membrane_with({})
+    pred, (d, lvl) = fx.output_error(_Net(0), times, u, 1)
+    assert pred == 0 and d.tolist() == [1, -1, 0] and lvl.tolist() == [0, 0, 0]   # target [35, 5, 40]
+    # target - t = [15, -25, 0]: emax = msb(25) = 4; 15 -> 3 - 4 + 3 = 2; 25 -> 3
+    _, (d, lvl) = fx.output_error(_Net(3), times, u, 1)
+    assert d.tolist() == [1, -1, 0] and lvl.tolist() == [2, 3, 0]
+    _, (d, lvl) = fx.output_error(_Net(0), [None, np.array([20, 30, 40])], u, 0)
+    assert not d.any()                                                          # correct: no update
