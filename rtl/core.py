@@ -563,7 +563,8 @@ class DesireCore(wiring.Component):
                 m.d.comb += C[L][1].addr.eq(j >> lg)
                 m.next = "RES_EX"
             with m.State("RES_EX"):
-                cnt = C[L][1].data[j[:lg]] if lg else C[L][1].data[0]
+                # a mux over lanes: indexing the View by a Value would multiply the index by the lane width
+                cnt = Array(C[L][1].data[q] for q in range(P))[j[:lg]] if lg else C[L][1].data[0]
                 m.d.sync += Array(res_counts[q] for q in range(N[-1]))[j].eq(cnt)
                 with m.If((j == 0) | (cnt > best)):
                     m.d.sync += [best.eq(cnt), pred.eq(j), tie.eq(0)]
