@@ -15,7 +15,7 @@ import time
 import cocotb
 import numpy as np
 from cocotb.clock import Clock
-from cocotb.triggers import FallingEdge, ReadOnly
+from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
 
 from mfsnn.golden.desire_config import DesireConfig
 from mfsnn.rtl.core import CoreParams
@@ -116,7 +116,8 @@ class TB:
                                                "shift": shift}))
         for px in np.asarray(s.pixels).tolist():
             await self.send(d.pixels__valid, d.pixels__ready, d.pixels__payload, int(px))
-        while d.results__valid.value != 1:
+        if d.results__valid.value != 1:
+            await RisingEdge(d.results__valid)     # event-driven: no Python per busy cycle
             await FallingEdge(d.clk)
         await self._idle()
         word = d.results__payload.value.to_unsigned()

@@ -81,5 +81,5 @@ def test_bitexact_verilator_midsize(build_root):
     cfg = DesireConfig(topology=(196, 32, 10))
     images, labels = stimulus(cfg, 20, 12)
     report = run_bitexact(cfg, init_weights(cfg, 12), images, labels, "verilator", build_root, seed=12,
-                          parallelism=8, debug=False, readback="end")
+                          parallelism=16, debug=False, readback="end")
     assert report.ok, str(report)

@@ -1,0 +1,49 @@
+"""Analytic operation count of one sample (notes/desire-bp.md section 10 counting model), from
+the golden model's own run of that sample: the lower bound the RTL's cycles are compared with.
+
+ops (elementary integer operations, shifts by constants free):
+  encoder 3*T*N0; neurons 4*T*sum N_l; forward synaptic adds sum_l (input spikes of l) * N_l;
+  training only: traces 3*T*sum N_{l-1} (decay, add, write); desire sum_{l>=2} nnz(g_l) * N_{l-1};
+  update sum over updated neurons j of (c_j + 3) * N_{l-1}.
+The bound for P lanes is ops / P.
+"""
+
+import numpy as np
+
+from ..golden import desire as golden
+from ..golden.desire_config import DesireConfig
+
+
+def sample_ops(cfg: DesireConfig, weights, pixels, label: int, step: int = 0, train: bool = True) -> dict:
+    N, T, L = cfg.topology, cfg.time_steps, cfg.layers
+    masks = golden.dropout_masks(cfg, step) if train else None
+    fwd = golden.forward(cfg, weights, golden.encode(cfg, pixels), masks, train=train)
+    ops = {"encoder": 3 * T * N[0], "neurons": 4 * T * sum(N[1:])}
+    syn = 0
+    for l in range(1, L + 1):
+        source = fwd.spikes[l - 1]
+        spikes_in = int(source.sum()) if l == 1 else int(source[:-1].sum())
+        syn += spikes_in * N[l]
+    ops["forward_synaptic"] = syn
+    if train:
+        ops["traces"] = 3 * T * sum(N[:-1])
+        care, want = [None] * (L + 1), [None] * (L + 1)
+        care[L], want[L] = golden.output_desire(cfg, fwd.counts[L], label)
+        desire = 0
+        for l in range(L, 1, -1):
+            g = care[l] & masks[l]
+            desire += int(g.sum()) * N[l - 1]
+            _, care[l - 1], want[l - 1] = golden.hidden_desire(cfg, weights[l - 1], care[l], want[l], fwd.counts[l],
+                                                               masks[l])
+        ops["desire"] = desire
+        update = 0
+        for l in range(1, L + 1):
+            active = care[l] & masks[l] & (fwd.counts[l] > 0)
+            update += int(((fwd.counts[l][active] + 3) * N[l - 1]).sum())
+        ops["update"] = update
+    ops["total"] = sum(ops.values())
+    return ops
+
+
+def lower_bound(ops: dict, parallelism: int) -> float:
+    return ops["total"] / parallelism
