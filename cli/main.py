@@ -12,6 +12,8 @@ import json  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+import numpy as np  # noqa: E402
+
 from . import __version__  # noqa: E402
 
 
@@ -73,6 +75,133 @@ def cmd_train(args) -> int:
           f"(train {metrics['train_samples_per_s']:.0f} samples/s, infer {metrics['infer_samples_per_s']:.0f} samples/s)")
     print(f"wrote {out / 'metrics.json'}, {out / 'model.npz'}, {out / 'accuracy.png'}")
     return 0
+
+
+def _add_desire_hw_options(parser, topology: str):
+    parser.add_argument("--rule", choices=("desire",), default="desire",
+                        help="learning rule of the datapath (the RTL implements desire BP)")
+    parser.add_argument("--topology", default=topology, help=f"layer sizes (default {topology})")
+    parser.add_argument("--weight-bits", type=int, default=24, metavar="N",
+                        help="weight profile: 24, 20, 16, 12, 10 or 8 (default 24)")
+    parser.add_argument("--time-steps", type=int, default=20, metavar="T", help="time steps per sample (default 20)")
+    parser.add_argument("--error-mode", choices=("pow2", "exact"), help="hidden-desire error weight")
+    parser.add_argument("--parallelism", "-P", type=int, default=1, metavar="P",
+                        help="synapses processed per cycle (default 1)")
+    parser.add_argument("--seed", type=int, default=1, help="seed of the initial weights and dropout (default 1)")
+
+
+def _hw_config(args, **overrides):
+    from .golden.desire_config import DesireConfig, parse_topology
+
+    _positive("--parallelism", args.parallelism)
+    settings = dict(topology=parse_topology(args.topology), seed=args.seed, time_steps=args.time_steps)
+    if args.error_mode:
+        settings["error_mode"] = args.error_mode
+    settings.update(overrides)
+    return DesireConfig.for_weight_bits(args.weight_bits, **settings)
+
+
+def cmd_verilog(args) -> int:
+    from .rtl import generate_verilog
+
+    try:
+        cfg = _hw_config(args)
+        text = generate_verilog(cfg, args.parallelism, debug=args.debug)
+    except ValueError as error:
+        raise UserError(str(error)) from None
+    if args.out == "-":
+        sys.stdout.write(text)
+    else:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text)
+        print(f"wrote {args.out}: desire-BP core {args.topology}, {cfg.weight_bits}-bit weights, "
+              f"T={cfg.time_steps}, P={args.parallelism}{', debug tap' if args.debug else ''}")
+    return 0
+
+
+def _check_simulator(simulator: str):
+    from .sim import simulator_available
+
+    if not simulator_available(simulator):
+        hint = "apt-get install iverilog" if simulator == "icarus" else "pip install 'mfsnn[sim]'"
+        raise UserError(f"simulator {simulator} is not installed ({hint})")
+
+
+def cmd_sim(args) -> int:
+    from .golden import desire
+    from .golden.data import INPUT_SIZES, N_CLASSES, input_pixels, load_dataset, synthetic_samples
+    from .sim import run_bitexact
+
+    _positive("--samples", args.samples)
+    _check_simulator(args.simulator)
+    try:
+        cfg = _hw_config(args)
+    except ValueError as error:
+        raise UserError(str(error)) from None
+    n_total = args.samples + args.inference_samples
+    if cfg.topology[0] in INPUT_SIZES and cfg.topology[-1] == N_CLASSES:
+        dataset = load_dataset(args.dataset, args.data_dir)
+        images = input_pixels(dataset.train.images[:n_total], cfg.topology[0])
+        labels, source = dataset.train.labels[:n_total], dataset.name
+    else:
+        images, labels = synthetic_samples(n_total, cfg.topology[0], cfg.topology[-1], args.seed)
+        source = "synthetic (hashed) pixels, as the topology is not an image classifier"
+    train = np.arange(n_total) < args.samples
+    print(f"mfsnn sim: {args.samples} training + {args.inference_samples} inference samples of {source} through the "
+          f"{args.topology} core (P={args.parallelism}) under {args.simulator}, golden weights of seed {args.seed}",
+          flush=True)
+    report = run_bitexact(cfg, desire.init_weights(cfg), images, labels, args.simulator, args.build_dir,
+                          seed=args.seed, train=train, parallelism=args.parallelism)
+    print(report)
+    return 0 if report.ok else 1
+
+
+def cmd_flow(args) -> int:
+    from .golden import desire
+    from .golden import train as training
+    from .golden.data import input_pixels, load_dataset
+    from .golden.learners import DesireLearner
+    from .rtl import generate_verilog
+    from .sim import run_bitexact
+
+    _check_simulator(args.simulator)
+    try:
+        cfg = _hw_config(args, lr_shift=args.lr_shift)
+    except ValueError as error:
+        raise UserError(str(error)) from None
+    dataset = load_dataset(args.dataset, args.data_dir)
+    out = Path(args.out)
+    print(f"[1/3] training {args.topology} with the integer golden model on {dataset.name} "
+          f"({args.epochs} epoch(s), seed {args.seed})", flush=True)
+    learner = DesireLearner(cfg, "fixed")
+    metrics = training.train(learner, dataset, args.epochs, args.seed, args.train_limit, args.test_limit,
+                             progress=not args.quiet)
+    metrics["topology"] = args.topology
+    training.save_model(learner, out / "model.npz", {"dataset": dataset.name, "topology": args.topology})
+    training.write_metrics(metrics, out / "metrics.json")
+    training.plot_curve(metrics, out / "accuracy.png")
+    verilog_path = out / "desire_core.v"
+    verilog_path.write_text(generate_verilog(cfg, args.parallelism))
+    print(f"[2/3] wrote {verilog_path} (P={args.parallelism})", flush=True)
+    n = args.check_samples
+    images = input_pixels(dataset.test.images[:2 * n], cfg.topology[0])
+    labels = dataset.test.labels[:2 * n]
+    train_flags = np.arange(2 * n) % 2 == 0          # alternate training and inference samples
+    print(f"[3/3] bit-exact check under {args.simulator}: {n} training and {n} inference samples from the "
+          f"trained weights", flush=True)
+    trained_steps = metrics["train_samples"] * args.epochs
+    report = run_bitexact(cfg, [w.copy() for w in learner.weights], images, labels, args.simulator,
+                          args.build_dir, seed=args.seed, train=train_flags, parallelism=args.parallelism,
+                          epoch=args.epochs, start_step=trained_steps)
+    print()
+    print(f"golden model: test accuracy {100 * metrics['final_test_accuracy']:.2f} % on {metrics['test_samples']} "
+          f"{dataset.name} test images after {args.epochs} epoch(s) of {metrics['train_samples']} samples "
+          f"({metrics['train_samples_per_s']:.0f} samples/s)")
+    print(report)
+    summary = {"metrics": metrics, "bitexact": {"ok": report.ok, "report": str(report)}}
+    training.write_metrics(summary, out / "flow.json")
+    print(f"wrote {out / 'flow.json'}, {out / 'model.npz'}, {verilog_path}")
+    return 0 if report.ok else 1
 
 
 def cmd_eval(args) -> int:
@@ -140,6 +269,47 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_data_options(p)
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("verilog", help="write the Verilog of the desire-BP training datapath",
+                       description="Generate the Amaranth desire-BP core as Verilog (the same generator the "
+                                   "simulations and synthesis use).")
+    _add_desire_hw_options(p, "196-64-10")
+    p.add_argument("--debug", action="store_true", help="include the debug trace tap (off: costs nothing)")
+    p.add_argument("--out", default="-", metavar="FILE", help="output file (default: standard output)")
+    p.set_defaults(func=cmd_verilog)
+
+    p = sub.add_parser("sim", help="prove the RTL bit-exact against the golden model (cocotb)",
+                       description="Stream samples through the generated RTL under a simulator and compare every "
+                                   "spike, desire and weight word with the golden model. Exit 1 on any mismatch, "
+                                   "with the first divergence.")
+    _add_desire_hw_options(p, "16-12-4")
+    p.add_argument("--samples", type=int, default=20, metavar="N", help="training samples (default 20)")
+    p.add_argument("--inference-samples", type=int, default=4, metavar="N",
+                   help="inference-only samples after them (default 4)")
+    p.add_argument("--simulator", choices=("icarus", "verilator"), default="icarus")
+    p.add_argument("--build-dir", default="build/sim", metavar="DIR",
+                   help="simulator builds, one subdirectory per parameter set (default build/sim)")
+    p.add_argument("--dataset", default="builtin", choices=("builtin", "mnist", "fashion-mnist"),
+                   help="image source (default builtin)")
+    p.add_argument("--data-dir", metavar="DIR")
+    p.set_defaults(func=cmd_sim)
+
+    p = sub.add_parser("flow", help="the main job: train, generate Verilog, prove it bit-exact",
+                       description="Train a small network with the integer golden model, generate its Verilog and "
+                                   "run the bit-exact cocotb check of training and inference on a few samples.")
+    _add_desire_hw_options(p, "196-32-10")
+    p.set_defaults(parallelism=4)
+    p.add_argument("--lr-shift", type=int, default=14, metavar="S",
+                   help="learning rate 2^-S (default 14: the built-in set is small)")
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--check-samples", type=int, default=4, metavar="N",
+                   help="training and inference samples each in the bit-exact check (default 4)")
+    p.add_argument("--simulator", choices=("icarus", "verilator"), default="icarus")
+    p.add_argument("--build-dir", default="build/sim", metavar="DIR")
+    p.add_argument("--out", default="runs/flow", metavar="DIR", help="output directory (default runs/flow)")
+    p.add_argument("--quiet", action="store_true")
+    _add_data_options(p)
+    p.set_defaults(func=cmd_flow)
     return parser
 
 

@@ -295,3 +295,24 @@ def input_pixels(images, n_inputs: int) -> np.ndarray:
     if n_inputs == 196:
         a = downsample2x2(a)
     return a.reshape(a.shape[:-2] + (n_inputs,))
+
+
+def synthetic_samples(n: int, n_inputs: int, n_classes: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` samples of uniform random bytes with uniform labels, for topologies that are not image
+    classifiers (e.g. the 16-12-4 RTL checks): pixel i of sample k is the low byte of
+    mix32(mix32(seed ^ 0xDA7A) ^ (k << 16) ^ i); the label is the low bits of mix32(... ^ 0xFFFF), rejected
+    and redrawn until below ``n_classes``.
+    """
+    from .hashing import mix32, mix32_int
+
+    key = np.uint32(mix32_int(seed ^ 0xDA7A))
+    rows = np.arange(n, dtype=np.uint32)[:, None] << np.uint32(16)
+    pixels = (mix32(key ^ rows ^ np.arange(n_inputs, dtype=np.uint32)[None, :]) & np.uint32(0xFF)).astype(np.uint8)
+    labels = np.empty(n, dtype=np.uint8)
+    width = max(n_classes - 1, 1).bit_length()
+    for k in range(n):
+        draw = mix32_int(int(key) ^ (k << 16) ^ 0xFFFF)
+        while draw & ((1 << width) - 1) >= n_classes:
+            draw = mix32_int(draw)
+        labels[k] = draw & ((1 << width) - 1)
+    return pixels, labels

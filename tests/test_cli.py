@@ -61,3 +61,27 @@ def test_corrupt_model_file_is_named(tmp_path, capsys):
 def test_console_entry_point_help():
     result = subprocess.run([sys.executable, "-m", "mfsnn", "train", "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "--topology" in result.stdout
+
+
+def test_verilog_command_writes_a_module(tmp_path, capsys):
+    out = tmp_path / "core.v"
+    assert main(["verilog", "--topology", "16-12-4", "--parallelism", "2", "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "module desire_core" in text and "endmodule" in text
+
+
+def test_verilog_command_refuses_impossible_widths(capsys):
+    assert main(["verilog", "--weight-bits", "5"]) == 2
+    assert "no weight profile for 5 bits" in capsys.readouterr().err
+
+
+@pytest.mark.sim
+def test_sim_command_matches_and_exits_zero(tmp_path, capsys):
+    from mfsnn.sim import simulator_available
+
+    if not simulator_available("icarus"):
+        pytest.skip("iverilog is not installed")
+    code = main(["sim", "--topology", "16-12-4", "--samples", "2", "--inference-samples", "1",
+                 "--simulator", "icarus", "--build-dir", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert code == 0 and "ALL MATCHED" in out and "3 (2 training, 1 inference)" in out, out
