@@ -58,8 +58,18 @@ def synapses(cfg: DesireConfig) -> int:
     return sum(a * b for a, b in zip(cfg.topology[:-1], cfg.topology[1:]))
 
 
+def _rtl_source_digest() -> str:
+    """Digest of the generator's sources, so a cached build never outlives an RTL change."""
+    rtl = Path(__file__).resolve().parent.parent / "rtl"
+    h = hashlib.sha1()
+    for path in sorted(rtl.glob("*.py")):
+        h.update(path.name.encode() + path.read_bytes())
+    return h.hexdigest()
+
+
 def build_key(cfg: DesireConfig, parallelism: int, debug: bool) -> str:
-    text = json.dumps({"cfg": cfg.to_dict(), "P": parallelism, "debug": debug}, sort_keys=True)
+    text = json.dumps({"cfg": cfg.to_dict(), "P": parallelism, "debug": debug, "rtl": _rtl_source_digest()},
+                      sort_keys=True)
     return hashlib.sha1(text.encode()).hexdigest()[:12]
 
 
