@@ -237,7 +237,7 @@ class DesireCore(wiring.Component):
         m.submodules.block_list = al_mem
         al_r, al_w = al_mem.read_port(), al_mem.write_port()
 
-        W, V, C, R, X, CARE, WANT, MASK = {}, {}, {}, {}, {}, {}, {}, {}
+        W, V, C, R, X, CARE, WANT, MASK, EVER = {}, {}, {}, {}, {}, {}, {}, {}, {}
         for l in range(1, L + 1):
             W[l] = memory(f"w{l}", lanes_of(signed(WB)), p.w_depth(l))
             V[l] = memory(f"v{l}", lanes_of(signed(VB)), p.blocks(l))
@@ -245,6 +245,8 @@ class DesireCore(wiring.Component):
             R[l] = memory(f"r{l}", unsigned(P), T * p.blocks(l))
             X[l] = memory(f"x{l}", lanes_of(unsigned(TB)), T * p.blocks(l - 1))
             CARE[l] = memory(f"care{l}", unsigned(P), p.blocks(l))
+            # inputs of layer l that spiked at least once this sample (their trace is never 0 after)
+            EVER[l] = memory(f"ever{l}", unsigned(P), p.blocks(l - 1))
             WANT[l] = memory(f"want{l}", unsigned(P), p.blocks(l))
         for l in range(0, L):
             if p.maskable(l):
@@ -460,7 +462,7 @@ class DesireCore(wiring.Component):
                             m.d.comb += MASK[0][1].addr.eq(k)
                     else:
                         m.d.comb += R[l - 1][1].addr.eq(tbase[l - 1] - nw + k)
-                    m.d.comb += X[l][1].addr.eq(tbase[l - 1] - nw + k)
+                    m.d.comb += [X[l][1].addr.eq(tbase[l - 1] - nw + k), EVER[l][1].addr.eq(k)]
                     m.d.sync += rd_word.eq(k)
                     m.next = f"SCAN_EX_{l}"
 
@@ -475,6 +477,8 @@ class DesireCore(wiring.Component):
                     m.d.comb += [tr.x.eq(Mux(t == 0, 0, X[l][1].data)), tr.spike.eq(spikes)]
                     m.d.comb += [X[l][2].addr.eq(tbase[l - 1] + k), X[l][2].en.eq((1 << P) - 1),
                                  X[l][2].data.eq(tr.x_next)]
+                    m.d.comb += [EVER[l][2].addr.eq(k), EVER[l][2].en.eq(1),
+                                 EVER[l][2].data.eq(Mux(t == 0, 0, EVER[l][1].data) | spikes)]
                     emit(DebugKind.SCAN, l, t, k << lg, value=[tr.x_next[q] for q in range(P)],
                          aux=[spikes[q] for q in range(P)])
                     m.d.sync += [pend.eq(spikes), kbase.eq(k << lg)]
@@ -712,22 +716,48 @@ class DesireCore(wiring.Component):
                         m.next = f"UT_DRAIN_{l}"
                 with m.State(f"UT_DRAIN_{l}"):
                     m.d.sync += cur_l.eq(l)
-                    m.d.sync += [i.eq(0), e.eq(0)]
+                    m.d.sync += [k.eq(0), e.eq(0)]
                     m.d.sync += [accum[q].eq(0) for q in range(P)]
-                    m.next = f"UI_{l}"
+                    m.next = f"UW_RD_{l}"
+                # Only inputs that spiked at some step are visited: any other input has a zero trace
+                # at every step, so A = 0, mag = 0 and its weight stays (exact, as in the golden model).
+                with m.State(f"UW_RD_{l}"):
+                    m.d.sync += cur_l.eq(l)
+                    m.d.comb += EVER[l][1].addr.eq(k)
+                    m.next = f"UW_LD_{l}"
+                with m.State(f"UW_LD_{l}"):
+                    m.d.sync += cur_l.eq(l)
+                    m.d.sync += [pend.eq(EVER[l][1].data), kbase.eq(k << lg), e.eq(0)]
+                    with m.If(EVER[l][1].data != 0):
+                        m.next = f"UI_{l}"
+                    with m.Elif(k == nw - 1):
+                        m.next = f"UI_DRAIN_{l}"
+                    with m.Else():
+                        m.d.sync += k.eq(k + 1)
+                        m.next = f"UW_RD_{l}"
                 with m.State(f"UI_{l}"):
                     m.d.sync += cur_l.eq(l)
-                    m.d.comb += [X[l][1].addr.eq(tl_x[e[:max(ceil_log2(T), 1)]] + (i >> lg)),
-                                 W[l][1].addr.eq(bbase + i)]
+                    ubit = Signal(max(lg, 1), name=f"ubit{l}")
+                    for q in reversed(range(P)):
+                        with m.If(pend[q]):
+                            m.d.comb += ubit.eq(q)
+                    i_cur = (kbase | ubit) if lg else kbase
+                    m.d.comb += [X[l][1].addr.eq(tl_x[e[:max(ceil_log2(T), 1)]] + k),
+                                 W[l][1].addr.eq(bbase + i_cur)]
                     last_e = e == nt - 1
                     m.d.sync += [u1_v.eq(1), u1_last.eq(last_e), u1_rbits.eq(tl_r[e[:max(ceil_log2(T), 1)]]),
-                                 u1_i.eq(i)]
+                                 u1_i.eq(i_cur)]
                     if lg:
-                        m.d.sync += u1_lane.eq(i[:lg])
+                        m.d.sync += u1_lane.eq(ubit)
                     with m.If(last_e):
-                        m.d.sync += [e.eq(0), i.eq(i + 1)]
-                        with m.If(i == nin - 1):
-                            m.next = f"UI_DRAIN_{l}"
+                        rest = pend & (pend - 1)
+                        m.d.sync += [e.eq(0), pend.eq(rest)]
+                        with m.If(rest == 0):
+                            with m.If(k == nw - 1):
+                                m.next = f"UI_DRAIN_{l}"
+                            with m.Else():
+                                m.d.sync += k.eq(k + 1)
+                                m.next = f"UW_RD_{l}"
                     with m.Else():
                         m.d.sync += e.eq(e + 1)
                 with m.State(f"UI_DRAIN_{l}"):
