@@ -69,13 +69,29 @@ def measure(cfg, parallelism, simulator, build_dir, n_train, n_infer, debug):
     }
 
 
+def markdown_table(data) -> str:
+    """The cycles table of docs/rtl.md from the JSON this script writes."""
+    rows = ["| topology | P | train cycles | train bound ops/P | ratio | infer cycles | infer bound | ratio | sim | cycles/s |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|"]
+    for r in data["runs"]:
+        tr, inf = r["train"] or {}, r["infer"] or {}
+        rows.append(f"| {r['topology']} | {r['P']} | {tr.get('cycles_mean', '-')} | {tr.get('bound_ops_over_P_mean', '-')} "
+                    f"| {tr.get('ratio', '-')} | {inf.get('cycles_mean', '-')} | {inf.get('bound_ops_over_P_mean', '-')} "
+                    f"| {inf.get('ratio', '-')} | {r['simulator']} | {r['sim_cycles_per_s']} |")
+    return "\n".join(rows)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="16-12-4 only")
     ap.add_argument("--build-dir", default="build/sim")
     ap.add_argument("--out", default="results/rtl/cycles.json")
     ap.add_argument("--verilator", action="store_true", help="also measure Verilator speed (builds take minutes)")
+    ap.add_argument("--table", action="store_true", help="print the markdown table of --out and exit")
     args = ap.parse_args()
+    if args.table:
+        print(markdown_table(json.loads(Path(args.out).read_text())))
+        return
     runs = []
     plan = [((16, 12, 4), P, 4, 2) for P in (1, 4, 16)]
     if not args.quick:
