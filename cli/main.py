@@ -245,13 +245,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weight-bits", type=int, metavar="N",
                    help="weight word width (desire: profiles 24, 20, 16, 12, 10, 8; default 24)")
     p.add_argument("--error-mode", choices=("pow2", "exact"),
-                   help="desire: hidden-desire error weight, leading one (pow2, default) or exact")
+                   help="desire: hidden-desire error weight, exact (default) or its leading one (pow2)")
     p.add_argument("--rounding", choices=("nearest", "stochastic"),
                    help="desire: weight-update rounding (default nearest)")
     p.add_argument("--dropout", type=float, nargs=2, metavar=("P_IN", "P_HID"),
                    help="desire: input and hidden drop probabilities (default 0.0 0.3)")
     p.add_argument("--lr-shift", type=int, metavar="S",
-                   help="desire: learning rate 2^-S at epoch 0 (default 17, i.e. 7.6e-6 ~ the authors' 1e-5; "
+                   help="desire: learning rate 2^-S at epoch 0 (default 16, i.e. 1.5e-5 ~ the authors' 1e-5; "
                         "14 learns faster on the small built-in set)")
     p.add_argument("--lr", type=float, metavar="LR",
                    help="desire, float only: learning rate at epoch 0 (default 1e-5, the authors')")

@@ -106,7 +106,7 @@ def test_hidden_desire_hand_case(mode, expected):
 
 
 def test_hidden_desire_skips_dropped_and_uncared():
-    cfg = DesireConfig(topology=(3, 2), **TINY)
+    cfg = DesireConfig(topology=(3, 2), error_mode="pow2", **TINY)
     w = np.array([[10, 20, 30], [40, 50, 60]])
     d, _, want = desire.hidden_desire(cfg, w, np.array([True, True]), np.array([True, False]),
                                       np.array([3, 7]), np.array([True, False]))
@@ -117,7 +117,7 @@ def test_hidden_desire_skips_dropped_and_uncared():
 
 
 def test_update_rounds_half_up_and_saturates():
-    cfg = DesireConfig(topology=(4, 2), time_steps=4, error_margin=0)      # FW 20, FX 8, lr 2^-17: SH = 5
+    cfg = DesireConfig(topology=(4, 2), time_steps=4, error_margin=0, lr_shift=17)   # FW 20, FX 8: SH = 5
     assert cfg.update_shift(0) == 5
     spikes = np.array([[0, 1], [1, 0], [0, 0], [1, 1]], dtype=np.uint8)   # post 0 fires at t=1,3
     traces = np.zeros((4, 4), dtype=np.int64)
@@ -146,8 +146,8 @@ def test_update_skips_silent_and_dropped_neurons():
 
 
 def test_learning_rate_schedule_shifts():
-    cfg = DesireConfig()
-    assert [cfg.update_shift(e) for e in (0, 16, 17, 34)] == [5, 5, 6, 7]
+    cfg = DesireConfig()                    # lr 2^-16: SH = 16 + 8 - 20, one more every 17 epochs
+    assert [cfg.update_shift(e) for e in (0, 16, 17, 34)] == [4, 4, 5, 6]
 
 
 def test_constants_of_the_default_profile():

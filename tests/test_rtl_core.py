@@ -62,8 +62,8 @@ def first_sample_that_differs(cfg, reference, key):
 
 @pytest.mark.parametrize("altered,phase,layer,name", [
     (dict(decay_shift=1), "forward", 1, None),          # another decay shift: the first layer's dynamics
-    (dict(error_mode="exact"), "desire", 1, "sum"),     # another error weight: the hidden desire sum
-    (dict(lr_shift=16), "update", 1, "weights"),        # another learning rate: the first layer's weights
+    (dict(error_mode="pow2"), "desire", 1, "sum"),      # another error weight (default exact): the desire sum
+    (dict(lr_shift=17), "update", 1, "weights"),        # another learning rate (default 16): layer-1 weights
 ])
 def test_checker_localizes_altered_golden_parameter(altered, phase, layer, name):
     cfg = DesireConfig(topology=(16, 12, 4))
