@@ -285,13 +285,18 @@ def weight_layer_value(values: tuple, stages: list, l: int):
 
 
 def default_init_bits(stages: list, cfg: StidiConfig) -> tuple:
-    """WBITS-2 for the first weight layer, WBITS-3 after it (notes: 14, 13), but WBITS-5 for an fc
-    layer reading a conv/pool map: its many early-firing inputs need faster sign flips."""
-    out = []
-    for i, l in enumerate(weight_layers(stages)):
+    """WBITS-2 for the first weight layer, WBITS-3 after it (notes: 14, 13). An fc layer reading a
+    conv/pool map has many early-firing inputs and needs faster sign flips: WBITS-4 if it is hidden,
+    WBITS-5 if it is the output; fc layers above it get WBITS-5."""
+    out, after_map = [], False
+    layers = weight_layers(stages)
+    for i, l in enumerate(layers):
         if i == 0:
             out.append(cfg.weight_bits - 2)
         elif stages[l].kind == "fc" and stages[l - 1].kind in ("pool", "conv"):
+            out.append(cfg.weight_bits - (5 if l == layers[-1] else 4))
+            after_map = True
+        elif stages[l].kind == "fc" and after_map:
             out.append(cfg.weight_bits - 5)
         else:
             out.append(cfg.weight_bits - 3)

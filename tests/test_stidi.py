@@ -443,3 +443,16 @@ def test_output_error_ternary_and_optional_power_of_two():
     assert d.tolist() == [1, -1, 0] and lvl.tolist() == [2, 3, 0]
     _, (d, lvl) = fx.output_error(_Net(0), [None, np.array([20, 30, 40])], u, 0)
     assert not d.any()                                                          # correct: no update
+
+
+@pytest.mark.parametrize("topology, init_bits, thresholds, lr_shift", [
+    ("784-128-10", (14, 13), (1000, 150), (0, 0)),
+    ("196-64-10", (14, 13), (300, 75), (0, 0)),
+    (stidi.CSNN_FPGA, (14, 13, 11), (160, 1200, 784), (4, 4, 0)),
+    (stidi.CSNN_LARGE, (14, 13, 12, 11), (160, 2400, 1568, 150), (4, 4, 0, 0)),
+])
+def test_documented_defaults(topology, init_bits, thresholds, lr_shift):
+    learner = stidi.make_stidi_learner("fixed", topology, 1)
+    assert stidi.default_init_bits(learner.stages, learner.cfg) == init_bits
+    assert tuple(learner.thresholds.values()) == thresholds
+    assert tuple(learner.lr_shift.values()) == lr_shift
