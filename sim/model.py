@@ -222,7 +222,7 @@ class Report:
             lines.append(f"  cycles per inference sample: mean {np.mean(self.cycles_infer):.0f} "
                          f"(min {min(self.cycles_infer)}, max {max(self.cycles_infer)})")
         if self.predictions:
-            lines.append(f"  accuracy on these samples (golden == RTL predictions): "
+            lines.append(f"  correct predictions on these samples (RTL and golden agree on every one): "
                          f"{self.correct}/{self.predictions}")
         if self.sim_seconds:
             lines.append(f"  simulation: {self.sim_cycles} cycles in {self.sim_seconds:.1f} s "
