@@ -97,12 +97,14 @@ def _layer_input(cfg: DesireConfig, spikes: list, layer: int) -> np.ndarray:
 
 def _trace(cfg: DesireConfig, inputs: np.ndarray) -> np.ndarray:
     """x <- x - (x >> DS) + (s << FX), recorded after every step; unsigned, < 2**(FX+DS+1)."""
-    x = np.zeros(inputs.shape[:-2] + inputs.shape[-1:], dtype=np.int64)
-    out = np.empty(inputs.shape, dtype=np.int64)
+    arrivals = np.moveaxis(inputs.astype(np.int64) << cfg.trace_frac_bits, -2, 0)   # time-major views
+    out = np.empty(arrivals.shape, dtype=np.int64)
+    x = np.zeros(arrivals.shape[1:], dtype=np.int64)
     for t in range(cfg.time_steps):
-        x = x - (x >> cfg.decay_shift) + (inputs[..., t, :].astype(np.int64) << cfg.trace_frac_bits)
-        out[..., t, :] = x
-    return out
+        x -= x >> cfg.decay_shift
+        x += arrivals[t]
+        out[t] = x
+    return np.moveaxis(out, 0, -2)
 
 
 def input_trace(cfg: DesireConfig, pixels, mask=None) -> np.ndarray:
@@ -134,7 +136,7 @@ def forward(cfg: DesireConfig, weights, input_spikes, masks=None, train: bool = 
     for layer in range(1, cfg.layers + 1):
         inputs = _layer_input(cfg, spikes, layer)
         # Only inputs that spike at least once contribute: summing over them alone is the same sum.
-        active = np.flatnonzero(inputs.any(axis=tuple(range(inputs.ndim - 1))))
+        active = np.flatnonzero(inputs.reshape(-1, inputs.shape[-1]).any(axis=0))
         currents = select_sum(inputs[..., active], weights[layer - 1][:, active].T, cfg.weight_bits)
         threshold = cfg.train_threshold(layer) if train else cfg.theta
         keep = masks[layer] if masks is not None else True
@@ -142,19 +144,21 @@ def forward(cfg: DesireConfig, weights, input_spikes, masks=None, train: bool = 
         # the reset only moves V towards 0): when that fits, saturation is the identity and is skipped.
         largest = int(np.abs(currents).max()) if currents.size else 0
         saturating = ((largest + 1) << 2) > (1 << (cfg.membrane_bits - 1)) - 1
-        vm = np.zeros(currents.shape[:-2] + currents.shape[-1:], dtype=np.int64)
-        v_out = np.empty(currents.shape, dtype=np.int64)
-        s_out = np.empty(currents.shape, dtype=bool)
+        step_currents = np.moveaxis(currents, -2, 0)                # time-major views, (T, ..., N_l)
+        vm = np.zeros(step_currents.shape[1:], dtype=np.int64)
+        v_out = np.empty(step_currents.shape, dtype=np.int64)
+        s_out = np.empty(step_currents.shape, dtype=bool)
         for t in range(cfg.time_steps):
             vm -= vm >> cfg.decay_shift
-            vm += currents[..., t, :]
+            vm += step_currents[t]
             if saturating:
                 vm = saturate(vm, cfg.membrane_bits)
-            fire = np.greater_equal(vm, threshold, out=s_out[..., t, :])
-            fire &= keep
+            fire = np.greater_equal(vm, threshold, out=s_out[t])
+            if keep is not True:
+                fire &= keep
             np.subtract(vm, threshold, out=vm, where=fire)
-            v_out[..., t, :] = vm
-        s_out = s_out.view(np.uint8)
+            v_out[t] = vm
+        v_out, s_out = np.moveaxis(v_out, 0, -2), np.moveaxis(s_out.view(np.uint8), 0, -2)
         v.append(v_out)
         spikes.append(s_out)
         counts.append(s_out.sum(axis=-2, dtype=np.int64))
