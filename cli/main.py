@@ -56,6 +56,8 @@ def cmd_train(args) -> int:
         options["lr_shift"] = args.lr_shift
     if args.lr is not None:
         options["float_lr"] = args.lr
+    if args.forward:
+        options["forward"] = args.forward
     try:
         learner = make_learner(args.rule, args.arith, args.topology, args.seed, args.weight_bits, **options)
     except (ValueError, TypeError) as error:
@@ -255,6 +257,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "14 learns faster on the small built-in set)")
     p.add_argument("--lr", type=float, metavar="LR",
                    help="desire, float only: learning rate at epoch 0 (default 1e-5, the authors')")
+    p.add_argument("--forward", choices=("binary", "real"),
+                   help="stidi: forward weights, sign of the latent weights (binary, default) or the latent "
+                        "weights themselves (real; integer: a shifted multi-bit weight, still add-only)")
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--seed", type=int, default=1, help="seed of init, shuffle and dropout (default 1)")
     p.add_argument("--out", default="runs/latest", metavar="DIR", help="output directory (default runs/latest)")

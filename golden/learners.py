@@ -1,5 +1,7 @@
 """Learner objects (see ``learner.Learner``) for each rule and arithmetic, and the rule registry."""
 
+import dataclasses
+
 import numpy as np
 
 from . import desire, desire_float
@@ -75,6 +77,9 @@ def make_learner(rule: str, arith: str, topology: str, seed: int, weight_bits: i
     if rule == "desire":
         sizes = parse_topology(topology)
         float_lr = options.pop("float_lr", None)
+        unknown = sorted(set(options) - {f.name for f in dataclasses.fields(DesireConfig)})
+        if unknown:
+            raise ValueError(f"option(s) {', '.join(unknown)} do not apply to rule desire")
         cfg = DesireConfig.for_weight_bits(weight_bits or 24, topology=sizes, seed=seed, **options)
         if float_lr is None:
             return DesireLearner(cfg, arith)
