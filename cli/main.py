@@ -159,7 +159,6 @@ def cmd_sim(args) -> int:
 
 
 def cmd_flow(args) -> int:
-    from .golden import desire
     from .golden import train as training
     from .golden.data import input_pixels, load_dataset
     from .golden.learners import DesireLearner
@@ -302,10 +301,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("flow", help="the main job: train, generate Verilog, prove it bit-exact",
                        description="Train a small network with the integer golden model, generate its Verilog and "
                                    "run the bit-exact cocotb check of training and inference on a few samples.")
-    _add_desire_hw_options(p, "196-32-10")
-    p.set_defaults(parallelism=4)
-    p.add_argument("--lr-shift", type=int, default=14, metavar="S",
-                   help="learning rate 2^-S (default 14: the built-in set is small)")
+    _add_desire_hw_options(p, "196-64-10")
+    p.set_defaults(parallelism=16)
+    p.add_argument("--lr-shift", type=int, default=13, metavar="S",
+                   help="learning rate 2^-S (default 13: the built-in set is small)")
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--check-samples", type=int, default=4, metavar="N",
                    help="training and inference samples each in the bit-exact check (default 4)")

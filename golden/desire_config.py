@@ -6,7 +6,7 @@ itself (``mfsnn.golden.desire``) only sees integers. See docs/golden-spec.md for
 """
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import numpy as np
 

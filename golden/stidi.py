@@ -23,7 +23,7 @@ e.g. ``784-128-10``, ``28x28-c5x8-p2-c5x16-p2-10``, ``14x14-c3x8-p2-64-10``.
 """
 
 import copy
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import numpy as np
 

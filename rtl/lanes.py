@@ -8,7 +8,7 @@ of shifted bit planes (exact), selection is add/sub/skip.
 
 import operator
 
-from amaranth.hdl import Cat, Const, Mux, Signal, signed, unsigned
+from amaranth.hdl import Const, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 

@@ -5,7 +5,6 @@ their floor/power variants) anywhere, and the big state lives in ``$mem_v2`` mem
 """
 
 import json
-import re
 import shutil
 import subprocess
 import tempfile

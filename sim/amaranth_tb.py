@@ -12,7 +12,7 @@ from amaranth.sim import Simulator
 
 from ..golden.desire_config import DesireConfig
 from ..rtl.core import CoreParams, DesireCore
-from .model import (Checker, DebugDecoder, Report, Sample, SampleResult, decode_debug_word, pack_weights,
+from .model import (Checker, DebugDecoder, Report, SampleResult, decode_debug_word, pack_weights,
                     unpack_weights)
 
 

@@ -8,7 +8,6 @@ ops (elementary integer operations, shifts by constants free):
 The bound for P lanes is ops / P.
 """
 
-import numpy as np
 
 from ..golden import desire as golden
 from ..golden.desire_config import DesireConfig

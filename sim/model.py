@@ -74,7 +74,7 @@ class DebugDecoder:
 
     def __init__(self, params: CoreParams, train: bool):
         self.p, self.train = params, train
-        cfg, N, T = params.cfg, params.sizes, params.cfg.time_steps
+        N, T = params.sizes, params.cfg.time_steps
         self.trace = Trace()
         full = lambda shape: np.full(shape, MISSING, dtype=np.int64)
         if train:

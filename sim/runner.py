@@ -4,7 +4,6 @@ One build directory per parameter set (``<build_dir>/<simulator>-<key>``, key = 
 parallelism and debug), reused while the generated Verilog is unchanged.
 """
 
-import dataclasses
 import hashlib
 import json
 import os
@@ -128,6 +127,7 @@ def run_bitexact(cfg: DesireConfig, weights, images, labels, simulator: str = "i
     checker catches and localizes a real difference.
     Returns a ``Report`` (``.ok``; ``str()`` is the summary with the first divergence, if any).
     """
+    build_dir = Path(build_dir).resolve()     # the simulator runs inside it: relative job paths would break
     images = np.asarray(images, dtype=np.uint8).reshape(len(labels), -1)
     labels = np.asarray(labels, dtype=np.int64)
     n = len(labels)

@@ -76,12 +76,13 @@ def test_verilog_command_refuses_impossible_widths(capsys):
 
 
 @pytest.mark.sim
-def test_sim_command_matches_and_exits_zero(tmp_path, capsys):
+def test_sim_command_matches_and_exits_zero(tmp_path, capsys, monkeypatch):
     from mfsnn.sim import simulator_available
 
     if not simulator_available("icarus"):
         pytest.skip("iverilog is not installed")
+    monkeypatch.chdir(tmp_path)                     # the default, relative build directory
     code = main(["sim", "--topology", "16-12-4", "--samples", "2", "--inference-samples", "1",
-                 "--simulator", "icarus", "--build-dir", str(tmp_path)])
+                 "--simulator", "icarus"])
     out = capsys.readouterr().out
     assert code == 0 and "ALL MATCHED" in out and "3 (2 training, 1 inference)" in out, out
