@@ -191,9 +191,11 @@ def cmd_flow(args) -> int:
     print(f"[3/3] bit-exact check under {args.simulator}: {n} training and {n} inference samples from the "
           f"trained weights", flush=True)
     trained_steps = metrics["train_samples"] * args.epochs
+    # Without the debug tap: Icarus simulates the P=16 tap at ~70 cycles/s. Every output count, prediction
+    # and weight word is still compared after each sample; `mfsnn sim` adds every spike and desire.
     report = run_bitexact(cfg, [w.copy() for w in learner.weights], images, labels, args.simulator,
                           args.build_dir, seed=args.seed, train=train_flags, parallelism=args.parallelism,
-                          epoch=args.epochs, start_step=trained_steps)
+                          epoch=args.epochs, start_step=trained_steps, debug=args.debug_tap, readback="every")
     print()
     print(f"golden model: test accuracy {100 * metrics['final_test_accuracy']:.2f} % on {metrics['test_samples']} "
           f"{dataset.name} test images after {args.epochs} epoch(s) of {metrics['train_samples']} samples "
@@ -308,6 +310,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--check-samples", type=int, default=4, metavar="N",
                    help="training and inference samples each in the bit-exact check (default 4)")
+    p.add_argument("--debug-tap", action="store_true",
+                   help="also compare every spike, membrane, trace and desire (slow under Icarus)")
     p.add_argument("--simulator", choices=("icarus", "verilator"), default="icarus")
     p.add_argument("--build-dir", default="build/sim", metavar="DIR")
     p.add_argument("--out", default="runs/flow", metavar="DIR", help="output directory (default runs/flow)")
