@@ -66,13 +66,16 @@ def cmd_train(args) -> int:
     out = Path(args.out)
     print(f"mfsnn {__version__}: training {args.rule}/{args.arith} {args.topology} on {dataset.name} "
           f"({dataset.source}), {args.epochs} epoch(s), seed {args.seed} -> {out}", flush=True)
+
+    def checkpoint(metrics):
+        metrics["topology"] = args.topology
+        training.save_model(learner, out / "model.npz", {"dataset": dataset.name, "epochs": metrics["epochs_done"],
+                                                         "topology": args.topology, "seed": args.seed})
+        training.write_metrics(metrics, out / "metrics.json")
+        training.plot_curve(metrics, out / "accuracy.png")
+
     metrics = training.train(learner, dataset, args.epochs, args.seed, args.train_limit, args.test_limit,
-                             progress=not args.quiet)
-    metrics["topology"] = args.topology
-    training.save_model(learner, out / "model.npz", {"dataset": dataset.name, "epochs": args.epochs,
-                                                     "topology": args.topology, "seed": args.seed})
-    training.write_metrics(metrics, out / "metrics.json")
-    training.plot_curve(metrics, out / "accuracy.png")
+                             progress=not args.quiet, on_epoch=checkpoint)
     print(f"test accuracy {100 * metrics['final_test_accuracy']:.2f} %  "
           f"(train {metrics['train_samples_per_s']:.0f} samples/s, infer {metrics['infer_samples_per_s']:.0f} samples/s)")
     print(f"wrote {out / 'metrics.json'}, {out / 'model.npz'}, {out / 'accuracy.png'}")

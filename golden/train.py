@@ -37,8 +37,12 @@ def evaluate(learner, images, labels, batch: int = 1000, progress: bool = False)
 
 
 def train(learner, dataset: Dataset, epochs: int, seed: int, train_limit: int | None = None,
-          test_limit: int | None = None, progress: bool = True) -> dict:
-    """Online training for ``epochs`` epochs; test accuracy after each. Returns the metrics dict."""
+          test_limit: int | None = None, progress: bool = True, on_epoch=None) -> dict:
+    """Online training for ``epochs`` epochs; test accuracy after each. Returns the metrics dict.
+
+    ``on_epoch(metrics)``, if given, is called after every epoch with the metrics so far, so a long
+    run can checkpoint its model and metrics and lose at most one epoch when it is stopped.
+    """
     train_images, train_labels = dataset.train.images[:train_limit], dataset.train.labels[:train_limit]
     test_images, test_labels = dataset.test.images[:test_limit], dataset.test.labels[:test_limit]
     history, train_time, trained, infer_rates = [], 0.0, 0, []
@@ -60,9 +64,19 @@ def train(learner, dataset: Dataset, epochs: int, seed: int, train_limit: int | 
                         "test_accuracy": test_acc})
         if progress:
             print(f"epoch {epoch + 1}: train {correct / max(len(order), 1):.4f}  test {test_acc:.4f}", flush=True)
+        if on_epoch is not None:
+            on_epoch(_metrics(learner, dataset, epochs, seed, train_images, test_images, history, trained,
+                              train_time, infer_rates))
+    return _metrics(learner, dataset, epochs, seed, train_images, test_images, history, trained, train_time,
+                    infer_rates)
+
+
+def _metrics(learner, dataset, epochs, seed, train_images, test_images, history, trained, train_time,
+             infer_rates) -> dict:
     return {
         "rule": learner.rule, "arith": learner.arith, "dataset": dataset.name, "dataset_source": dataset.source,
-        "epochs": epochs, "seed": seed, "train_samples": len(train_images), "test_samples": len(test_images),
+        "epochs": epochs, "epochs_done": len(history), "seed": seed, "train_samples": len(train_images),
+        "test_samples": len(test_images),
         "history": history,
         "test_accuracy": [h["test_accuracy"] for h in history],
         "final_test_accuracy": history[-1]["test_accuracy"] if history else None,

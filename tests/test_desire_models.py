@@ -74,3 +74,22 @@ def test_stochastic_rounding_is_order_independent_and_learns(builtin):
     train(learner, builtin, epochs=1, seed=4, train_limit=300, test_limit=10, progress=False)
     assert any((w != b).any() for w, b in zip(learner.weights, before))
     assert all(np.abs(w).max() < 1 << 11 for w in learner.weights)
+
+
+def test_epoch_callback_sees_each_epoch_and_a_loadable_learner(builtin, tmp_path):
+    learner = make_learner("desire", "fixed", "196-16-10", seed=2)
+    seen = []
+
+    def checkpoint(metrics):
+        save_model(learner, tmp_path / f"epoch{metrics['epochs_done']}.npz")
+        seen.append((metrics["epochs_done"], list(metrics["test_accuracy"])))
+
+    final = train(learner, builtin, epochs=2, seed=2, train_limit=150, test_limit=50, progress=False,
+                  on_epoch=checkpoint)
+    assert [done for done, _ in seen] == [1, 2]
+    assert seen[0][1] == final["test_accuracy"][:1] and seen[1][1] == final["test_accuracy"]
+    first, _ = load_model(tmp_path / "epoch1.npz")
+    last, _ = load_model(tmp_path / "epoch2.npz")
+    images = builtin.test.images[:50]
+    assert (last.predict(images) == learner.predict(images)).all()
+    assert any((first.weight_arrays()[k] != last.weight_arrays()[k]).any() for k in first.weight_arrays())
