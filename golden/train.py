@@ -88,6 +88,12 @@ def _metrics(learner, dataset, epochs, seed, train_images, test_images, history,
     }
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _atomic_write(path: Path, write) -> None:
     """Write through a temporary file in the same directory, then rename: never a half-written file."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -95,6 +101,7 @@ def _atomic_write(path: Path, write) -> None:
     try:
         with os.fdopen(fd, "wb") as handle:
             write(handle)
+        os.chmod(tmp, 0o666 & ~_umask())           # mkstemp makes 0600; give the file open()'s usual mode
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

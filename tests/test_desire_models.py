@@ -93,3 +93,10 @@ def test_epoch_callback_sees_each_epoch_and_a_loadable_learner(builtin, tmp_path
     images = builtin.test.images[:50]
     assert (last.predict(images) == learner.predict(images)).all()
     assert any((first.weight_arrays()[k] != last.weight_arrays()[k]).any() for k in first.weight_arrays())
+
+
+def test_saved_files_get_the_usual_permissions(builtin, tmp_path):
+    learner = make_learner("desire", "fixed", "196-8-10", seed=1)
+    save_model(learner, tmp_path / "model.npz")
+    (tmp_path / "plain").write_bytes(b"")
+    assert (tmp_path / "model.npz").stat().st_mode & 0o777 == (tmp_path / "plain").stat().st_mode & 0o777
