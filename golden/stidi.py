@@ -35,6 +35,7 @@ from .trace import Trace
 DEFAULT_SEED = 0x2545F491
 FORWARD_MODES = ("binary", "real")
 ARITHS = ("fixed", "float")
+ERROR_NORMS = ("max", "l2")
 
 TOPOLOGY_SYNTAX = (
     "syntax: INPUT-LAYER-...-CLASSES with INPUT = 784 | 196 | 28x28 | 14x14, "
@@ -193,7 +194,8 @@ class StidiConfig:
     weight_bits: int = 16                 # latent weights: signed, saturating
     init_bits: tuple | None = None        # init W = x >> (32 - bits): uniform [0, 2**bits)
     init_signed: bool = False             # subtract 2**(bits-1) from the init (zero-mean signs)
-    levels: int = 3                       # Q: hidden error levels 2**0 .. 2**Q
+    levels: int = 6                       # Q: hidden error levels 2**0 .. 2**Q
+    error_norm: str = "l2"                # hidden error scale: "l2" (L2 norm = 2**Q) or "max" (largest = 2**Q)
     output_levels: int = 0                # 0: ternary output error; >0: power-of-two output levels
     lr_shift: tuple | None = None         # per-layer right shift of the update step (rounded)
     fwd_shift: int = 10                   # forward="real" (fixed): forward weight = W >> fwd_shift
@@ -221,6 +223,8 @@ class StidiConfig:
             problems.append(f"weight_bits {self.weight_bits} outside 2..32")
         if not 0 <= self.levels <= 8 or not 0 <= self.output_levels <= 8:
             problems.append(f"levels/output_levels {self.levels}/{self.output_levels} outside 0..8")
+        if self.error_norm not in ERROR_NORMS:
+            problems.append(f"error_norm {self.error_norm!r} not in {ERROR_NORMS}")
         if not 0 <= self.drop8 <= 255:
             problems.append(f"drop8 {self.drop8} outside 0..255")
         if not 0 < self.seed <= MASK32:
@@ -248,6 +252,7 @@ class StidiConfig:
         settings = {key: (tuple(tuple(v) if isinstance(v, list) else v for v in value)
                           if isinstance(value, list) else value)
                     for key, value in settings.items() if key in cls.__dataclass_fields__}
+        settings.setdefault("error_norm", "max")      # models saved before the L2 norm existed
         return cls(**settings)
 
 
@@ -285,9 +290,10 @@ def weight_layer_value(values: tuple, stages: list, l: int):
 
 
 def default_init_bits(stages: list, cfg: StidiConfig) -> tuple:
-    """WBITS-2 for the first weight layer, WBITS-3 after it (notes: 14, 13). An fc layer reading a
-    conv/pool map has many early-firing inputs and needs faster sign flips: WBITS-4 if it is hidden,
-    WBITS-5 if it is the output; fc layers above it get WBITS-5."""
+    """WBITS-2 for the first weight layer, WBITS-3 for hidden layers after it, WBITS-5 for the
+    output layer (784-128-10: 14, 11; the notes used 14, 13 with the max-scaled error). An fc layer
+    reading a conv/pool map has many early-firing inputs and needs faster sign flips: WBITS-4 if it
+    is hidden; fc layers above it get WBITS-5."""
     out, after_map = [], False
     layers = weight_layers(stages)
     for i, l in enumerate(layers):
@@ -296,7 +302,7 @@ def default_init_bits(stages: list, cfg: StidiConfig) -> tuple:
         elif stages[l].kind == "fc" and stages[l - 1].kind in ("pool", "conv"):
             out.append(cfg.weight_bits - (5 if l == layers[-1] else 4))
             after_map = True
-        elif stages[l].kind == "fc" and after_map:
+        elif (stages[l].kind == "fc" and after_map) or l == layers[-1]:
             out.append(cfg.weight_bits - 5)
         else:
             out.append(cfg.weight_bits - 3)
@@ -410,6 +416,7 @@ class _StidiLearner:
         self.forward = cfg.forward
         self.fwd_shift = cfg.fwd_shift
         self.levels = cfg.levels
+        self.error_norm = cfg.error_norm
         self.output_levels = cfg.output_levels
         self.weight_bits = cfg.weight_bits
         self.layers = weight_layers(self.stages)

@@ -159,12 +159,19 @@ def sign(x) -> np.ndarray:
 # Backward (integer)
 # ------------------------------------------------------------------------------------------------
 
-def quantize_error(displacement, times, levels: int):
+#: Guard bits of the L2 error norm: error words below 2**-NORM_GUARD of the largest do not count.
+NORM_GUARD = 8
+
+
+def quantize_error(displacement, times, levels: int, norm: str = "max"):
     """Hidden error: clip rule, then power-of-two levels from a leading-one detector.
 
     ``D = 0`` where ``t == 0 and D < 0`` (a target before step 0 is clipped). With
-    ``emax = msb(max |D|)``, each nonzero D gets ``lvl = msb(|D|) - emax + levels``; ``lvl < 0``
-    drops it. Returns (sign in {-1,0,+1}, lvl in 0..levels, 0 where the sign is 0).
+    ``m = msb(|D|)`` and ``emax = max m``, each nonzero D gets ``lvl = m - emax - r + levels``, and
+    ``lvl < 0`` drops it. ``norm="max"``: r = 0 (the largest error always takes level ``levels``).
+    ``norm="l2"``: r = floor(log2(||D||_2 / 2**emax)) from the powers of two (:func:`l2_shift`), so
+    an error spread over many neurons takes smaller steps, like the float reference's L2-normalized
+    displacement. Returns (sign in {-1,0,+1}, lvl >= 0, 0 where the sign is 0).
     """
     d = np.where((times == 0) & (displacement < 0), 0, displacement)
     s = np.zeros(d.shape, np.int64)
@@ -173,12 +180,23 @@ def quantize_error(displacement, times, levels: int):
     if not len(nonzero):
         return s, lvl
     values = d.reshape(-1)[nonzero]
-    length = bit_length(np.abs(values))                 # msb + 1 of each |D|; its max is msb(max |D|) + 1
-    level = length - length.max() + levels
+    relative = bit_length(np.abs(values))                # msb(|D|) + 1 ...
+    relative = relative - relative.max()                 # ... minus that of the largest: m - emax <= 0
+    level = relative + levels - (l2_shift(relative) if norm == "l2" else 0)
     keep = level >= 0
     s.reshape(-1)[nonzero[keep]] = sign(values[keep])
     lvl.reshape(-1)[nonzero[keep]] = level[keep]
     return s, lvl
+
+
+def l2_shift(relative) -> int:
+    """r = floor(log2 sqrt(sum 4**relative)) for msb offsets ``relative`` = m - emax <= 0, in integers:
+    ``S = sum of 1 << 2*(relative + G)`` over offsets >= -G (G = NORM_GUARD; a 2G + 1 + log2(N) bit
+    adder), ``r = (msb(S) >> 1) - G``. r = 0 when one error dominates, about log2(n)/2 for n equal ones.
+    """
+    counted = relative[relative >= -NORM_GUARD]
+    total = int(np.sum(np.left_shift(np.int64(1), (counted + NORM_GUARD) << 1)))
+    return ((total.bit_length() - 1) >> 1) - NORM_GUARD
 
 
 def _round_shift(x, r: int):
@@ -375,7 +393,7 @@ def backward(net, times, argmins, d, step: int, trace=None) -> None:
                 trace.record("error", m, "D", disp)
             disp = unpool(disp, argmins[m], net.stages[m].k, times[m - 1].shape)
             m -= 1
-        s, lvl = quantize_error(disp, times[m], net.levels)
+        s, lvl = quantize_error(disp, times[m], net.levels, net.error_norm)
         if trace is not None:
             trace.record("error", m, "D", disp)
             trace.record("error", m, "sign", s)

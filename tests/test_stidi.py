@@ -185,6 +185,39 @@ def test_clip_rule_applies_before_the_maximum():
     assert [a.tolist() for a in fx.quantize_error(np.zeros(3, np.int64), np.zeros(3), 3)] == [[0] * 3, [0] * 3]
 
 
+@pytest.mark.parametrize("n_equal,shift", [(1, 0), (2, 0), (3, 0), (4, 1), (5, 1), (15, 1), (16, 2), (64, 3)])
+def test_l2_shift_is_floor_log2_of_the_norm_for_equal_errors(n_equal, shift):
+    # ||(x, ..., x)||_2 = x * sqrt(n): the shift is floor(log2 sqrt(n)), computed by hand
+    assert fx.l2_shift(np.zeros(n_equal, np.int64)) == shift
+
+
+def test_l2_quantization_by_hand():
+    # msb: 100 -> 6, 3 -> 1, 17 -> 4; offsets 0, -5, -2. S = 4**8 + 4**3 + 4**6 = 69696, msb 16 -> r = 8 - 8 = 0
+    s, lvl = fx.quantize_error(np.array([100, -3, 0, 17]), np.full(4, 50), 3, norm="l2")
+    assert s.tolist() == [1, 0, 0, 1] and lvl.tolist() == [3, 0, 0, 1]
+    # four equal errors: ||D|| = 2 * 64, r = 1, every level drops by one against norm="max"
+    s, lvl = fx.quantize_error(np.array([64, -64, 64, 64]), np.full(4, 50), 3, norm="l2")
+    assert s.tolist() == [1, -1, 1, 1] and lvl.tolist() == [2, 2, 2, 2]
+    assert fx.quantize_error(np.array([64, -64, 64, 64]), np.full(4, 50), 3)[1].tolist() == [3, 3, 3, 3]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(-8, 0), min_size=1, max_size=300).map(lambda xs: [0] + xs))
+def test_l2_shift_brackets_the_squared_norm(offsets):
+    # r is defined by 4**r <= sum 4**offset < 4**(r + 1), i.e. 2**r <= ||D|| / 2**emax < 2**(r + 1)
+    r = fx.l2_shift(np.array(offsets, np.int64))
+    total = sum(Fraction(4) ** o for o in offsets)
+    assert Fraction(4) ** r <= total < Fraction(4) ** (r + 1)
+
+
+def test_l2_norm_ignores_errors_below_the_guard():
+    # 1 is 2**-20 of the largest error: below 2**-NORM_GUARD it does not count towards the norm
+    assert fx.NORM_GUARD == 8
+    assert fx.l2_shift(np.array([0, -20, -20, -20, -20])) == 0
+    assert fx.l2_shift(np.array([0, -8, -8, -8, -8])) == 0          # S = 4**8 + 4: msb still 16
+    assert fx.l2_shift(np.zeros(4, np.int64) - 1) == 0              # offsets -1 only: S = 4 * 4**7 = 2**16
+
+
 def test_output_update_and_displacement_by_hand():
     w = np.array([[100, 200], [300, -400], [7, 7]], np.int64)   # (N_in=3, N_out=2)
     t_pre = np.array([0, 10, SILENT])
@@ -244,8 +277,12 @@ def test_xorshift32_vectors():
     assert stidi.xorshift_stream(0x2545F491, 3)[0].tolist() == outs
 
 
+#: The notes' prototype (section 10.3): max-scaled hidden error, Q = 3, INIT_BITS = (14, 13).
+NOTES_PROTOTYPE = dict(levels=3, error_norm="max", init_bits=(14, 13))
+
+
 def test_init_and_shuffle_vectors():
-    cfg = stidi.StidiConfig(topology="784-128-10")
+    cfg = stidi.StidiConfig(topology="784-128-10", **NOTES_PROTOTYPE)
     stages = stidi.build_stages(stidi.parse_stidi_topology(cfg.topology))
     weights, state = stidi.init_weights(cfg, stages)
     w1, w2 = weights[1], weights[2]
@@ -284,7 +321,7 @@ def test_dropout_mask_is_a_pure_function_of_step():
 
 def test_notes_prototype_vectors_on_mnist_train_0_to_99():
     data = builtin()
-    learner = stidi.make_stidi_learner("fixed", "784-128-10", seed=0x2545F491)
+    learner = stidi.make_stidi_learner("fixed", "784-128-10", seed=0x2545F491, **NOTES_PROTOTYPE)
     t0 = learner.encode(data.train.images[:1])[0]
     assert int((t0 < 100).sum()) == 166 and data.train.labels[0] == 5
     times, _, membrane = fx.forward(learner, t0)
@@ -446,8 +483,8 @@ def test_output_error_ternary_and_optional_power_of_two():
 
 
 @pytest.mark.parametrize("topology, init_bits, thresholds, lr_shift", [
-    ("784-128-10", (14, 13), (1000, 150), (0, 0)),
-    ("196-64-10", (14, 13), (300, 75), (0, 0)),
+    ("784-128-10", (14, 11), (1000, 150), (0, 0)),
+    ("196-64-10", (14, 11), (300, 75), (0, 0)),
     (stidi.CSNN_FPGA, (14, 13, 11), (160, 1200, 784), (4, 4, 0)),
     (stidi.CSNN_LARGE, (14, 13, 12, 11), (160, 2400, 1568, 150), (4, 4, 0, 0)),
 ])
@@ -456,3 +493,14 @@ def test_documented_defaults(topology, init_bits, thresholds, lr_shift):
     assert stidi.default_init_bits(learner.stages, learner.cfg) == init_bits
     assert tuple(learner.thresholds.values()) == thresholds
     assert tuple(learner.lr_shift.values()) == lr_shift
+
+
+def test_error_norm_is_validated_and_old_saved_settings_mean_max():
+    with pytest.raises(ValueError, match="error_norm 'l1' not in"):
+        stidi.StidiConfig(error_norm="l1")
+    learner = stidi.make_stidi_learner("fixed", "196-16-10", 1, error_norm="max", levels=3)
+    settings = learner.settings()
+    del settings["error_norm"]                   # as written before the field existed
+    restored = stidi.stidi_learner_from_saved(settings, learner.weight_arrays())
+    assert restored.error_norm == "max" and restored.levels == 3
+    assert stidi.make_stidi_learner("fixed", "196-16-10", 1).error_norm == "l2"
