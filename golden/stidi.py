@@ -290,10 +290,10 @@ def weight_layer_value(values: tuple, stages: list, l: int):
 
 
 def default_init_bits(stages: list, cfg: StidiConfig) -> tuple:
-    """WBITS-2 for the first weight layer, WBITS-3 for hidden layers after it, WBITS-5 for the
-    output layer (784-128-10: 14, 11; the notes used 14, 13 with the max-scaled error). An fc layer
+    """WBITS-2 for the first weight layer, WBITS-3 for hidden layers after it, WBITS-4 for the
+    output layer (784-128-10: 14, 12; the notes used 14, 13 with the max-scaled error). An fc layer
     reading a conv/pool map has many early-firing inputs and needs faster sign flips: WBITS-4 if it
-    is hidden; fc layers above it get WBITS-5."""
+    is hidden, WBITS-5 if it is the output; fc layers above it get WBITS-5."""
     out, after_map = [], False
     layers = weight_layers(stages)
     for i, l in enumerate(layers):
@@ -302,8 +302,10 @@ def default_init_bits(stages: list, cfg: StidiConfig) -> tuple:
         elif stages[l].kind == "fc" and stages[l - 1].kind in ("pool", "conv"):
             out.append(cfg.weight_bits - (5 if l == layers[-1] else 4))
             after_map = True
-        elif (stages[l].kind == "fc" and after_map) or l == layers[-1]:
+        elif stages[l].kind == "fc" and after_map:
             out.append(cfg.weight_bits - 5)
+        elif l == layers[-1]:
+            out.append(cfg.weight_bits - 4)
         else:
             out.append(cfg.weight_bits - 3)
     return tuple(max(1, b) for b in out)

@@ -483,8 +483,8 @@ def test_output_error_ternary_and_optional_power_of_two():
 
 
 @pytest.mark.parametrize("topology, init_bits, thresholds, lr_shift", [
-    ("784-128-10", (14, 11), (1000, 150), (0, 0)),
-    ("196-64-10", (14, 11), (300, 75), (0, 0)),
+    ("784-128-10", (14, 12), (1000, 150), (0, 0)),
+    ("196-64-10", (14, 12), (300, 75), (0, 0)),
     (stidi.CSNN_FPGA, (14, 13, 11), (160, 1200, 784), (4, 4, 0)),
     (stidi.CSNN_LARGE, (14, 13, 12, 11), (160, 2400, 1568, 150), (4, 4, 0, 0)),
 ])
