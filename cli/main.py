@@ -58,6 +58,7 @@ def cmd_train(args) -> int:
         options["float_lr"] = args.lr
     if args.forward:
         options["forward"] = args.forward
+    options.update(_parse_settings(args.settings))
     try:
         learner = make_learner(args.rule, args.arith, args.topology, args.seed, args.weight_bits, **options)
     except (ValueError, TypeError) as error:
@@ -80,6 +81,21 @@ def cmd_train(args) -> int:
           f"(train {metrics['train_samples_per_s']:.0f} samples/s, infer {metrics['infer_samples_per_s']:.0f} samples/s)")
     print(f"wrote {out / 'metrics.json'}, {out / 'model.npz'}, {out / 'accuracy.png'}")
     return 0
+
+
+def _parse_settings(items) -> dict:
+    """``KEY=VALUE`` strings to a dict; VALUE is read as JSON (numbers, lists, true) or else kept as text."""
+    settings = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"--set {item!r}: expected KEY=VALUE, e.g. --set levels=3")
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            value = text
+        settings[key.strip()] = tuple(value) if isinstance(value, list) else value
+    return settings
 
 
 def _add_desire_hw_options(parser, topology: str):
@@ -264,6 +280,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--forward", choices=("binary", "real"),
                    help="stidi: forward weights, sign of the latent weights (binary, default) or the latent "
                         "weights themselves (real; integer: a shifted multi-bit weight, still add-only)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="settings",
+                   help="any other rule setting (repeatable; VALUE is JSON, else a string), e.g. "
+                        "--set error_norm=max --set levels=3 --set thresholds=[1000,150] for stidi; the "
+                        "keys are the fields of DesireConfig / StidiConfig (docs/golden-spec*.md)")
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--seed", type=int, default=1, help="seed of init, shuffle and dropout (default 1)")
     p.add_argument("--out", default="runs/latest", metavar="DIR", help="output directory (default runs/latest)")

@@ -44,11 +44,23 @@ def test_same_seed_gives_identical_model_files_contents(tmp_path):
     (["train", "--weight-bits", "7"], "no weight profile for 7 bits"),
     (["eval", "--model", "/nonexistent/model.npz"], "no such model file"),
     (["train", "--dataset", "mnist", "--data-dir", "/nonexistent"], "/nonexistent"),
+    (["train", "--set", "levels"], "--set 'levels': expected KEY=VALUE"),
+    (["train", "--rule", "stidi", "--set", "bogus=1"], "unknown STiDi-BP options ['bogus']"),
+    (["train", "--rule", "stidi", "--set", "error_norm=l1"], "error_norm 'l1' not in"),
 ])
 def test_user_errors_are_one_line_without_traceback(args, message, capsys, tmp_path):
     assert main(args + ["--out", str(tmp_path)] if args[0] == "train" else args) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err and err.count("\n") == 1, err
+
+
+def test_set_passes_rule_settings_through_to_the_saved_model(tmp_path):
+    out = tmp_path / "run"
+    assert main(["train", "--rule", "stidi", "--topology", "196-16-10", "--train-limit", "50", "--test-limit", "20",
+                 "--set", "error_norm=max", "--set", "levels=3", "--set", "thresholds=[300, 20]",
+                 "--out", str(out), "--quiet"]) == 0
+    settings = json.loads((out / "metrics.json").read_text())["settings"]
+    assert (settings["error_norm"], settings["levels"], settings["thresholds"]) == ("max", 3, [300, 20])
 
 
 def test_corrupt_model_file_is_named(tmp_path, capsys):
