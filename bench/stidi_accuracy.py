@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import statistics
 import sys
 import time
@@ -80,7 +81,7 @@ def main() -> int:
                       flush=True)
                 os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
                 with open(args.out, "w") as handle:
-                    json.dump({"command": " ".join(["python"] + sys.argv), "machine": platform.processor() or
+                    json.dump({"command": shlex.join(["python"] + sys.argv), "machine": platform.processor() or
                                platform.machine(), "python": platform.python_version(), "summary": summarize(runs),
                                "runs": runs}, handle, indent=2, default=str)
     return 0
