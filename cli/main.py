@@ -69,11 +69,7 @@ def cmd_train(args) -> int:
           f"({dataset.source}), {args.epochs} epoch(s), seed {args.seed} -> {out}", flush=True)
 
     def checkpoint(metrics):
-        metrics["topology"] = args.topology
-        training.save_model(learner, out / "model.npz", {"dataset": dataset.name, "epochs": metrics["epochs_done"],
-                                                         "topology": args.topology, "seed": args.seed})
-        training.write_metrics(metrics, out / "metrics.json")
-        training.plot_curve(metrics, out / "accuracy.png")
+        _save_run(learner, metrics, out, dataset.name, args.topology, args.seed)
 
     metrics = training.train(learner, dataset, args.epochs, args.seed, args.train_limit, args.test_limit,
                              progress=not args.quiet, on_epoch=checkpoint)
@@ -81,6 +77,17 @@ def cmd_train(args) -> int:
           f"(train {metrics['train_samples_per_s']:.0f} samples/s, infer {metrics['infer_samples_per_s']:.0f} samples/s)")
     print(f"wrote {out / 'metrics.json'}, {out / 'model.npz'}, {out / 'accuracy.png'}")
     return 0
+
+
+def _save_run(learner, metrics: dict, out: Path, dataset: str, topology: str, seed: int) -> None:
+    """OUT/model.npz, OUT/metrics.json and OUT/accuracy.png of a training run (so far)."""
+    from .golden import train as training
+
+    metrics["topology"] = topology
+    training.save_model(learner, out / "model.npz", {"dataset": dataset, "epochs": metrics["epochs_done"],
+                                                     "topology": topology, "seed": seed})
+    training.write_metrics(metrics, out / "metrics.json")
+    training.plot_curve(metrics, out / "accuracy.png")
 
 
 def _parse_settings(items) -> dict:
@@ -196,10 +203,7 @@ def cmd_flow(args) -> int:
     learner = DesireLearner(cfg, "fixed")
     metrics = training.train(learner, dataset, args.epochs, args.seed, args.train_limit, args.test_limit,
                              progress=not args.quiet)
-    metrics["topology"] = args.topology
-    training.save_model(learner, out / "model.npz", {"dataset": dataset.name, "topology": args.topology})
-    training.write_metrics(metrics, out / "metrics.json")
-    training.plot_curve(metrics, out / "accuracy.png")
+    _save_run(learner, metrics, out, dataset.name, args.topology, args.seed)
     verilog_path = out / "desire_core.v"
     verilog_path.write_text(generate_verilog(cfg, args.parallelism))
     print(f"[2/3] wrote {verilog_path} (P={args.parallelism})", flush=True)

@@ -6,9 +6,8 @@
 
 from .model import Report, Sample
 from .runner import SIMULATORS, run_bitexact, simulator_available
-from .stimulus import make_stimulus
 
-__all__ = ["Report", "Sample", "SIMULATORS", "run_bitexact", "simulator_available", "check_amaranth", "make_stimulus"]
+__all__ = ["Report", "Sample", "SIMULATORS", "run_bitexact", "simulator_available", "check_amaranth"]
 
 
 def check_amaranth(*args, **kwargs):
