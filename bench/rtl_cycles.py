@@ -39,7 +39,7 @@ def measure(cfg, parallelism, simulator, build_dir, n_train, n_infer, debug):
     train = [True] * n_train + [False] * n_infer
     start = time.monotonic()
     report = run_bitexact(cfg, weights, images, labels, simulator, build_dir, seed=1, train=train,
-                          parallelism=parallelism, debug=debug, readback="end")
+                          parallelism=parallelism, debug=debug)
     wall = time.monotonic() - start
     # bounds of the same samples (weights evolve with training: follow the golden model)
     from mfsnn.golden import desire as golden

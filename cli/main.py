@@ -218,7 +218,7 @@ def cmd_flow(args) -> int:
     # and weight word is still compared after each sample; `mfsnn sim` adds every spike and desire.
     report = run_bitexact(cfg, [w.copy() for w in learner.weights], images, labels, args.simulator,
                           args.build_dir, seed=args.seed, train=train_flags, parallelism=args.parallelism,
-                          epoch=args.epochs, start_step=trained_steps, debug=args.debug_tap, readback="every")
+                          epoch=args.epochs, start_step=trained_steps, debug=args.debug_tap)
     print()
     print(f"golden model: test accuracy {100 * metrics['final_test_accuracy']:.2f} % on {metrics['test_samples']} "
           f"{dataset.name} test images after {args.epochs} epoch(s) of {metrics['train_samples']} samples "

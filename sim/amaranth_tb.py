@@ -12,18 +12,29 @@ from amaranth.sim import Simulator
 
 from ..golden.desire_config import DesireConfig
 from ..rtl.core import CoreParams, DesireCore
-from .model import (Checker, DebugDecoder, Report, SampleResult, decode_debug_word, pack_weights,
+from .cost import sample_cycle_limit
+from .model import (Checker, DebugDecoder, Report, SampleResult, pack_weights, reads_back_weights,
                     unpack_weights)
 
 
-def rtl_run(cfg: DesireConfig, parallelism: int, weights, samples, *, debug=True, readback=True,
-            vcd=None, max_cycles=10_000_000, probe=None):
-    """Simulate ``samples`` (list of ``Sample``) on a fresh core loaded with ``weights``."""
+class SimulationTimeout(RuntimeError):
+    """The core did not finish a sample within ``sample_cycle_limit``: a hang."""
+
+
+def rtl_run(cfg: DesireConfig, parallelism: int, weights, samples, *, debug=True, vcd=None, probe=None,
+            core_class=DesireCore):
+    """Simulate ``samples`` (list of ``Sample``) on a fresh core loaded with ``weights``.
+
+    Weights are read back after every training sample and after the last one. A sample that takes
+    more than ``sample_cycle_limit`` cycles raises ``SimulationTimeout`` naming the sample and what
+    the testbench waited for. Debug records outside a sample are counted in ``state["stray_records"]``.
+    """
     params = CoreParams(cfg, parallelism, debug)
-    dut = DesireCore(params)
+    dut = core_class(params)
     results = []
     decoders = []
-    state = {"cycles": 0}
+    limit = sample_cycle_limit(cfg, parallelism)
+    state = {"cycles": 0, "sample_start": 0, "waiting_for": "weights load", "stray_records": 0, "in_sample": False}
 
     async def load_weights(ctx):
         for l in range(1, params.L + 1):
@@ -49,9 +60,11 @@ def rtl_run(cfg: DesireConfig, parallelism: int, weights, samples, *, debug=True
 
     async def driver(ctx):
         await load_weights(ctx)
-        for s in samples:
+        for q, s in enumerate(samples):
             if debug:
                 decoders.append(DebugDecoder(params, s.train))
+            state.update(sample_start=state["cycles"], in_sample=True,
+                         waiting_for=f"sample {q} ({'training' if s.train else 'inference'}): labels.ready")
             ctx.set(dut.labels.payload.label, s.label)
             ctx.set(dut.labels.payload.train, int(s.train))
             ctx.set(dut.labels.payload.step, s.step)
@@ -59,33 +72,40 @@ def rtl_run(cfg: DesireConfig, parallelism: int, weights, samples, *, debug=True
             ctx.set(dut.labels.valid, 1)
             await ctx.tick().until(dut.labels.ready)
             ctx.set(dut.labels.valid, 0)
+            state["waiting_for"] = f"sample {q}: pixels.ready"
             for px in np.asarray(s.pixels).tolist():
                 ctx.set(dut.pixels.payload, int(px))
                 ctx.set(dut.pixels.valid, 1)
                 await ctx.tick().until(dut.pixels.ready)
             ctx.set(dut.pixels.valid, 0)
+            state["waiting_for"] = f"sample {q}: results.valid"
             ctx.set(dut.results.ready, 1)
             pred, tie, cycles, *counts = await ctx.tick().sample(
                 dut.results.payload.pred, dut.results.payload.tie, dut.results.payload.cycles,
                 *[dut.results.payload.counts[j] for j in range(params.sizes[-1])]).until(dut.results.valid)
             ctx.set(dut.results.ready, 0)
+            state["in_sample"] = False
             res = SampleResult(np.array(counts, dtype=np.int64), -1 if tie else int(pred), int(cycles))
-            if readback:
+            if reads_back_weights(s.train, q == len(samples) - 1):
+                state["waiting_for"] = f"sample {q}: weight read-back"
                 res.weights = await read_weights(ctx)
             if debug:
-                res.trace = decoders[-1].trace
+                res.debug = decoders[-1]
             results.append(res)
 
     async def monitor(ctx):
         async for _, _, valid, word in ctx.tick().sample(dut.debug.valid, dut.debug.payload.as_value()):
-            if valid and decoders:
-                decoders[-1].add(*decode_debug_word(params, word))
+            if valid:
+                if state["in_sample"]:
+                    decoders[-1].add_word(word)
+                else:
+                    state["stray_records"] += 1
 
     async def counter(ctx):
         async for _ in ctx.tick():
             state["cycles"] += 1
-            if state["cycles"] > max_cycles:
-                raise RuntimeError(f"simulation exceeded {max_cycles} cycles")
+            if state["in_sample"] and state["cycles"] - state["sample_start"] > limit:
+                raise SimulationTimeout(f"timed out after {limit} cycles waiting for {state['waiting_for']}")
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
@@ -100,20 +120,27 @@ def rtl_run(cfg: DesireConfig, parallelism: int, weights, samples, *, debug=True
             sim.run()
     else:
         sim.run()
-    return results, state["cycles"]
+    return results, state["cycles"], state["stray_records"]
 
 
-def check_amaranth(cfg: DesireConfig, parallelism: int, weights, samples, *, debug=True, readback=True,
-                   reference_cfg: DesireConfig | None = None) -> Report:
+def check_amaranth(cfg: DesireConfig, parallelism: int, weights, samples, *, debug=True,
+                   reference_cfg: DesireConfig | None = None, core_class=DesireCore) -> Report:
     """Bit-exact comparison of the core (built for ``cfg``) under Amaranth's simulator with the golden
     model (run with ``reference_cfg``, default ``cfg``)."""
     report = Report(config=f"{'-'.join(map(str, cfg.topology))} P={parallelism}", simulator="amaranth")
+    checker = Checker(reference_cfg or cfg, weights, report, debug, len(samples))
     start = time.monotonic()
-    results, cycles = rtl_run(cfg, parallelism, weights, samples, debug=debug, readback=readback)
+    try:
+        results, cycles, stray = rtl_run(cfg, parallelism, weights, samples, debug=debug, core_class=core_class)
+    except SimulationTimeout as timeout:
+        report.mismatch = str(timeout)
+        return report
     report.sim_seconds, report.sim_cycles = time.monotonic() - start, cycles
-    checker = Checker(reference_cfg or cfg, weights, report)
-    for s, got in zip(samples, results):
-        if not checker.check(s, checker.expect(s), got):
+    if stray:
+        report.mismatch = f"{stray} debug records arrived outside any sample"
+        return report
+    for q, (s, got) in enumerate(zip(samples, results)):
+        if not checker.check(s, checker.expect(s), got, last=q == len(samples) - 1):
             break
     if len(results) < len(samples) and report.mismatch is None:
         report.mismatch = f"the RTL returned {len(results)} results for {len(samples)} samples"

@@ -6,7 +6,6 @@ the outcome is written as JSON to ``MFSNN_REPORT``. Everything is sampled and dr
 clock edge, so both Icarus and Verilator see settled values.
 """
 
-import dataclasses
 import json
 import os
 import random
@@ -15,37 +14,38 @@ import time
 import cocotb
 import numpy as np
 from cocotb.clock import Clock
-from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
+from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge, SimTimeoutError, with_timeout
 
 from mfsnn.golden.desire_config import DesireConfig
 from mfsnn.rtl.core import CoreParams
-from mfsnn.sim.model import (Checker, DebugDecoder, Report, Sample, SampleResult, decode_debug_word,
-                             pack_weights, unpack_weights)
+from mfsnn.sim.cost import sample_cycle_limit
+from mfsnn.sim.model import (KIND_NAMES, Checker, DebugDecoder, Report, Sample, SampleResult, pack_layout,
+                             pack_weights, reads_back_weights, unpack_layout, unpack_weights)
+
+CLOCK_NS = 10
 
 
-def _pack(layout, values: dict) -> int:
-    word = 0
-    for name, value in values.items():
-        fld = layout[name]
-        word |= (int(value) & ((1 << fld.width) - 1)) << fld.offset
-    return word
-
-
-def _unpack(layout, word: int, name: str) -> int:
-    fld = layout[name]
-    return (word >> fld.offset) & ((1 << fld.width) - 1)
+class TestbenchTimeout(Exception):
+    """The core stopped answering: names the sample and the handshake the testbench waited on."""
 
 
 class TB:
-    """Clock, reset and bus-functional models of the core's ports."""
+    """Clock, reset and bus-functional models of the core's ports.
+
+    Every wait is bounded by ``cycle_limit`` (``sample_cycle_limit`` of the configuration): a hang
+    becomes a ``TestbenchTimeout`` naming the sample, the handshake and the last debug record.
+    """
 
     def __init__(self, dut, params: CoreParams, rng: random.Random, idle_prob: float):
         self.dut, self.p, self.rng, self.idle_prob = dut, params, rng, idle_prob
-        self.decoder = None
-        self.records = 0
+        self.cycle_limit = sample_cycle_limit(params.cfg, params.P)
+        self.decoder = None           # the current sample's, None between samples
+        self.stray_records = 0        # debug records outside any sample
+        self.last_record = None
+        self.where = "reset"
 
     async def start(self):
-        cocotb.start_soon(Clock(self.dut.clk, 10, unit="ns").start())
+        cocotb.start_soon(Clock(self.dut.clk, CLOCK_NS, unit="ns").start())
         d = self.dut
         for sig in (d.pixels__valid, d.labels__valid, d.results__ready, d.wport__we, d.wport__addr,
                     d.wport__layer, d.wport__wdata, d.pixels__payload, d.labels__payload):
@@ -62,9 +62,21 @@ class TB:
         d = self.dut
         while True:
             await FallingEdge(d.clk)
-            if d.debug__valid.value == 1 and self.decoder is not None:
-                self.decoder.add(*decode_debug_word(self.p, d.debug__payload.value.to_unsigned()))
-                self.records += 1
+            if d.debug__valid.value == 1:
+                word = d.debug__payload.value.to_unsigned()
+                self.last_record = unpack_layout(self.p.debug_layout, word)
+                if self.decoder is None:
+                    self.stray_records += 1
+                else:
+                    self.decoder.add_word(word)
+
+    def timeout(self, waited_for: str) -> TestbenchTimeout:
+        last = self.last_record
+        phase = ("no debug tap" if not self.p.debug else "no debug record yet" if last is None else
+                 f"last debug record {KIND_NAMES.get(last['kind'], last['kind'])} layer {last['layer']} "
+                 f"step {last['t']} neuron {last['n']}")
+        return TestbenchTimeout(f"timed out after {self.cycle_limit} cycles in {self.where} waiting for "
+                                f"{waited_for} ({phase})")
 
     async def load_weights(self, weights):
         d = self.dut
@@ -95,53 +107,63 @@ class TB:
         while self.idle_prob and self.rng.random() < self.idle_prob:
             await FallingEdge(self.dut.clk)
 
-    async def send(self, valid, ready, payload, value):
+    async def send(self, name, valid, ready, payload, value):
+        """valid/ready handshake of one stream word; at most ``cycle_limit`` cycles."""
         await self._idle()
         payload.value = value
         valid.value = 1
-        while True:
+        for _ in range(self.cycle_limit):
             await ReadOnly()   # let this edge's writes settle before sampling ready
             take = ready.value == 1
             await FallingEdge(self.dut.clk)
             if take:
-                break
-        valid.value = 0
+                valid.value = 0
+                return
+        raise self.timeout(f"{name}.ready")
 
-    async def run_sample(self, s: Sample, shift: int) -> SampleResult:
+    async def run_sample(self, q: int, s: Sample, shift: int) -> SampleResult:
         d, p = self.dut, self.p
+        self.where = f"sample {q} ({'training' if s.train else 'inference'})"
         if p.debug:
             self.decoder = DebugDecoder(p, s.train)
-        await self.send(d.labels__valid, d.labels__ready, d.labels__payload,
-                        _pack(p.label_layout, {"label": s.label, "train": int(s.train), "step": s.step,
-                                               "shift": shift}))
+        await self.send("labels", d.labels__valid, d.labels__ready, d.labels__payload,
+                        pack_layout(p.label_layout, {"label": s.label, "train": int(s.train), "step": s.step,
+                                                     "shift": shift}))
         for px in np.asarray(s.pixels).tolist():
-            await self.send(d.pixels__valid, d.pixels__ready, d.pixels__payload, int(px))
+            await self.send("pixels", d.pixels__valid, d.pixels__ready, d.pixels__payload, int(px))
         if d.results__valid.value != 1:
-            await RisingEdge(d.results__valid)     # event-driven: no Python per busy cycle
+            try:     # event-driven: no Python per busy cycle
+                await with_timeout(RisingEdge(d.results__valid), self.cycle_limit * CLOCK_NS, "ns")
+            except SimTimeoutError:
+                raise self.timeout("results.valid") from None
             await FallingEdge(d.clk)
         await self._idle()
-        word = d.results__payload.value.to_unsigned()
+        result = unpack_layout(p.result_layout, d.results__payload.value.to_unsigned())
         d.results__ready.value = 1
         await FallingEdge(d.clk)
         d.results__ready.value = 0
-        lay = p.result_layout
-        counts_word = _unpack(lay, word, "counts")
-        cb = p.cfg.count_bits
-        counts = np.array([(counts_word >> (j * cb)) & ((1 << cb) - 1) for j in range(p.sizes[-1])], dtype=np.int64)
-        tie = _unpack(lay, word, "tie")
-        res = SampleResult(counts, -1 if tie else _unpack(lay, word, "pred"), _unpack(lay, word, "cycles"))
-        if p.debug:
-            res.trace = self.decoder.trace
+        res = SampleResult(np.array(result["counts"], dtype=np.int64), -1 if result["tie"] else result["pred"],
+                           result["cycles"])
+        res.debug, self.decoder = self.decoder, None
         return res
 
 
-@cocotb.test()
+def job_cycle_limit(job: dict) -> int:
+    """Simulated cycles the whole job may take (test-level backstop of the per-wait timeouts)."""
+    params = CoreParams(DesireConfig.from_dict(job["cfg"]), job["parallelism"], job["debug"])
+    words = sum(params.w_depth(l) for l in range(1, params.L + 1))
+    per_sample = sample_cycle_limit(params.cfg, params.P) + 2 * words + params.sizes[0] * 4
+    return (job["samples"] + 1) * per_sample
+
+
+with open(os.environ["MFSNN_JOB"] + ".json") as _job_file:
+    _JOB = json.load(_job_file)
+
+
+@cocotb.test(timeout_time=job_cycle_limit(_JOB) * CLOCK_NS, timeout_unit="ns")
 async def bitexact(dut):
     """Stream the job's samples through the core and compare everything with the golden model."""
-    job_path = os.environ["MFSNN_JOB"]
-    with open(job_path + ".json") as f:
-        job = json.load(f)
-    arrays = np.load(job_path + ".npz")
+    job, arrays = _JOB, np.load(os.environ["MFSNN_JOB"] + ".npz")
     cfg = DesireConfig.from_dict(job["cfg"])
     params = CoreParams(cfg, job["parallelism"], job["debug"])
     weights = [arrays[f"w{l}"] for l in range(1, cfg.layers + 1)]
@@ -149,28 +171,40 @@ async def bitexact(dut):
     steps, epochs = arrays["steps"], arrays["epochs"]
     seed = int(os.environ.get("MFSNN_SEED", cocotb.RANDOM_SEED))
     tb = TB(dut, params, random.Random(seed), float(job.get("idle_prob", 0.0)))
-    report = Report(config=job["label"], simulator=job["simulator"])
-    checker = Checker(DesireConfig.from_dict(job.get("ref_cfg", job["cfg"])), weights, report)
-    await tb.start()
-    await tb.load_weights(weights)
-    dut._log.info("weights loaded")
-    readback = job["readback"]   # "every" | "end" | "never"
-    wall = time.monotonic()
-    start_cycle = dut.cycles.value.to_unsigned()
     n = len(labels)
-    for q in range(n):
-        s = Sample(images[q], int(labels[q]), bool(train[q]), int(steps[q]), int(epochs[q]))
-        expected = checker.expect(s)
-        got = await tb.run_sample(s, cfg.update_shift(s.epoch))
-        if readback == "every" or (readback == "end" and q == n - 1):
-            got.weights = await tb.read_weights()
-        ok = checker.check(s, expected, got)
-        dut._log.info("sample %d: %s, %d cycles, pred %d (label %d)", q, "match" if ok else "MISMATCH",
-                      got.cycles, got.pred, s.label)
-        if not ok:
-            break
-    report.sim_seconds = time.monotonic() - wall
-    report.sim_cycles = dut.cycles.value.to_unsigned() - start_cycle
-    with open(os.environ["MFSNN_REPORT"], "w") as f:
-        json.dump(dataclasses.asdict(report), f)
-    assert report.ok, str(report)
+    report = Report(config=job["label"], simulator=job["simulator"])
+    checker = Checker(DesireConfig.from_dict(job.get("ref_cfg", job["cfg"])), weights, report, params.debug, n)
+    wall, start_cycle = time.monotonic(), None
+    try:
+        await tb.start()
+        tb.where = "weight load"
+        await tb.load_weights(weights)
+        start_cycle = dut.cycles.value.to_unsigned()
+        for q in range(n):
+            s = Sample(images[q], int(labels[q]), bool(train[q]), int(steps[q]), int(epochs[q]))
+            expected = checker.expect(s)
+            got = await tb.run_sample(q, s, cfg.update_shift(s.epoch))
+            if reads_back_weights(s.train, q == n - 1):
+                tb.where = f"sample {q} weight read-back"
+                got.weights = await tb.read_weights()
+            ok = checker.check(s, expected, got, last=q == n - 1)
+            dut._log.info("sample %d: %s, %d cycles, pred %d (label %d)", q, "match" if ok else "MISMATCH",
+                          got.cycles, got.pred, s.label)
+            if not ok:
+                break
+        await FallingEdge(dut.clk)      # a record in the cycle after the last result is still counted
+        if report.mismatch is None and tb.stray_records:
+            report.mismatch = f"{tb.stray_records} debug records arrived outside any sample"
+    except TestbenchTimeout as timeout:
+        report.mismatch = str(timeout)
+    finally:    # also when cocotb's test-level timeout cancels the test
+        if report.mismatch is None and report.samples < n:
+            report.mismatch = (f"the testbench stopped in {tb.where} after {report.samples} of {n} samples "
+                               f"(test-level limit {job_cycle_limit(job)} cycles)")
+        report.sim_seconds = time.monotonic() - wall
+        if start_cycle is not None:
+            report.sim_cycles = dut.cycles.value.to_unsigned() - start_cycle
+        with open(os.environ["MFSNN_REPORT"], "w") as f:
+            json.dump(report.to_dict(), f)
+    if not report.ok:
+        raise AssertionError(str(report))

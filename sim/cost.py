@@ -46,3 +46,16 @@ def sample_ops(cfg: DesireConfig, weights, pixels, label: int, step: int = 0, tr
 
 def lower_bound(ops: dict, parallelism: int) -> float:
     return ops["total"] / parallelism
+
+
+def sample_cycle_limit(cfg: DesireConfig, parallelism: int) -> int:
+    """Cycles within which the core must finish any one sample, whatever its spikes: the counting
+    model's worst case (every neuron spiking at every step, every neuron updated, every error bit
+    set), layers rounded up to whole blocks of P lanes, times 8, plus handshakes and pipeline fill.
+    A testbench that waits longer than this has found a hang, not a slow sample."""
+    N, T = cfg.topology, cfg.time_steps
+    blocks = [-(-n // parallelism) for n in N]
+    block_ops = sum(n_in * b_out for n_in, b_out in zip(N[:-1], blocks[1:]))       # one per P synapses
+    per_synapse_block = T + T.bit_length() + T + 3                     # forward, desire planes, update
+    ops = 3 * T * N[0] + 4 * T * sum(blocks[1:]) + 3 * T * sum(N[:-1]) + per_synapse_block * block_ops
+    return 8 * ops + 4 * N[0] + 10_000

