@@ -179,7 +179,7 @@ def cmd_sim(args) -> int:
           f"{args.topology} core (P={args.parallelism}) under {args.simulator}, golden weights of seed {args.seed}",
           flush=True)
     report = run_bitexact(cfg, desire.init_weights(cfg), images, labels, args.simulator, args.build_dir,
-                          seed=args.seed, train=train, parallelism=args.parallelism)
+                          seed=args.seed, train=train, parallelism=args.parallelism, debug=args.debug)
     print(report)
     return 0 if report.ok else 1
 
@@ -312,10 +312,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_verilog)
 
     p = sub.add_parser("sim", help="prove the RTL bit-exact against the golden model (cocotb)",
-                       description="Stream samples through the generated RTL under a simulator and compare every "
-                                   "spike, desire and weight word with the golden model. Exit 1 on any mismatch, "
-                                   "with the first divergence.")
+                       description="Stream samples through the generated RTL under a simulator and compare, bit for "
+                                   "bit, every output count and prediction and, after every training sample, every "
+                                   "weight word with the golden model; with the debug tap also every mask, spike, "
+                                   "membrane, trace and desire. Exit 1 on any mismatch, with the first divergence.")
     _add_desire_hw_options(p, "16-12-4")
+    p.add_argument("--debug", action=argparse.BooleanOptionalAction, default=None,
+                   help="compare every intermediate value through the RTL's debug tap (default: on up to "
+                        "20,000 synapses; --debug forces it at any size, --no-debug turns it off)")
     p.add_argument("--samples", type=int, default=20, metavar="N", help="training samples (default 20)")
     p.add_argument("--inference-samples", type=int, default=4, metavar="N",
                    help="inference-only samples after them (default 4)")
