@@ -140,10 +140,11 @@ def forward(cfg: DesireConfig, weights, input_spikes, masks=None, train: bool = 
         currents = select_sum(inputs[..., active], weights[layer - 1][:, active].T, cfg.weight_bits)
         threshold = cfg.train_threshold(layer) if train else cfg.theta
         keep = masks[layer] if masks is not None else True
-        # |V| <= 4 (max|I| + 1) for any input sequence (decay keeps <= 3/4 of |V| plus one LSB and
-        # the reset only moves V towards 0): when that fits, saturation is the identity and is skipped.
+        # |V| <= 2**DS (max|I| + 1) for any input sequence (decay keeps <= (1 - 2**-DS) |V| plus one
+        # LSB and the reset only moves V towards 0): when that fits, saturation is the identity and
+        # is skipped.
         largest = int(np.abs(currents).max()) if currents.size else 0
-        saturating = ((largest + 1) << 2) > (1 << (cfg.membrane_bits - 1)) - 1
+        saturating = ((largest + 1) << cfg.decay_shift) > (1 << (cfg.membrane_bits - 1)) - 1
         step_currents = np.moveaxis(currents, -2, 0)                # time-major views, (T, ..., N_l)
         vm = np.zeros(step_currents.shape[1:], dtype=np.int64)
         v_out = np.empty(step_currents.shape, dtype=np.int64)
