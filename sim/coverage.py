@@ -318,4 +318,10 @@ STRESS_CASES = [
     StressCase("6-5-4-W32f20-SH0-P4", DesireConfig(
         topology=(6, 5, 4), time_steps=24, weight_bits=32, weight_frac_bits=20, lr_shift=12),
         parallelism=4, seed=34, train=(True, True, True, False)),
+    # Decay shift 3: |V| grows to 8 (max|I| + 1) before the decay balances the input. One step's
+    # current stays inside the 20-bit membrane (W16, FW 8), the accumulation over steps leaves it:
+    # the regime where the golden model once skipped saturation (its bound assumed DS <= 2).
+    StressCase("48-4-3-W16f8-DS3-P4", DesireConfig(
+        topology=(48, 4, 3), time_steps=48, decay_shift=3, weight_bits=16, weight_frac_bits=8, lr_shift=4),
+        parallelism=4, seed=3, train=(True, True, True, False), points=("membrane_high", "membrane_low")),
 ]

@@ -32,7 +32,7 @@ CASES = [
     ("13-7-3 P4 exact stochastic dropout", DesireConfig(topology=(13, 7, 3), error_mode="exact",
                                                        rounding="stochastic", dropout=(0.2, 0.4)), 4, 3),
     ("20-9-5 P8 W16", DesireConfig.for_weight_bits(16, topology=(20, 9, 5), lr_shift=10), 8, 2),
-    ("12-6-3 P1 W8 T9 DS1 SH<0", DesireConfig.for_weight_bits(8, topology=(12, 6, 3), time_steps=9,
+    ("12-6-3 P1 W8 T9 DS1 SH6", DesireConfig.for_weight_bits(8, topology=(12, 6, 3), time_steps=9,
                                                              error_margin=2, decay_shift=1, lr_shift=3), 1, 3),
 ]
 
