@@ -5,13 +5,18 @@ Conventions (the bit-level spec, docs/golden-spec.md, refers to these names):
   * ``>>`` on signed values is an arithmetic shift, i.e. floor division by a power of two;
   * ``saturate(x, bits)`` clamps to the two's-complement range of ``bits`` bits and is applied only at
     the points the spec names;
-  * sums of selected words (``select_sum``) are exact: each output is a sum of +-1/0-selected integers.
-    They run on float64 BLAS, which is exact while every partial sum stays below 2**53 (asserted).
-Nothing here multiplies one data value by another.
+  * sums of selected words are exact integer sums, defined by ``select_sum_reference`` and
+    ``scatter_sum_reference`` (int64 adds and subtracts, nothing else). ``select_sum`` and
+    ``scatter_sum`` compute the same sums on float64 (BLAS, ``np.bincount``) because that is several
+    times faster; float64 is exact while every partial sum has magnitude <= 2**53, so they first
+    check that bound on the declared widths and raise ``OverflowError`` when it does not hold.
+Nothing here multiplies one data value by another: the float64 paths multiply words by selectors in
+{-1, 0, +1} only, which is what they check before anything else.
 """
 
 import numpy as np
 
+#: Every integer of magnitude <= 2**53 is a float64, so float64 sums staying within it are exact.
 FLOAT64_EXACT = 1 << 53
 
 
@@ -35,22 +40,109 @@ def fits_signed(x, bits: int) -> bool:
     return x.size == 0 or (int(x.min()) >= lo and int(x.max()) <= hi)
 
 
-def select_sum(selector, words, word_bits: int | None = None) -> np.ndarray:
-    """Exact ``selector @ words`` for a selector with entries in {-1, 0, +1}: add, subtract or skip.
+def sum_bound(terms: int, bits: int) -> int:
+    """The largest magnitude any partial sum of ``terms`` signed ``bits``-bit words (or their
+    negations, or any words with magnitude <= 2**(bits-1)) can reach: terms * 2**(bits-1), a shift."""
+    if bits < 1:
+        raise ValueError(f"a signed word needs at least 1 bit, not {bits}")
+    return int(terms) << (bits - 1)
 
-    ``selector`` has shape (..., K) and ``words`` (K, N) int64. The result is int64. The float64
-    product is exact because every term is a word or its negation and the bound below holds.
-    ``word_bits`` declares the words' signed width (skips scanning them for the bound).
+
+def check_float64_exact(terms: int, bits: int, what: str) -> None:
+    """Raise OverflowError unless a float64 sum of ``terms`` signed ``bits``-bit words is exact."""
+    bound = sum_bound(terms, bits)
+    if bound > FLOAT64_EXACT:
+        raise OverflowError(f"{what}: {terms} terms of {bits}-bit words can sum to {bound} > 2**53, "
+                            "where float64 is no longer exact")
+
+
+def check_selector(selector: np.ndarray) -> None:
+    """Raise ValueError unless ``selector`` is a bool or integer array of -1, 0 and +1 only.
+
+    Checked for every dtype (a uint8 2 would turn the sum into a multiply); bool needs no scan.
     """
+    kind = selector.dtype.kind
+    if kind not in "biu":
+        raise ValueError(f"a selector is a bool or integer array, not {selector.dtype}")
+    if kind == "b" or selector.size == 0:
+        return
+    high = selector.max()
+    low = selector.min() if kind == "i" else 0
+    if high > 1 or low < -1:
+        raise ValueError(f"a selector holds only -1, 0 and +1, not {int(low) if low < -1 else int(high)}")
+
+
+def _select_operands(selector, words) -> tuple[np.ndarray, np.ndarray]:
     selector = np.asarray(selector)
     words = np.asarray(words, dtype=np.int64)
-    assert selector.shape[-1] == words.shape[0], (selector.shape, words.shape)
-    if words.size and selector.size:
-        largest = 1 << (word_bits - 1) if word_bits else int(np.abs(words).max())
-        bound = largest * words.shape[0]
-        assert bound < FLOAT64_EXACT, f"select_sum bound {bound} is not exact in float64"
-        assert selector.dtype == np.uint8 or np.abs(selector).max() <= 1, "select_sum takes a {-1, 0, +1} selector"
+    if selector.ndim < 1 or words.ndim != 2 or selector.shape[-1] != words.shape[0]:
+        raise ValueError(f"select_sum takes a (..., K) selector and (K, N) words, not {selector.shape} "
+                         f"and {words.shape}")
+    check_selector(selector)
+    return selector, words
+
+
+def select_sum_reference(selector, words) -> np.ndarray:
+    """The definition of a selected sum: for each selector row (leading axes are batch axes), the
+    int64 sum of the word rows it selects with +1 minus the sum of those it selects with -1.
+
+    ``selector`` (..., K) with entries in {-1, 0, +1}, ``words`` (K, N); the result is (..., N) int64.
+    Adds and subtracts only; slow, it is the specification :func:`select_sum` is tested against.
+    """
+    selector, words = _select_operands(selector, words)
+    selector = selector.astype(np.int8)
+    total = np.empty(selector.shape[:-1] + (words.shape[1],), dtype=np.int64)
+    for row in np.ndindex(selector.shape[:-1]):
+        added = np.sum(words[selector[row] == 1], axis=0, dtype=np.int64)
+        total[row] = added - np.sum(words[selector[row] == -1], axis=0, dtype=np.int64)
+    return total
+
+
+def select_sum(selector, words, word_bits: int | None = None) -> np.ndarray:
+    """:func:`select_sum_reference`, computed as a float64 ``selector @ words`` (BLAS).
+
+    Exact because every term is a word, its negation or 0, and the K words' bound (:func:`sum_bound`)
+    is checked to be <= 2**53 first (OverflowError otherwise). ``word_bits`` declares the words'
+    signed width, so they need not be scanned; without it the bound uses their largest magnitude.
+    """
+    selector, words = _select_operands(selector, words)
+    if word_bits is None:   # the fewest bits with every |word| <= 2**(bits-1), what the bound needs
+        word_bits = max(int(np.abs(words).max()) - 1, 0).bit_length() + 1 if words.size else 1
+    check_float64_exact(words.shape[0], word_bits, "select_sum")
     total = selector.astype(np.float64) @ words.astype(np.float64)
+    return total.astype(np.int64)
+
+
+def _scatter_operands(index, terms) -> tuple[np.ndarray, np.ndarray]:
+    index = np.asarray(index).reshape(-1)
+    terms = np.asarray(terms, dtype=np.int64).reshape(-1)
+    if index.shape != terms.shape:
+        raise ValueError(f"scatter_sum takes one bin index per term, not {index.shape} for {terms.shape}")
+    return index, terms
+
+
+def scatter_sum_reference(index, terms, size: int) -> np.ndarray:
+    """The definition of a scattered sum: bin b (0 <= b < size) is the int64 sum of the terms whose
+    index is b. ``index`` and ``terms`` have one shape (flattened). Adds only (``np.add.at``)."""
+    index, terms = _scatter_operands(index, terms)
+    total = np.zeros(size, dtype=np.int64)
+    np.add.at(total, index, terms)
+    return total
+
+
+def scatter_sum(index, terms, size: int, term_bits: int) -> np.ndarray:
+    """:func:`scatter_sum_reference`, computed by a float64 ``np.bincount`` with the terms as weights.
+
+    ``term_bits`` declares the terms' signed width. Exact when the fullest bin's :func:`sum_bound` is
+    <= 2**53 (OverflowError otherwise): the number of terms bounds every bin's count without a scan,
+    and the bins are counted only when that cheap bound is too loose.
+    """
+    index, terms = _scatter_operands(index, terms)
+    fullest = len(terms)
+    if sum_bound(fullest, term_bits) > FLOAT64_EXACT:
+        fullest = int(np.bincount(index).max())
+    check_float64_exact(fullest, term_bits, "scatter_sum")
+    total = np.bincount(index, weights=terms.astype(np.float64), minlength=size)
     return total.astype(np.int64)
 
 
@@ -60,7 +152,8 @@ _SMALL_BIT_LENGTHS = np.array([v.bit_length() for v in range(256)], dtype=np.int
 def bit_length(x) -> np.ndarray:
     """Number of bits of non-negative integers (0 -> 0): a leading-one detector, no logarithms."""
     x = np.asarray(x, dtype=np.int64)
-    assert (x >= 0).all()
+    if x.size and x.min() < 0:
+        raise ValueError(f"bit_length takes non-negative integers, not {int(x.min())}")
     if x.size and x.max() < len(_SMALL_BIT_LENGTHS):
         return _SMALL_BIT_LENGTHS[x]
     length = np.zeros(x.shape, dtype=np.int64)

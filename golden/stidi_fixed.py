@@ -1,8 +1,9 @@
 """Binarized STiDi-BP, integer datapath: the multiplication-free golden model the RTL reproduces.
 
 Every function here is pure integer numpy (``np.int64``) made of adds, subtracts, compares,
-selects and shifts; there is no data-by-data multiply, divide, modulo or power (a test parses this
-file's AST to keep it so). Constants that need arithmetic (the encoding ROM, patch index tables,
+selects and shifts; there is no data-by-data multiply, divide, modulo or power
+(tests/test_integer_purity.py parses this file's AST to keep it so). The conv displacement's scatter
+is :func:`~mfsnn.golden.fixedpoint.scatter_sum`, an exact integer sum. Constants that need arithmetic (the encoding ROM, patch index tables,
 initial weights) are computed host-side in :mod:`mfsnn.golden.stidi`. The float reference
 (:mod:`mfsnn.golden.stidi_float`) reuses the forward functions with float weights/thresholds.
 
@@ -13,7 +14,7 @@ forward weights are stored transposed, ``(fan_in, fan_out)``, so an input spike 
 
 import numpy as np
 
-from .fixedpoint import bit_length, saturate
+from .fixedpoint import bit_length, saturate, scatter_sum
 
 
 # ------------------------------------------------------------------------------------------------
@@ -268,9 +269,9 @@ def conv_backward(w, s, lvl, t_post, t_pre, pre_ok, stage, want_d: bool, T: int,
     if want_d:
         term = np.where(mask, new[:, co].T << shift, 0)
         term = np.where(positive, term, -term)
-        flat = np.bincount(index.reshape(-1), weights=term.reshape(-1).astype(np.float64),
-                           minlength=stage.padded_size)          # exact: integer terms < 2**53
-        d = flat.astype(np.int64)[stage.interior].reshape(t_pre.shape)
+        term_bits = weight_bits + (int(shift.max()) if len(co) else 0)   # |term| <= 2**(WBITS-1) << lvl
+        flat = scatter_sum(index, term, stage.padded_size, term_bits)
+        d = flat[stage.interior].reshape(t_pre.shape)
     return dw, d
 
 

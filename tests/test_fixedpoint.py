@@ -1,13 +1,15 @@
-"""Property tests of the integer primitives against Python's exact integers."""
+"""Property tests of the integer primitives against Python's exact integers (the exact sums:
+test_integer_sums.py)."""
 
 import math
 from fractions import Fraction
 
 import numpy as np
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mfsnn.golden.fixedpoint import bit_length, saturate, select_sum, signed_range
+from mfsnn.golden.fixedpoint import bit_length, saturate, signed_range
 
 ints = st.integers(min_value=-(1 << 40), max_value=1 << 40)
 
@@ -35,8 +37,6 @@ def test_bit_length_is_leading_one_position(x):
     assert int(bit_length(np.array([x]))[0]) == x.bit_length()
 
 
-@given(st.lists(st.tuples(st.integers(-1, 1), st.integers(-(1 << 30), 1 << 30)), min_size=1, max_size=50))
-def test_select_sum_is_exact(pairs):
-    selector = np.array([[s for s, _ in pairs]])
-    words = np.array([[w] for _, w in pairs], dtype=np.int64)
-    assert int(select_sum(selector, words)[0, 0]) == sum(s * w for s, w in pairs)
+def test_bit_length_refuses_negative_numbers():
+    with pytest.raises(ValueError, match="non-negative integers, not -3"):
+        bit_length(np.array([4, -3]))

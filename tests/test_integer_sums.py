@@ -1,0 +1,200 @@
+"""The float64 fast paths of the exact sums equal their pure-integer definitions, up to the 2**53 bound.
+
+``select_sum``/``scatter_sum`` (float64 BLAS, ``np.bincount``) against ``select_sum_reference``/
+``scatter_sum_reference`` (int64 adds), and the references against Python's integers. Hypothesis
+runs derandomized, so every run draws the same examples.
+"""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from mfsnn.golden.fixedpoint import (FLOAT64_EXACT, scatter_sum, scatter_sum_reference, select_sum,
+                                     select_sum_reference, sum_bound)
+
+HYP = settings(max_examples=300, deadline=None, derandomize=True)
+SELECTOR_VALUES = {np.bool_: st.booleans(), np.uint8: st.integers(0, 1), np.int8: st.integers(-1, 1),
+                   np.int64: st.integers(-1, 1)}
+
+
+def words_of(bits: int):
+    """Signed ``bits``-bit words, with the extremes drawn often."""
+    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    return st.one_of(st.sampled_from([lo, hi, lo + 1, 0]), st.integers(lo, hi))
+
+
+@st.composite
+def selections(draw):
+    """(selector, words, bits): batch axes of any length (zero rows included), K = 0.., words of
+    ``bits`` bits with K at most the largest count the 2**53 bound allows."""
+    bits = draw(st.integers(1, 54))
+    terms = draw(st.integers(0, min(12, FLOAT64_EXACT >> (bits - 1))))
+    outputs = draw(st.integers(0, 4))
+    batch = tuple(draw(st.lists(st.integers(0, 3), max_size=2)))
+    dtype = draw(st.sampled_from(list(SELECTOR_VALUES)))
+    selector = draw(hnp.arrays(dtype, batch + (terms,), elements=SELECTOR_VALUES[dtype]))
+    words = draw(hnp.arrays(np.int64, (terms, outputs), elements=words_of(bits)))
+    return selector, words, bits
+
+
+def python_select_sum(selector, words, row):
+    """The sums of one selector row in Python integers."""
+    return [sum(int(s) * int(w) for s, w in zip(selector[row], column)) for column in words.T]
+
+
+@HYP
+@given(selections())
+def test_select_sum_equals_its_integer_definition(case):
+    selector, words, bits = case
+    reference = select_sum_reference(selector, words)
+    assert reference.dtype == np.int64 and reference.shape == selector.shape[:-1] + (words.shape[1],)
+    for row in np.ndindex(selector.shape[:-1]):
+        assert reference[row].tolist() == python_select_sum(selector, words, row)
+    assert np.array_equal(select_sum(selector, words, bits), reference)
+    assert np.array_equal(select_sum(selector, words), reference)          # bound from the words themselves
+
+
+@st.composite
+def scatters(draw):
+    bits = draw(st.integers(1, 54))
+    count = draw(st.integers(0, min(30, FLOAT64_EXACT >> (bits - 1))))
+    size = draw(st.integers(1, 6))
+    index = draw(hnp.arrays(np.int64, count, elements=st.integers(0, size - 1)))
+    terms = draw(hnp.arrays(np.int64, count, elements=words_of(bits)))
+    return index, terms, size, bits
+
+
+@HYP
+@given(scatters())
+def test_scatter_sum_equals_its_integer_definition(case):
+    index, terms, size, bits = case
+    reference = scatter_sum_reference(index, terms, size)
+    assert reference.tolist() == [sum(int(t) for i, t in zip(index, terms) if i == b) for b in range(size)]
+    assert np.array_equal(scatter_sum(index, terms, size, bits), reference)
+
+
+def test_scatter_sum_takes_any_shape_of_one_index_per_term():
+    index = np.array([[0, 2], [2, 1]])
+    terms = np.array([[5, -1], [-3, 7]])
+    assert scatter_sum(index, terms, 4, 4).tolist() == scatter_sum_reference(index, terms, 4).tolist() == [5, 7, -4, 0]
+
+
+# ------------------------------------------------------------------------------------------------
+# The bound: K terms of `bits` bits are exact while K << (bits - 1) <= 2**53
+# ------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("terms, bits", [(1, 54), (2, 53), (4, 52), (1 << 33, 21), (0, 64)])
+def test_bound_exactly_at_the_limit_passes(terms, bits):
+    assert sum_bound(terms, bits) <= FLOAT64_EXACT
+
+
+@pytest.mark.parametrize("terms, bits", [(2, 53), (4, 52)])
+def test_sum_at_the_limit_is_exact(terms, bits):
+    lowest = -(1 << (bits - 1))
+    words = np.full((terms, 1), lowest, dtype=np.int64)
+    selector = np.ones((1, terms), dtype=np.int8)
+    assert int(select_sum(selector, words, bits)[0, 0]) == -FLOAT64_EXACT
+    assert int(select_sum(-selector, words, bits)[0, 0]) == FLOAT64_EXACT
+    assert int(scatter_sum(np.zeros(terms, np.int64), words[:, 0], 1, bits)[0]) == -FLOAT64_EXACT
+
+
+@pytest.mark.parametrize("terms, bits", [(1, 55), (2, 54), (3, 53), (5, 52)])
+def test_one_more_term_or_bit_raises(terms, bits):
+    words = np.zeros((terms, 1), dtype=np.int64)
+    with pytest.raises(OverflowError, match="select_sum: .* > 2\\*\\*53"):
+        select_sum(np.ones((1, terms), dtype=np.uint8), words, bits)
+    with pytest.raises(OverflowError, match="scatter_sum"):
+        scatter_sum(np.zeros(terms, np.int64), words[:, 0], 1, bits)
+
+
+def test_undeclared_words_are_bounded_by_their_largest_magnitude():
+    # 2**53 + 1 is not a float64: without the bound the fast path returned 2**53.
+    with pytest.raises(OverflowError):
+        select_sum(np.array([[1, 1]]), np.array([[FLOAT64_EXACT], [1]]))
+    assert int(select_sum(np.array([[1, 1]]), np.array([[FLOAT64_EXACT >> 1], [FLOAT64_EXACT >> 1]]))[0, 0]) \
+        == FLOAT64_EXACT
+
+
+def test_scatter_bound_counts_the_fullest_bin_when_the_total_is_too_many():
+    # Three 53-bit terms: 3 << 52 > 2**53 in total, but no bin holds more than two of them.
+    big = -(1 << 52)
+    assert scatter_sum([0, 0, 1], [big, big, big], 2, 53).tolist() == [-FLOAT64_EXACT, big]
+    with pytest.raises(OverflowError, match="3 terms of 53-bit"):
+        scatter_sum([0, 0, 0], [big, big, big], 1, 53)
+
+
+# ------------------------------------------------------------------------------------------------
+# Empty selections, batch axes
+# ------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("selector_shape, words_shape", [((3, 0), (0, 2)), ((0, 4), (4, 2)), ((2, 0, 4), (4, 3)),
+                                                         ((4,), (4, 0)), ((0,), (0, 5))])
+def test_empty_selections_sum_to_zero_rows(selector_shape, words_shape):
+    selector = np.zeros(selector_shape, dtype=np.uint8)
+    words = np.ones(words_shape, dtype=np.int64)
+    expected = np.zeros(selector_shape[:-1] + words_shape[1:], dtype=np.int64)
+    for total in (select_sum(selector, words, 8), select_sum_reference(selector, words)):
+        assert total.dtype == np.int64 and np.array_equal(total, expected)
+
+
+def test_empty_scatter_is_zero_bins():
+    assert scatter_sum(np.zeros(0, np.int64), np.zeros(0, np.int64), 3, 40).tolist() == [0, 0, 0]
+
+
+# ------------------------------------------------------------------------------------------------
+# Invalid selectors and operands
+# ------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("selector", [np.array([[2]], np.uint8), np.array([[255]], np.uint8),
+                                      np.array([[-2]], np.int8), np.array([[-128]], np.int8),
+                                      np.array([[3]], np.int64), np.array([[1 << 40]], np.int64),
+                                      np.array([[0, 1, 0, -1, 2]], np.int16)[:, -1:]])
+def test_selectors_beyond_plus_minus_one_raise_for_every_dtype(selector):
+    # uint8 [[2]] . [[5]] used to return 10: a multiply, not a selection.
+    words = np.full((1, 1), 5, dtype=np.int64)
+    for function in (select_sum, select_sum_reference):
+        with pytest.raises(ValueError, match="a selector holds only -1, 0 and \\+1, not"):
+            function(selector, words)
+
+
+def test_float_selectors_and_mismatched_shapes_raise():
+    with pytest.raises(ValueError, match="bool or integer array, not float64"):
+        select_sum(np.ones((1, 1)), np.ones((1, 1), np.int64))
+    with pytest.raises(ValueError, match="\\(\\.\\.\\., K\\) selector and \\(K, N\\) words"):
+        select_sum(np.ones((1, 2), np.int8), np.ones((3, 1), np.int64))
+    with pytest.raises(ValueError, match="one bin index per term"):
+        scatter_sum([0, 1], [1], 2, 8)
+
+
+# ------------------------------------------------------------------------------------------------
+# The guards are code, not asserts: python -O keeps them
+# ------------------------------------------------------------------------------------------------
+
+OPTIMIZED_PROBE = """
+import numpy as np
+from mfsnn.golden.fixedpoint import select_sum
+assert False, "this interpreter keeps asserts: the probe would prove nothing"
+"""
+
+PROBES = {
+    "OverflowError": "select_sum(np.array([[1, 1]]), np.array([[2 ** 53], [1]]))",
+    "ValueError": "select_sum(np.array([[2]], np.uint8), np.array([[5]]))",
+}
+
+
+@pytest.mark.parametrize("error", sorted(PROBES))
+def test_guards_raise_under_python_O(error):
+    script = OPTIMIZED_PROBE + f"""
+try:
+    print("returned", {PROBES[error]})
+except {error} as caught:
+    print("raised", type(caught).__name__)
+"""
+    run = subprocess.run([sys.executable, "-O", "-c", script], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == f"raised {error}"
