@@ -68,7 +68,8 @@ def golden_digests() -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--write", action="store_true", help="write tests/data/golden_digests.json instead of printing")
+    parser.add_argument("--write", action="store_true",
+                        help="write tests/data/golden_digests.json instead of printing")
     args = parser.parse_args()
     text = json.dumps(golden_digests(), indent=2) + "\n"
     if args.write:

@@ -2,10 +2,11 @@
 
 Every function here is pure integer numpy (``np.int64``) made of adds, subtracts, compares,
 selects and shifts; there is no data-by-data multiply, divide, modulo or power
-(tests/test_integer_purity.py parses this file's AST to keep it so). The conv displacement's scatter
-is :func:`~mfsnn.golden.fixedpoint.scatter_sum`, an exact integer sum. Constants that need arithmetic (the encoding ROM, patch index tables,
-initial weights) are computed host-side in :mod:`mfsnn.golden.stidi`. The float reference
-(:mod:`mfsnn.golden.stidi_float`) reuses the forward functions with float weights/thresholds.
+(tests/test_integer_purity.py parses this file's AST to keep it so). The conv displacement's
+scatter is :func:`~mfsnn.golden.fixedpoint.scatter_sum`, an exact integer sum. Constants that need
+arithmetic (the encoding ROM, patch index tables, initial weights) are computed host-side in
+:mod:`mfsnn.golden.stidi`. The float reference (:mod:`mfsnn.golden.stidi_float`) reuses the
+forward functions with float weights/thresholds.
 
 Conventions (docs/golden-spec-stidi.md): time steps ``t = 0 .. T-1``; a neuron that never fires has
 time ``T`` ("silent"); a stage's spike times are an int64 array of its shape ((N,) or (C, H, W));
