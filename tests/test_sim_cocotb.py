@@ -130,5 +130,5 @@ def test_full_comparison_above_the_default_tap_limit_verilator(build_root):
     assert synapses(cfg) > DEBUG_SYNAPSE_LIMIT
     images, labels = stimulus(cfg, 2, 13)
     report = run_bitexact(cfg, init_weights(cfg, 13), images, labels, "verilator", build_root, seed=13,
-                          train=[True, False], parallelism=16, debug=True)
+                          train=[True, False], parallelism=2, debug=True)
     assert_complete(report, 2)
