@@ -40,10 +40,10 @@ DESIGN_NAME = "top"
 CONSTRAINTS_DIR = Path(__file__).resolve().parent.parent / "constraints"
 
 # Logic pre-check constant, measured, not derived: placed ECP5 LUTs per lane and weight layer.
-# 196-64-10 (2 weight layers), 24-bit weights, nextpnr-ecp5 on the 85F: 14,698 LUTs at P=4 and
-# 49,313 at P=16, i.e. 2,885 per added lane, 1,442 per lane and layer (/work/shared/notes/fpga-fit.md,
-# main 0aa9c9d). Narrower weights need fewer, so the estimate errs towards refusing; --force overrides.
-LUTS_PER_LANE_PER_LAYER = 1_442
+# 196-64-10 (2 weight layers), 24-bit weights, this flow on the 85F (docs/synth.md): 13,756 LUTs at
+# P=4 and 47,345 at P=16, i.e. 2,799 per added lane, 1,400 per lane and layer. The control logic comes
+# on top; narrower weights need fewer. A coarse bound for refusing hopeless P, not a prediction.
+LUTS_PER_LANE_PER_LAYER = 1_400
 
 
 class SynthError(Exception):
@@ -532,10 +532,14 @@ def _cell(report: dict, row: str) -> str:
                 if worst is not None else "-")
     if row == "wall time":
         return _duration(report["wall_seconds"])
+    if row == "problems":   # the first one's head, e.g. "nextpnr failed (exit 125)", and how many more
+        problems = report["problems"]
+        more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
+        return problems[0].split(":")[0] + more if problems else "none"
     raise ValueError(row)
 
 
-COMPARE_ROWS = ("device", "design", "LC/LUT", "FF", "carry", "EBR", "SPRAM", "DSP", "Fmax", "wall time")
+COMPARE_ROWS = ("device", "design", "LC/LUT", "FF", "carry", "EBR", "SPRAM", "DSP", "Fmax", "wall time", "problems")
 
 
 def compare_reports(dirs) -> str:

