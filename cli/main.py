@@ -349,6 +349,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     _add_data_options(p)
     p.set_defaults(func=cmd_flow)
+
+    from . import synth_cmd
+    synth_cmd.add_parser(sub)
     return parser
 
 
