@@ -1,58 +1,51 @@
-"""A dependency-free progress bar for long loops (training epochs, evaluation, simulations)."""
+"""Progress bars for long loops (training epochs, evaluation, simulations), drawn by tqdm."""
 
+import os
 import sys
-import time
+
+from tqdm import tqdm
 
 
 class Progress:
     """``with Progress(total, "epoch 1") as bar: bar.advance(n, acc=0.9)``.
 
-    On a terminal it redraws one line (rate, ETA and any named figures); elsewhere (CI logs, pipes)
-    it prints a line at every 10 % so logs stay short.
+    On a terminal tqdm redraws one line (rate, ETA and the named figures); elsewhere (CI logs,
+    pipes) the same line is printed at every 10 % so logs stay short. ``enabled=False`` is silent.
     """
 
     def __init__(self, total: int, label: str, stream=None, enabled: bool = True, unit: str = "samples"):
-        self.total, self.label, self.unit = max(total, 1), label, unit
         self.stream = stream if stream is not None else sys.stderr
         self.enabled = enabled
         self.interactive = enabled and hasattr(self.stream, "isatty") and self.stream.isatty()
-        self.done, self.start, self.figures, self._next_report = 0, time.perf_counter(), {}, 0.1
+        self._sink = None if self.interactive else open(os.devnull, "w")
+        self.bar = tqdm(total=max(total, 1), desc=label, unit=unit, unit_scale=False, dynamic_ncols=True,
+                        file=self.stream if self.interactive else self._sink, disable=not enabled,
+                        mininterval=0.2 if self.interactive else float("inf"))
+        self._next_report = 0.1
+        self.done = 0      # counted here too: a disabled tqdm bar does not count
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
-        if self.enabled:
-            self._draw(final=True)
-
-    @property
-    def rate(self) -> float:
-        elapsed = time.perf_counter() - self.start
-        return self.done / elapsed if elapsed > 0 else 0.0
+        if self.enabled and not self.interactive:
+            self._print_line()
+        self.bar.close()
+        if self._sink is not None:
+            self._sink.close()
 
     def advance(self, n: int, **figures) -> None:
         self.done += n
-        self.figures.update(figures)
-        if not self.enabled:
-            return
-        if self.interactive:
-            self._draw()
-        elif self.done / self.total >= self._next_report:
-            self._next_report += 0.1
-            if self.done < self.total:
-                self._draw(newline=True)
+        if figures:
+            self.bar.set_postfix({name: f"{value:.3f}" if isinstance(value, float) else value
+                                  for name, value in figures.items()}, refresh=False)
+        self.bar.update(n)
+        if self.enabled and not self.interactive and self.bar.n / self.bar.total >= self._next_report:
+            while self.bar.n / self.bar.total >= self._next_report:
+                self._next_report += 0.1
+            if self.bar.n < self.bar.total:
+                self._print_line()
 
-    def _draw(self, final: bool = False, newline: bool = False) -> None:
-        fraction = min(self.done / self.total, 1.0)
-        bar = "#" * int(fraction * 24)
-        rate = self.rate
-        eta = (self.total - self.done) / rate if rate > 0 else 0.0
-        extra = "  ".join(f"{name} {value:.3f}" if isinstance(value, float) else f"{name} {value}"
-                          for name, value in self.figures.items())
-        line = (f"{self.label} [{bar:<24}] {self.done}/{self.total} {self.unit}  {rate:,.0f}/s"
-                f"{'' if final else f'  eta {eta:.0f}s'}  {extra}")
-        if self.interactive:
-            self.stream.write("\r" + line.ljust(110) + ("\n" if final else ""))
-        else:
-            self.stream.write(line + "\n")
+    def _print_line(self) -> None:
+        self.stream.write(str(self.bar) + "\n")
         self.stream.flush()
