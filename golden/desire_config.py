@@ -6,7 +6,10 @@ itself (``mfsnn.golden.desire``) only sees integers. See docs/golden-spec.md for
 """
 
 import math
-from dataclasses import asdict, dataclass
+import numbers
+import types
+import typing
+from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 
@@ -21,6 +24,133 @@ ERROR_MODES = ("pow2", "exact")
 ROUNDINGS = ("nearest", "stochastic")
 #: Key salt of the stochastic-rounding hash, so its stream never collides with the dropout masks.
 ROUNDING_SALT = 0x5EED
+#: Largest update shift SH the integer update can take: it adds 1 << (SH - 1) to int64 sums.
+MAX_UPDATE_SHIFT = 62
+
+
+# ------------------------------------------------------------------------------------------------
+# Declared settings: each config field states its type (annotation) and what values it takes
+# (metadata), so the constructor, model loading and the CLI's --set all check the same declaration.
+# ------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Bounds:
+    """The values a numeric setting (or each entry of a tuple setting) may take; None: no limit."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False               # low itself excluded
+    high_open: bool = False              # high itself excluded
+
+    def __contains__(self, value) -> bool:
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return False
+        return self.high is None or (value < self.high if self.high_open else value <= self.high)
+
+    def __str__(self) -> str:
+        if self.low is not None and self.high is not None:
+            if not (self.low_open or self.high_open):
+                return f"in {self.low}..{self.high}"
+            return f"in {'(' if self.low_open else '['}{self.low}, {self.high}{')' if self.high_open else ']'}"
+        if self.low is not None:
+            return f"{'>' if self.low_open else '>='} {self.low}"
+        return f"{'<' if self.high_open else '<='} {self.high}"
+
+
+def setting(default, *, bounds: Bounds | None = None, choices: tuple | None = None, arith: str | None = None,
+            example=None):
+    """A config field with its declared values: ``bounds`` (of each entry, for a tuple), ``choices``
+    (text), ``arith`` when only that arithmetic reads it, ``example`` for messages when the default is None."""
+    metadata = {"bounds": bounds, "choices": choices, "arith": arith, "example": example}
+    return field(default=default, metadata={key: value for key, value in metadata.items() if value is not None})
+
+
+class ConfigError(ValueError):
+    """An impossible configuration; ``problems`` pairs the fields concerned with what is wrong, so a
+    caller (the CLI) can name the option that set each field."""
+
+    def __init__(self, what: str, problems):
+        self.problems = tuple(problems)
+        super().__init__(f"invalid {what} configuration: " + "; ".join(text for _, text in self.problems))
+
+
+def _optional(annotation):
+    """The X of ``X | None``, else None."""
+    if typing.get_origin(annotation) in (types.UnionType, typing.Union):
+        (inner,) = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+        return inner
+    return None
+
+
+def coerce_value(annotation, value):
+    """``value`` as JSON gives it (lists for tuples) as the type ``annotation`` declares: lists become
+    tuples, integers in a float field floats. TypeError when it is not of that type (a bool is no number)."""
+    inner = _optional(annotation)
+    if inner is not None:
+        return None if value is None else coerce_value(inner, value)
+    if typing.get_origin(annotation) is tuple:
+        args = typing.get_args(annotation)
+        if isinstance(value, (list, tuple)):
+            if len(args) == 2 and args[1] is Ellipsis:
+                return tuple(coerce_value(args[0], entry) for entry in value)
+            if len(value) == len(args):
+                return tuple(coerce_value(arg, entry) for arg, entry in zip(args, value))
+    elif isinstance(value, (bool, np.bool_)):
+        if annotation is bool:
+            return bool(value)
+    elif annotation is int and isinstance(value, numbers.Integral):
+        return int(value)
+    elif annotation is float and isinstance(value, numbers.Real) and math.isfinite(value):
+        return float(value)
+    elif annotation is str and isinstance(value, str):
+        return value
+    raise TypeError(f"{value!r} is not {describe_type(annotation)}")
+
+
+def describe_type(annotation, plural: bool = False) -> str:
+    """'an integer', 'a list of 2 numbers', ... for messages."""
+    inner = _optional(annotation)
+    if inner is not None:
+        return f"{describe_type(inner, plural)} (or null: the default)"
+    if typing.get_origin(annotation) is tuple:
+        args = typing.get_args(annotation)
+        count = "" if len(args) == 2 and args[1] is Ellipsis else f"{len(args)} "
+        return f"{'lists' if plural else 'a list'} of {count}{describe_type(args[0], plural=True)}"
+    names = {int: ("an integer", "integers"), float: ("a number", "numbers"), bool: ("true or false",) * 2,
+             str: ("text", "texts")}
+    return names[annotation][plural]
+
+
+def field_problems(config_field, value) -> list[str]:
+    """What is wrong with ``value`` (already of the declared type) against the field's bounds or choices."""
+    name, choices, bounds = config_field.name, config_field.metadata.get("choices"), config_field.metadata.get("bounds")
+    if choices is not None and value not in choices:
+        return [f"{name} {value!r} not in {choices}"]
+    if bounds is None or value is None:
+        return []
+    if isinstance(value, tuple):
+        return [] if all(entry in bounds for entry in value) else [f"{name} {value}: each entry must be {bounds}"]
+    return [] if value in bounds else [f"{name} {value} must be {bounds}"]
+
+
+def declared_problems(config) -> list[tuple[tuple[str, ...], str]]:
+    """(field, problem) of every field of the dataclass ``config`` that breaks its declaration."""
+    problems = []
+    for config_field in fields(config):
+        value = getattr(config, config_field.name)
+        try:
+            coerce_value(config_field.type, value)
+        except TypeError:
+            problems.append(((config_field.name,),
+                             f"{config_field.name} {value!r} is not {describe_type(config_field.type)}"))
+            continue
+        problems += [((config_field.name,), text) for text in field_problems(config_field, value)]
+    return problems
+
+
+def tuples_from_json(value):
+    """JSON lists (at any depth) back to the tuples the configs hold."""
+    return tuple(tuples_from_json(entry) for entry in value) if isinstance(value, list) else value
 
 
 def parse_topology(text: str) -> tuple[int, ...]:
@@ -41,56 +171,52 @@ class DesireConfig:
     """Everything that defines the integer desire-BP model. Defaults are the notes' MNIST defaults."""
 
     topology: tuple[int, ...] = (784, 128, 10)
-    time_steps: int = 20                 # T
-    error_margin: int = 4                # TM = T - error_margin, the label's target count
-    decay_shift: int = 2                 # V <- V - (V >> DS): decay 0.75
-    weight_bits: int = 24                # WBITS, signed, saturating
-    weight_frac_bits: int = 20           # FW: threshold 1.0 == 1 << FW
-    trace_frac_bits: int = 8             # FX: an input spike adds 1 << FX to the trace
-    pixel_max: int = 255                 # input coder threshold
-    output_desire_threshold: float = 0.30
-    hidden_desire_threshold: float = 0.05
-    dropout: tuple[float, float] = (0.0, 0.3)   # (input, hidden) drop probabilities; output never drops
+    time_steps: int = setting(20, bounds=Bounds(1, 255))                # T
+    error_margin: int = setting(4, bounds=Bounds(0))     # TM = T - error_margin, the label's target count
+    decay_shift: int = setting(2, bounds=Bounds(1, 8))   # V <- V - (V >> DS): decay 0.75
+    weight_bits: int = setting(24, bounds=Bounds(2, 32))                # WBITS, signed, saturating
+    weight_frac_bits: int = setting(20, bounds=Bounds(0))               # FW: threshold 1.0 == 1 << FW
+    # FX: an input spike adds 1 << FX to the trace
+    trace_frac_bits: int = setting(8, bounds=Bounds(0, 16), arith="fixed")
+    pixel_max: int = setting(255, bounds=Bounds(1), arith="fixed")      # input coder threshold
+    output_desire_threshold: float = setting(0.30, bounds=Bounds(0.0, 1.0))   # fractions of TM
+    hidden_desire_threshold: float = setting(0.05, bounds=Bounds(0.0, 1.0))
+    # (input, hidden) drop probabilities; output never drops
+    dropout: tuple[float, float] = setting((0.0, 0.3), bounds=Bounds(0.0, 1.0, high_open=True))
     # learning rate 2**-lr_shift at epoch 0. 16 (1.5e-5) rather than 17 (0.76e-5) around the authors'
     # 1e-5: measured +1.6 (MNIST) / +2.5 (Fashion-MNIST) points after one epoch (README, Results).
-    lr_shift: int = 16
-    lr_halving_epochs: int = 17          # lr halves every this many epochs (exp(-0.04 e) rounded)
+    # At most 32: SH = lr_shift + FX - FW + epoch // 17 then stays <= MAX_UPDATE_SHIFT for 255 epochs at any
+    # FX and FW (mfsnn train checks longer runs).
+    lr_shift: int = setting(16, bounds=Bounds(0, 32), arith="fixed")
+    # lr halves every this many epochs (exp(-0.04 e) rounded); the float reference decays by lr_decay
+    lr_halving_epochs: int = setting(17, bounds=Bounds(1), arith="fixed")
     # hidden-desire error weight: "exact" (bit planes) or "pow2" (leading one only). exact measured
     # 2.3 points better on Fashion-MNIST and equal on MNIST (README, Results).
-    error_mode: str = "exact"
-    rounding: str = "nearest"            # update rounding: "nearest" (half up) or "stochastic" (hashed)
-    seed: int = 1
+    error_mode: str = setting("exact", choices=ERROR_MODES, arith="fixed")
+    # update rounding: "nearest" (half up) or "stochastic" (hashed)
+    rounding: str = setting("nearest", choices=ROUNDINGS, arith="fixed")
+    seed: int = setting(1, bounds=Bounds(0, (1 << 32) - 1))
 
     def __post_init__(self):
-        problems = []
+        problems = declared_problems(self)
+        if problems:                     # the checks below compare values: they need the declared types
+            raise ConfigError("desire-BP", problems)
         if len(self.topology) < 2 or min(self.topology) < 1:
-            problems.append(f"topology {self.topology} needs >= 2 layers of >= 1 neuron")
-        if max(self.topology) > 1 << 16:
-            problems.append("layers wider than 65536 neurons do not fit the 16-bit neuron field of the hash")
-        if not 1 <= self.time_steps <= 255:
-            problems.append(f"time_steps {self.time_steps} outside 1..255")
-        if not 0 <= self.error_margin < self.time_steps:
-            problems.append(f"error_margin {self.error_margin} must be in 0..time_steps-1")
-        if not 1 <= self.decay_shift <= 8:
-            problems.append(f"decay_shift {self.decay_shift} outside 1..8")
-        if not 2 <= self.weight_bits <= 32:
-            problems.append(f"weight_bits {self.weight_bits} outside 2..32")
-        if not 0 <= self.weight_frac_bits < self.weight_bits + MEMBRANE_INT_BITS - 1:
-            problems.append(f"weight_frac_bits {self.weight_frac_bits} impossible for {self.weight_bits}-bit weights")
-        if not 0 <= self.trace_frac_bits <= 16:
-            problems.append(f"trace_frac_bits {self.trace_frac_bits} outside 0..16")
-        if len(self.dropout) != 2 or not all(0.0 <= p < 1.0 for p in self.dropout):
-            problems.append(f"dropout {self.dropout} must be two probabilities in [0, 1)")
-        if self.error_mode not in ERROR_MODES:
-            problems.append(f"error_mode {self.error_mode!r} not in {ERROR_MODES}")
-        if self.rounding not in ROUNDINGS:
-            problems.append(f"rounding {self.rounding!r} not in {ROUNDINGS}")
-        if self.rounding == "stochastic" and max(self.topology) > 1 << 12:
-            problems.append("stochastic rounding hashes neuron indices in 12-bit fields: layers must be <= 4096")
-        if not 0 <= self.seed < 1 << 32:
-            problems.append(f"seed {self.seed} must fit 32 bits")
+            problems.append((("topology",), f"topology {self.topology} needs >= 2 layers of >= 1 neuron"))
+        elif max(self.topology) > 1 << 16:
+            problems.append((("topology",),
+                             "layers wider than 65536 neurons do not fit the 16-bit neuron field of the hash"))
+        elif self.rounding == "stochastic" and max(self.topology) > 1 << 12:
+            problems.append((("rounding", "topology"),
+                             "stochastic rounding hashes neuron indices in 12-bit fields: layers must be <= 4096"))
+        if self.error_margin >= self.time_steps:
+            problems.append((("error_margin", "time_steps"),
+                             f"error_margin {self.error_margin} must be in 0..time_steps-1 ({self.time_steps - 1})"))
+        if self.weight_frac_bits >= self.weight_bits + MEMBRANE_INT_BITS - 1:
+            problems.append((("weight_frac_bits", "weight_bits"),
+                             f"weight_frac_bits {self.weight_frac_bits} impossible for {self.weight_bits}-bit weights"))
         if problems:
-            raise ValueError("invalid desire-BP configuration: " + "; ".join(problems))
+            raise ConfigError("desire-BP", problems)
 
     @classmethod
     def for_weight_bits(cls, weight_bits: int, **settings) -> "DesireConfig":
@@ -103,10 +229,13 @@ class DesireConfig:
 
     @classmethod
     def from_dict(cls, settings: dict) -> "DesireConfig":
-        settings = dict(settings)
-        settings["topology"] = tuple(settings["topology"])
-        settings["dropout"] = tuple(settings["dropout"])
-        return cls(**settings)
+        """The config ``to_dict`` (then JSON) gave; ValueError for settings it did not write."""
+        unknown = sorted(set(settings) - {config_field.name for config_field in fields(cls)})
+        if unknown:
+            raise ValueError(f"unknown desire-BP settings {unknown}")
+        if "topology" not in settings:
+            raise ValueError("desire-BP settings without a topology")
+        return cls(**{key: tuples_from_json(value) for key, value in settings.items()})
 
     # --- derived integer constants (docs/golden-spec.md, "Constants") ---
     @property

@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from . import stidi_fixed, stidi_float
+from .desire_config import Bounds, ConfigError, declared_problems, setting, tuples_from_json
 from .hashing import MASK32, mix32, xorshift32
 from .trace import Trace
 
@@ -101,6 +102,8 @@ def parse_stidi_topology(text: str) -> StidiTopology:
             k_text, _, ch_text = token[1:].partition("x")
             if not (k_text.isdigit() and ch_text.isdigit()) or int(k_text) % 2 == 0 or int(ch_text) < 1:
                 raise _bad(text, token, "conv is c<k>x<channels> with an odd kernel k and channels >= 1")
+            if int(k_text) > shape[1]:
+                raise _bad(text, token, f"a {k_text}x{k_text} kernel is wider than the {shape[1]}x{shape[2]} map")
             layers.append(("conv", int(k_text), int(ch_text)))
             shape = (int(ch_text),) + shape[1:]
         elif token.startswith("p") and token[1:].isdigit():
@@ -182,76 +185,72 @@ class StidiConfig:
     weight layer (the order of the weight stages); None = the documented default."""
 
     topology: str = "784-128-10"
-    arith: str = "fixed"
-    forward: str = "binary"               # forward weights: "binary" (sign) or "real"
-    time_steps: int = 101                 # T: steps 0..T-1, T = silent; encoding Tend = T-1
-    thresholds: tuple | None = None       # Theta per weight layer, in U units (sum of w*(t - t_i))
-    add: int = 15                         # target offsets of the relative output targets
-    neg: int = 15
-    seed: int = DEFAULT_SEED              # xorshift32 init stream; dropout hash key
-    drop8: int = 0                        # hidden dropout (backward only): drop if hash byte < drop8
+    arith: str = setting("fixed", choices=ARITHS)
+    forward: str = setting("binary", choices=FORWARD_MODES)   # forward weights: "binary" (sign) or "real"
+    time_steps: int = setting(101, bounds=Bounds(3, 1024))    # T: steps 0..T-1, T = silent; encoding Tend = T-1
+    # Theta per weight layer, in U units (sum of w*(t - t_i))
+    thresholds: tuple[int, ...] | None = setting(None, bounds=Bounds(1), example=(1000, 150))
+    add: int = setting(15, bounds=Bounds(0))                  # target offsets of the relative output targets
+    neg: int = setting(15, bounds=Bounds(0))
+    seed: int = setting(DEFAULT_SEED, bounds=Bounds(1, MASK32))   # xorshift32 init stream (nonzero); dropout key
+    drop8: int = setting(0, bounds=Bounds(0, 255))   # hidden dropout (backward only): drop if hash byte < drop8
     # fixed point
-    weight_bits: int = 16                 # latent weights: signed, saturating
-    init_bits: tuple | None = None        # init W = x >> (32 - bits): uniform [0, 2**bits)
-    init_signed: bool = False             # subtract 2**(bits-1) from the init (zero-mean signs)
-    levels: int = 6                       # Q: hidden error levels 2**0 .. 2**Q
-    error_norm: str = "l2"                # hidden error scale: "l2" (L2 norm = 2**Q) or "max" (largest = 2**Q)
-    output_levels: int = 0                # 0: ternary output error; >0: power-of-two output levels
-    lr_shift: tuple | None = None         # per-layer right shift of the update step (rounded)
-    fwd_shift: int = 10                   # forward="real" (fixed): forward weight = W >> fwd_shift
+    weight_bits: int = setting(16, bounds=Bounds(2, 32), arith="fixed")   # latent weights: signed, saturating
+    # init W = x >> (32 - bits): uniform [0, 2**bits)
+    init_bits: tuple[int, ...] | None = setting(None, bounds=Bounds(1), arith="fixed", example=(14, 12))
+    init_signed: bool = setting(False, arith="fixed")         # subtract 2**(bits-1) from the init (zero-mean signs)
+    levels: int = setting(6, bounds=Bounds(0, 8), arith="fixed")          # Q: hidden error levels 2**0 .. 2**Q
+    # hidden error scale: "l2" (L2 norm = 2**Q) or "max" (largest = 2**Q)
+    error_norm: str = setting("l2", choices=ERROR_NORMS, arith="fixed")
+    # 0: ternary output error; >0: power-of-two output levels
+    output_levels: int = setting(0, bounds=Bounds(0, 8), arith="fixed")
+    # per-layer right shift of the update step (rounded); past 32 no step of a <= 32-bit weight survives
+    lr_shift: tuple[int, ...] | None = setting(None, bounds=Bounds(0, 32), arith="fixed", example=(0, 0))
+    # forward="real" (fixed): forward weight = W >> fwd_shift
+    fwd_shift: int = setting(10, bounds=Bounds(0, 31), arith="fixed")
     # float reference
-    theta: float = 100.0                  # threshold on V = sum w * eps(t - t_i), eps(s) = s / tau1
-    tau1: float = 101.0                   # ramp PSP slope 1/tau1 (must be >= T: pure ramp)
-    lr: tuple | None = None               # per-layer learning rate
-    init_range: tuple | None = None       # per-layer uniform init (lo, hi)
-    scale_lr: float = 0.0                 # binary: learning rate of the per-layer scale alpha (0 = fixed)
+    # threshold on V = sum w * eps(t - t_i), eps(s) = s / tau1
+    theta: float = setting(100.0, bounds=Bounds(0.0, low_open=True), arith="float")
+    tau1: float = setting(101.0, arith="float")               # ramp PSP slope 1/tau1 (must be >= T: pure ramp)
+    lr: tuple[float, ...] | None = setting(None, bounds=Bounds(0.0), arith="float", example=(0.5, 0.5))
+    # per-layer uniform init (lo, hi)
+    init_range: tuple[tuple[float, float], ...] | None = setting(None, arith="float",
+                                                                 example=((0.0, 1.0), (0.0, 10.0)))
+    # binary: learning rate of the per-layer scale alpha (0 = fixed)
+    scale_lr: float = setting(0.0, bounds=Bounds(0.0), arith="float")
 
     def __post_init__(self):
-        problems = []
+        problems = declared_problems(self)
+        if problems:                     # the checks below compare values: they need the declared types
+            raise ConfigError("STiDi-BP", problems)
         try:
             topo = parse_stidi_topology(self.topology)
         except ValueError as error:
-            raise ValueError(f"invalid STiDi-BP configuration: {error}") from None
+            raise ConfigError("STiDi-BP", [(("topology",), str(error))]) from None
         n_weight = sum(1 for layer in topo.layers if layer[0] != "pool")
-        if self.arith not in ARITHS:
-            problems.append(f"arith {self.arith!r} not in {ARITHS}")
-        if self.forward not in FORWARD_MODES:
-            problems.append(f"forward {self.forward!r} not in {FORWARD_MODES}")
-        if not 3 <= self.time_steps <= 1024:
-            problems.append(f"time_steps {self.time_steps} outside 3..1024")
-        if not 2 <= self.weight_bits <= 32:
-            problems.append(f"weight_bits {self.weight_bits} outside 2..32")
-        if not 0 <= self.levels <= 8 or not 0 <= self.output_levels <= 8:
-            problems.append(f"levels/output_levels {self.levels}/{self.output_levels} outside 0..8")
-        if self.error_norm not in ERROR_NORMS:
-            problems.append(f"error_norm {self.error_norm!r} not in {ERROR_NORMS}")
-        if not 0 <= self.drop8 <= 255:
-            problems.append(f"drop8 {self.drop8} outside 0..255")
-        if not 0 < self.seed <= MASK32:
-            problems.append(f"seed {self.seed} must be a nonzero 32-bit value (xorshift32)")
-        if not 0 <= self.add < self.time_steps or not 0 <= self.neg < self.time_steps:
-            problems.append(f"add/neg {self.add}/{self.neg} outside 0..T-1")
-        if self.tau1 < self.time_steps:
-            problems.append(f"tau1 {self.tau1} < T {self.time_steps}: only the pure ramp PSP is modelled")
+        for name in ("add", "neg"):
+            if getattr(self, name) >= self.time_steps:
+                problems.append(((name, "time_steps"),
+                                 f"{name} {getattr(self, name)} outside 0..T-1 ({self.time_steps - 1})"))
+        if self.arith == "float" and self.tau1 < self.time_steps:   # the integer model has no PSP slope
+            problems.append((("tau1", "time_steps"),
+                             f"tau1 {self.tau1} < T {self.time_steps}: only the pure ramp PSP is modelled"))
         for name in ("thresholds", "init_bits", "lr_shift", "lr", "init_range"):
             value = getattr(self, name)
             if value is not None and len(value) != n_weight:
-                problems.append(f"{name} needs {n_weight} entries (one per weight layer), got {len(value)}")
-        if self.init_bits is not None and any(not 1 <= b <= self.weight_bits - 1 for b in self.init_bits):
-            problems.append(f"init_bits {self.init_bits} must be in 1..weight_bits-1")
-        if self.thresholds is not None and any(t <= 0 for t in self.thresholds):
-            problems.append(f"thresholds {self.thresholds} must be positive")
+                problems.append(((name, "topology"),
+                                 f"{name} needs {n_weight} entries (one per weight layer), got {len(value)}"))
+        if self.init_bits is not None and any(b > self.weight_bits - 1 for b in self.init_bits):
+            problems.append((("init_bits", "weight_bits"), f"init_bits {self.init_bits} must be in 1..weight_bits-1"))
         if problems:
-            raise ValueError("invalid STiDi-BP configuration: " + "; ".join(problems))
+            raise ConfigError("STiDi-BP", problems)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, settings: dict) -> "StidiConfig":
-        settings = {key: (tuple(tuple(v) if isinstance(v, list) else v for v in value)
-                          if isinstance(value, list) else value)
-                    for key, value in settings.items() if key in cls.__dataclass_fields__}
+        settings = {key: tuples_from_json(value) for key, value in settings.items() if key in cls.__dataclass_fields__}
         settings.setdefault("error_norm", "max")      # models saved before the L2 norm existed
         return cls(**settings)
 
