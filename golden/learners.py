@@ -66,9 +66,45 @@ class DesireLearner:
 
     @classmethod
     def from_saved(cls, settings: dict, arrays: dict) -> "DesireLearner":
+        if "config" not in settings:
+            raise ValueError("desire settings without their config")
         cfg = DesireConfig.from_dict(settings["config"])
+        sizes = cfg.topology
+        _check_arrays(arrays, {f"W{layer}": (sizes[layer], sizes[layer - 1]) for layer in range(1, cfg.layers + 1)},
+                      integer=settings.get("arith") == "fixed")
+        float_settings = settings.get("float", {})
+        unknown = sorted(set(float_settings) - {f.name for f in dataclasses.fields(desire_float.FloatSettings)})
+        if unknown:
+            raise ValueError(f"unknown float settings {unknown}")
         weights = [arrays[f"W{layer}"] for layer in range(1, cfg.layers + 1)]
-        return cls(cfg, settings["arith"], weights, desire_float.FloatSettings(**settings.get("float", {})))
+        return cls(cfg, settings.get("arith"), weights, desire_float.FloatSettings(**float_settings))
+
+
+def _check_arrays(arrays: dict, shapes: dict, integer: bool) -> None:
+    """ValueError unless ``arrays`` holds each named array in its shape (and integer, for the integer models)."""
+    for name, shape in shapes.items():
+        if name not in arrays:
+            raise ValueError(f"array {name} is missing")
+        if np.shape(arrays[name]) != tuple(shape):
+            raise ValueError(f"array {name} has shape {np.shape(arrays[name])}, the topology needs {tuple(shape)}")
+        if integer and not np.issubdtype(np.asarray(arrays[name]).dtype, np.integer):
+            raise ValueError(f"array {name} holds {np.asarray(arrays[name]).dtype} values; the integer model "
+                             f"needs integers")
+
+
+def topology_io(rule: str, topology) -> tuple[int, int]:
+    """(pixels per image, output classes) of a topology of ``rule``: text, or a desire config's tuple.
+    ValueError (naming the topology) when it does not parse."""
+    if rule == "stidi":
+        from .stidi import parse_stidi_topology
+        parsed = parse_stidi_topology(topology)
+        return parsed.n_pixels, parsed.layers[-1][1]
+    sizes = parse_topology(topology) if isinstance(topology, str) else tuple(topology)
+    return sizes[0], sizes[-1]
+
+
+#: make_learner's own arguments: an option of the same name would set them twice.
+_ARGUMENT_FIELDS = ("topology", "seed", "weight_bits", "weight_frac_bits")
 
 
 def make_learner(rule: str, arith: str, topology: str, seed: int, weight_bits: int | None = None,
@@ -80,7 +116,12 @@ def make_learner(rule: str, arith: str, topology: str, seed: int, weight_bits: i
         unknown = sorted(set(options) - {f.name for f in dataclasses.fields(DesireConfig)})
         if unknown:
             raise ValueError(f"option(s) {', '.join(unknown)} do not apply to rule desire")
-        cfg = DesireConfig.for_weight_bits(weight_bits or 24, topology=sizes, seed=seed, **options)
+        clashes = sorted(set(options) & set(_ARGUMENT_FIELDS))
+        if clashes:
+            raise ValueError(f"option(s) {', '.join(clashes)} are set by make_learner's own arguments "
+                             f"(topology, seed and weight_bits, which picks the weight profile)")
+        cfg = DesireConfig.for_weight_bits(DesireConfig.weight_bits if weight_bits is None else weight_bits,
+                                           topology=sizes, seed=seed, **options)
         if float_lr is None:
             return DesireLearner(cfg, arith)
         if arith != "float":
@@ -93,9 +134,16 @@ def make_learner(rule: str, arith: str, topology: str, seed: int, weight_bits: i
 
 
 def learner_from_saved(settings: dict, arrays: dict):
+    """The learner ``settings()`` and ``weight_arrays()`` describe; ValueError when they do not fit together."""
     if settings.get("rule") == "desire":
         return DesireLearner.from_saved(settings, arrays)
     if settings.get("rule") == "stidi":
-        from .stidi import stidi_learner_from_saved
+        from .stidi import StidiConfig, build_stages, parse_stidi_topology, stidi_learner_from_saved, weight_layers
+        cfg = StidiConfig.from_dict(settings)
+        stages = build_stages(parse_stidi_topology(cfg.topology))
+        shapes = {f"w{layer}": stages[layer].weight_shape for layer in weight_layers(stages)}
+        if cfg.arith == "float" and cfg.forward == "binary":
+            shapes.update({f"alpha{layer}": () for layer in weight_layers(stages)})
+        _check_arrays(arrays, shapes, integer=cfg.arith == "fixed")
         return stidi_learner_from_saved(settings, arrays)
     raise ValueError(f"saved model has unknown rule {settings.get('rule')!r}")

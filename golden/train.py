@@ -4,6 +4,8 @@ import json
 import os
 import tempfile
 import time
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -120,17 +122,43 @@ class ModelError(Exception):
     """A model file that is missing, not an mfsnn model, or inconsistent."""
 
 
+#: The first bytes of a zip archive (an npz is one); an empty archive starts with its end record.
+_ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")
+
+
 def load_model(path):
+    """(learner, metadata) of a model.npz written by ``save_model``; ModelError, one line naming the
+    file and the problem, for anything else: missing, a directory, not a zip, truncated, foreign."""
     path = Path(path)
+    if path.is_dir():
+        raise ModelError(f"{path}: a directory, not a model file (give the model.npz that mfsnn train wrote)")
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            settings = json.loads(str(archive["settings"]))
-            metadata = json.loads(str(archive["metadata"])) if "metadata" in archive.files else {}
-            arrays = {key[len("array/"):]: archive[key] for key in archive.files if key.startswith("array/")}
+        with open(path, "rb") as handle:
+            magic = handle.read(4)
     except FileNotFoundError:
         raise ModelError(f"{path}: no such model file") from None
-    except (OSError, ValueError, KeyError) as error:
-        raise ModelError(f"{path}: not an mfsnn model.npz ({error})") from None
+    except OSError as error:
+        raise ModelError(f"{path}: cannot read: {error.strerror or error}") from None
+    if magic not in _ZIP_MAGICS:
+        raise ModelError(f"{path}: not an npz archive (no zip header); give the model.npz that mfsnn train wrote")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            if "settings" not in archive.files:
+                raise ModelError(f"{path}: an npz archive but not an mfsnn model (no 'settings' entry)")
+            settings_text = str(archive["settings"])
+            metadata_text = str(archive["metadata"]) if "metadata" in archive.files else "{}"
+            arrays = {key[len("array/"):]: archive[key] for key in archive.files if key.startswith("array/")}
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as error:
+        raise ModelError(f"{path}: truncated or corrupt npz archive ({error}); write it again with mfsnn train") \
+            from None
+    except ValueError:     # an entry holding Python objects (mfsnn writes plain arrays only) or a broken header
+        raise ModelError(f"{path}: not an mfsnn model (an entry is not a plain array)") from None
+    try:
+        settings, metadata = json.loads(settings_text), json.loads(metadata_text)
+    except json.JSONDecodeError:
+        raise ModelError(f"{path}: not an mfsnn model (its settings are not JSON)") from None
+    if not isinstance(settings, dict) or not isinstance(metadata, dict):
+        raise ModelError(f"{path}: not an mfsnn model (its settings are not a JSON object)")
     try:
         return learner_from_saved(settings, arrays), metadata
     except (KeyError, TypeError, ValueError) as error:
