@@ -1,4 +1,11 @@
-"""The ``mfsnn`` command line: one entry point, one subcommand per job."""
+"""The ``mfsnn`` command line: one entry point, one subcommand per job.
+
+Every subcommand starts with its ``validate_*`` step (section "Validation"): each option is checked
+for type and range, against the dataset, the RTL and the model file, and the optional tools the
+command needs are looked for. A bad command line is refused in one line on stderr, naming the
+option and the fix, with exit status 2, before any data is loaded, anything is trained, generated
+or simulated, and before anything is written.
+"""
 
 import os
 
@@ -8,8 +15,11 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 import argparse  # noqa: E402
+import dataclasses  # noqa: E402
 import json  # noqa: E402
+import math  # noqa: E402
 import sys  # noqa: E402
+import typing  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -21,48 +31,351 @@ class UserError(Exception):
     """A problem with the user's input: printed as one line, no traceback, exit status 2."""
 
 
-def _add_data_options(parser):
-    from .golden.data import DATASETS
-    parser.add_argument("--dataset", choices=DATASETS, default="builtin",
-                        help="built-in: 3000/1000 MNIST images shipped with mfsnn (default); mnist and "
-                             "fashion-mnist need the IDX files (see --data-dir)")
-    parser.add_argument("--data-dir", metavar="DIR",
-                        help="directory holding mnist/ and fashion-mnist/ IDX files (default: $MFSNN_DATA)")
-    parser.add_argument("--train-limit", type=int, metavar="N", help="use only the first N training images")
-    parser.add_argument("--test-limit", type=int, metavar="N", help="use only the first N test images")
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a malformed command line is refused in one line (not the usage block), status 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _positive(name, value):
-    if value is not None and value < 1:
-        raise UserError(f"{name} must be at least 1, not {value}")
+# ------------------------------------------------------------------------------------------------
+# Validation: one validate_* step per subcommand, run before the command does any work
+# ------------------------------------------------------------------------------------------------
+
+#: mfsnn train options that set a field of one rule's config when given: option -> (field, rule).
+#: Each args attribute is named like its field.
+TRAIN_FIELD_OPTIONS = {
+    "--error-mode": ("error_mode", "desire"),
+    "--rounding": ("rounding", "desire"),
+    "--dropout": ("dropout", "desire"),
+    "--lr-shift": ("lr_shift", "desire"),
+    "--forward": ("forward", "stidi"),
+}
+#: Config fields that always come from their own option, never from --set.
+ARGUMENT_FIELDS = {"topology": "--topology", "seed": "--seed", "arith": "--arith", "weight_bits": "--weight-bits",
+                   "weight_frac_bits": "--weight-bits (it picks the weight profile)"}
+READERS = {"fixed": "the integer model", "float": "the float reference"}
 
 
-def cmd_train(args) -> int:
-    from .golden import train as training
-    from .golden.data import load_dataset
+def _at_least(option: str, value, low: int = 1) -> None:
+    if value is not None and value < low:
+        raise UserError(f"{option} must be at least {low}, not {value}")
+
+
+def _check_seed(seed: int) -> None:
+    """Both rules take any 32-bit seed (STiDi-BP maps 0, which xorshift32 cannot take, to its default)."""
+    if not 0 <= seed < 1 << 32:
+        raise UserError(f"--seed {seed}: must be in 0..{(1 << 32) - 1}")
+
+
+def _check_output(option: str, path, directory: bool) -> None:
+    """Refuse an output path that cannot become a ``directory`` (else a file); creates nothing."""
+    path = Path(path)
+    if directory and path.exists() and not path.is_dir():
+        raise UserError(f"{option} {path}: exists and is not a directory")
+    if not directory and path.is_dir():
+        raise UserError(f"{option} {path}: is a directory; give a file name")
+    existing = next(parent for parent in (path, *path.parents) if parent.exists())
+    if not existing.is_dir():
+        raise UserError(f"{option} {path}: {existing} is a file, not a directory")
+    if not os.access(existing, os.W_OK):
+        raise UserError(f"{option} {path}: no permission to write in {existing}")
+
+
+def _check_data_options(args) -> None:
+    if args.data_dir is not None:
+        if args.dataset == "builtin":
+            raise UserError("--data-dir applies to --dataset mnist or fashion-mnist (the built-in set ships with "
+                            "mfsnn)")
+        directory = Path(args.data_dir).expanduser()
+        if not directory.is_dir():
+            raise UserError(f"--data-dir {args.data_dir}: {'not a' if directory.exists() else 'no such'} directory")
+    _at_least("--train-limit", getattr(args, "train_limit", None))
+    _at_least("--test-limit", getattr(args, "test_limit", None))
+
+
+def _check_topology(rule: str, topology: str, dataset: str) -> None:
+    """The topology parses and classifies the dataset's images: 784 or 196 inputs, one output per class."""
+    from .golden.data import INPUT_SIZES, N_CLASSES
+    from .golden.learners import topology_io
+
+    try:
+        n_inputs, n_classes = topology_io(rule, topology)
+    except ValueError as error:
+        raise UserError(f"--topology: {error}") from None
+    if n_inputs not in INPUT_SIZES:
+        raise UserError(f"--topology {topology}: input size {n_inputs} is not an image size: supported sizes are "
+                        f"{' and '.join(map(str, INPUT_SIZES))} (28x28 and its 2x2 downsampling)")
+    if n_classes != N_CLASSES:
+        raise UserError(f"--topology {topology}: the output layer has {n_classes} neurons but {dataset} has "
+                        f"{N_CLASSES} classes; end the topology with -{N_CLASSES}")
+
+
+def _check_weight_profile(weight_bits: int) -> None:
+    from .golden.desire_config import WEIGHT_PROFILES
+
+    if weight_bits not in WEIGHT_PROFILES:
+        raise UserError(f"--weight-bits {weight_bits}: no weight profile for {weight_bits} bits; choose one of "
+                        f"{', '.join(map(str, sorted(WEIGHT_PROFILES, reverse=True)))}")
+
+
+def _config_field(config_class, name: str):
+    return next(field for field in dataclasses.fields(config_class) if field.name == name)
+
+
+def _takes(field) -> str:
+    """What a config field takes, from its declaration: 'an integer in 1..255', 'one of max, l2', ..."""
+    from .golden.desire_config import describe_type
+
+    choices, bounds = field.metadata.get("choices"), field.metadata.get("bounds")
+    if choices:
+        return "one of " + ", ".join(choices)
+    what = describe_type(field.type)
+    optional = type(None) in typing.get_args(field.type)
+    if bounds is not None:
+        holds_entries = tuple in (typing.get_origin(field.type),
+                                  *(typing.get_origin(arg) for arg in typing.get_args(field.type)))
+        what = f"{what}, each {bounds}" if holds_entries else f"{what} {bounds}"
+    return f"{what} (or null: the default)" if optional else what
+
+
+def _example(field, option: str) -> str:
+    """``option`` (``--set``: ``--set KEY=``) given the field's default, or its declared example."""
+    value = field.default if field.default is not None else field.metadata["example"]
+    if option == "--set":
+        return f"--set {field.name}={value if isinstance(value, str) else json.dumps(value, separators=(',', ':'))}"
+    return f"{option} {' '.join(map(str, value)) if isinstance(value, tuple) else value}"
+
+
+def _checked(config_class, name: str, value, label: str, option: str, arith: str | None = None):
+    """``value`` as field ``name`` of ``config_class`` declares it (type, bounds, choices, arithmetic);
+    UserError naming ``label`` (the option as given) otherwise."""
+    from .golden.desire_config import coerce_value, field_problems
+
+    field = _config_field(config_class, name)
+    reader = field.metadata.get("arith")
+    if arith is not None and reader is not None and reader != arith:
+        raise UserError(f"{label}: {name} is read only by {READERS[reader]} (--arith {reader}), "
+                        f"not by --arith {arith}")
+    try:
+        value = coerce_value(field.type, value)
+    except TypeError:
+        value_ok = False
+    else:
+        value_ok = not field_problems(field, value)
+    if not value_ok:
+        raise UserError(f"{label}: {name} takes {_takes(field)}, e.g. {_example(field, option)}")
+    return value
+
+
+def _parse_settings(items, config_class, title: str, arith: str, given: dict) -> tuple[dict, dict]:
+    """({field: value}, {field: label}) of the ``--set KEY=VALUE`` items, each value checked against
+    its field's declaration. ``given``: field -> option of the dedicated options the user gave."""
+    settings, labels = {}, {}
+    known = [field.name for field in dataclasses.fields(config_class)]
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        label = f"--set {item}"
+        if not sep or not key:
+            raise UserError(f"--set {item!r}: expected KEY=VALUE, e.g. --set levels=3")
+        if key not in known:
+            settable = [name for name in known if name not in ARGUMENT_FIELDS]
+            raise UserError(f"{label}: unknown {title} options {[key]}; known: {', '.join(settable)}")
+        if key in ARGUMENT_FIELDS:
+            raise UserError(f"{label}: {key} has its own option: use {ARGUMENT_FIELDS[key]}")
+        if key in given:
+            raise UserError(f"{label} duplicates {given[key]}: give one")
+        if key in settings:
+            raise UserError(f"--set {key} given twice: give one")
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            value = text
+        if _config_field(config_class, key).type is str and not isinstance(value, str):
+            value = text             # text settings are taken as typed: --set error_norm=max
+        settings[key] = _checked(config_class, key, value, label, "--set", arith)
+        labels[key] = label
+    return settings, labels
+
+
+def _config_error(error, labels: dict) -> UserError:
+    """A config constructor's ConfigError, each problem led by the options that set its fields."""
+    parts = []
+    for names, text in error.problems:
+        options = [labels[name] for name in names if name in labels]
+        parts.append(f"{', '.join(options)}: {text}" if options else text)
+    return UserError("; ".join(parts))
+
+
+def _check_epochs_against_shift(cfg, epochs: int) -> None:
+    """The integer desire update's shift grows as the learning rate halves; past MAX_UPDATE_SHIFT the
+    int64 rounding would overflow."""
+    from .golden.desire_config import MAX_UPDATE_SHIFT
+
+    if cfg.update_shift(epochs - 1) > MAX_UPDATE_SHIFT:
+        most = (MAX_UPDATE_SHIFT - cfg.update_shift(0) + 1) * cfg.lr_halving_epochs
+        raise UserError(f"--epochs {epochs}: the learning rate halves every {cfg.lr_halving_epochs} epochs and "
+                        f"its update shift would pass {MAX_UPDATE_SHIFT} bits; give at most {most} epochs or a "
+                        f"smaller --lr-shift")
+
+
+def _check_simulator(simulator: str) -> None:
+    """cocotb and the simulator's tools, with the install hint (sim/runner.py knows what each needs)."""
+    from .sim.runner import simulator_problem
+
+    problem = simulator_problem(simulator)
+    if problem is not None:
+        raise UserError(f"--simulator {simulator}: {problem}")
+
+
+def validate_train(args):
+    """The learner ``mfsnn train`` will train, built from fully checked options."""
+    from .golden.desire_config import ConfigError, DesireConfig
     from .golden.learners import make_learner
+    from .golden.stidi import StidiConfig
 
-    _positive("--epochs", args.epochs)
-    _positive("--train-limit", args.train_limit)
-    _positive("--test-limit", args.test_limit)
-    options = {}
-    if args.error_mode:
-        options["error_mode"] = args.error_mode
-    if args.rounding:
-        options["rounding"] = args.rounding
-    if args.dropout:
-        options["dropout"] = tuple(args.dropout)
-    if args.lr_shift is not None:
-        options["lr_shift"] = args.lr_shift
+    _at_least("--epochs", args.epochs)
+    _check_data_options(args)
+    _check_output("--out", args.out, directory=True)
+    for option, (field, rule) in TRAIN_FIELD_OPTIONS.items():
+        if getattr(args, field) is not None and rule != args.rule:
+            raise UserError(f"{option} does not apply to --rule {args.rule} ({rule} only)")
+    if args.lr is not None:
+        if args.rule != "desire":
+            raise UserError("--lr does not apply to --rule stidi (its float reference takes --set lr=[...], "
+                            "one rate per weight layer)")
+        if args.arith != "float":
+            raise UserError("--lr applies to --arith float; the integer model takes --lr-shift")
+        if not (math.isfinite(args.lr) and args.lr > 0):
+            raise UserError(f"--lr {args.lr}: must be a positive number, e.g. --lr 1e-5")
+    _check_topology(args.rule, args.topology, args.dataset)
+    _check_seed(args.seed)
+    config_class, title = (DesireConfig, "desire-BP") if args.rule == "desire" else (StidiConfig, "STiDi-BP")
+    labels = {"topology": f"--topology {args.topology}", "seed": f"--seed {args.seed}"}
+    if args.weight_bits is not None:
+        labels["weight_bits"] = labels["weight_frac_bits"] = f"--weight-bits {args.weight_bits}"
+        if args.rule == "desire":
+            _check_weight_profile(args.weight_bits)
+        else:
+            _checked(StidiConfig, "weight_bits", args.weight_bits, labels["weight_bits"], "--weight-bits", args.arith)
+    options, given = {}, {}
+    for option, (field, _) in TRAIN_FIELD_OPTIONS.items():
+        value = getattr(args, field)
+        if value is not None:
+            labels[field] = f"{option} {' '.join(map(str, value)) if isinstance(value, list) else value}"
+            options[field] = _checked(config_class, field, value, labels[field], option, args.arith)
+            given[field] = option
+    settings, set_labels = _parse_settings(args.settings, config_class, title, args.arith, given)
+    options.update(settings)
+    labels.update(set_labels)
     if args.lr is not None:
         options["float_lr"] = args.lr
-    if args.forward:
-        options["forward"] = args.forward
-    options.update(_parse_settings(args.settings))
     try:
         learner = make_learner(args.rule, args.arith, args.topology, args.seed, args.weight_bits, **options)
-    except (ValueError, TypeError) as error:
-        raise UserError(str(error)) from None
+    except ConfigError as error:
+        raise _config_error(error, labels) from None
+    if args.rule == "desire" and args.arith == "fixed":
+        _check_epochs_against_shift(learner.cfg, args.epochs)
+    return learner
+
+
+def validate_eval(args):
+    """The learner in ``--model``, checked against the dataset."""
+    from .golden import train as training
+    from .golden.data import N_CLASSES
+    from .golden.learners import topology_io
+
+    _check_data_options(args)
+    try:
+        learner, _ = training.load_model(args.model)
+    except training.ModelError as error:
+        raise UserError(f"--model {error}") from None
+    _, n_classes = topology_io(learner.rule, learner.cfg.topology)
+    if n_classes != N_CLASSES:
+        raise UserError(f"--model {args.model}: the model has {n_classes} output classes but {args.dataset} has "
+                        f"{N_CLASSES}")
+    return learner
+
+
+def _validate_desire_hw(args, lr_shift: int | None = None):
+    """(DesireConfig, CoreParams) of the options shared by verilog, sim and flow."""
+    from .golden.desire_config import ConfigError, DesireConfig, parse_topology
+    from .rtl.core import CoreParams
+
+    try:
+        sizes = parse_topology(args.topology)
+    except ValueError as error:
+        raise UserError(f"--topology: {error}") from None
+    _check_weight_profile(args.weight_bits)
+    _check_seed(args.seed)
+    labels = {"topology": f"--topology {args.topology}", "seed": f"--seed {args.seed}",
+              "weight_bits": f"--weight-bits {args.weight_bits}", "time_steps": f"--time-steps {args.time_steps}"}
+    settings = {"topology": sizes, "seed": args.seed,
+                "time_steps": _checked(DesireConfig, "time_steps", args.time_steps, labels["time_steps"],
+                                       "--time-steps")}
+    if args.error_mode is not None:
+        settings["error_mode"], labels["error_mode"] = args.error_mode, f"--error-mode {args.error_mode}"
+    if lr_shift is not None:
+        labels["lr_shift"] = f"--lr-shift {lr_shift}"
+        settings["lr_shift"] = _checked(DesireConfig, "lr_shift", lr_shift, labels["lr_shift"], "--lr-shift")
+    try:
+        cfg = DesireConfig.for_weight_bits(args.weight_bits, **settings)
+    except ConfigError as error:
+        raise _config_error(error, labels) from None
+    try:
+        params = CoreParams(cfg, args.parallelism)
+    except ValueError as error:
+        raise UserError(f"--parallelism {args.parallelism}: {error}") from None
+    return cfg, params
+
+
+def validate_verilog(args):
+    cfg, _ = _validate_desire_hw(args)
+    if args.out != "-":
+        _check_output("--out", args.out, directory=False)
+    return cfg
+
+
+def validate_sim(args):
+    _at_least("--samples", args.samples)
+    _at_least("--inference-samples", args.inference_samples, low=0)
+    cfg, _ = _validate_desire_hw(args)
+    _check_data_options(args)
+    _check_output("--build-dir", args.build_dir, directory=True)
+    _check_simulator(args.simulator)
+    return cfg
+
+
+def validate_flow(args):
+    _at_least("--epochs", args.epochs)
+    _at_least("--check-samples", args.check_samples)
+    _check_topology("desire", args.topology, args.dataset)
+    cfg, _ = _validate_desire_hw(args, lr_shift=args.lr_shift)
+    _check_epochs_against_shift(cfg, args.epochs)
+    _check_data_options(args)
+    _check_output("--out", args.out, directory=True)
+    _check_output("--build-dir", args.build_dir, directory=True)
+    _check_simulator(args.simulator)
+    return cfg
+
+
+def _require_images(option: str, needed: int, split, dataset) -> None:
+    """The one check that needs the data: a --data-dir may hold fewer images than the standard sets."""
+    if needed > len(split.images):
+        raise UserError(f"{option}: needs {needed} images but {dataset.name} has {len(split.images)} "
+                        f"({dataset.source}); give fewer")
+
+
+# ------------------------------------------------------------------------------------------------
+# Commands
+# ------------------------------------------------------------------------------------------------
+
+def cmd_train(args) -> int:
+    learner = validate_train(args)
+    from .golden import train as training
+    from .golden.data import load_dataset
+
     dataset = load_dataset(args.dataset, args.data_dir)
     out = Path(args.out)
     print(f"mfsnn {__version__}: training {args.rule}/{args.arith} {args.topology} on {dataset.name} "
@@ -73,8 +386,8 @@ def cmd_train(args) -> int:
 
     metrics = training.train(learner, dataset, args.epochs, args.seed, args.train_limit, args.test_limit,
                              progress=not args.quiet, on_epoch=checkpoint)
-    print(f"test accuracy {100 * metrics['final_test_accuracy']:.2f} %  "
-          f"(train {metrics['train_samples_per_s']:.0f} samples/s, infer {metrics['infer_samples_per_s']:.0f} samples/s)")
+    print(f"test accuracy {100 * metrics['final_test_accuracy']:.2f} %  (train "
+          f"{metrics['train_samples_per_s']:.0f} samples/s, infer {metrics['infer_samples_per_s']:.0f} samples/s)")
     print(f"wrote {out / 'metrics.json'}, {out / 'model.npz'}, {out / 'accuracy.png'}")
     return 0
 
@@ -90,53 +403,11 @@ def _save_run(learner, metrics: dict, out: Path, dataset: str, topology: str, se
     training.plot_curve(metrics, out / "accuracy.png")
 
 
-def _parse_settings(items) -> dict:
-    """``KEY=VALUE`` strings to a dict; VALUE is read as JSON (numbers, lists, true) or else kept as text."""
-    settings = {}
-    for item in items:
-        key, sep, text = item.partition("=")
-        if not sep or not key.strip():
-            raise UserError(f"--set {item!r}: expected KEY=VALUE, e.g. --set levels=3")
-        try:
-            value = json.loads(text)
-        except json.JSONDecodeError:
-            value = text
-        settings[key.strip()] = tuple(value) if isinstance(value, list) else value
-    return settings
-
-
-def _add_desire_hw_options(parser, topology: str):
-    parser.add_argument("--rule", choices=("desire",), default="desire",
-                        help="learning rule of the datapath (the RTL implements desire BP)")
-    parser.add_argument("--topology", default=topology, help=f"layer sizes (default {topology})")
-    parser.add_argument("--weight-bits", type=int, default=24, metavar="N",
-                        help="weight profile: 24, 20, 16, 12, 10 or 8 (default 24)")
-    parser.add_argument("--time-steps", type=int, default=20, metavar="T", help="time steps per sample (default 20)")
-    parser.add_argument("--error-mode", choices=("pow2", "exact"), help="hidden-desire error weight")
-    parser.add_argument("--parallelism", "-P", type=int, default=1, metavar="P",
-                        help="synapses processed per cycle (default 1)")
-    parser.add_argument("--seed", type=int, default=1, help="seed of the initial weights and dropout (default 1)")
-
-
-def _hw_config(args, **overrides):
-    from .golden.desire_config import DesireConfig, parse_topology
-
-    _positive("--parallelism", args.parallelism)
-    settings = dict(topology=parse_topology(args.topology), seed=args.seed, time_steps=args.time_steps)
-    if args.error_mode:
-        settings["error_mode"] = args.error_mode
-    settings.update(overrides)
-    return DesireConfig.for_weight_bits(args.weight_bits, **settings)
-
-
 def cmd_verilog(args) -> int:
+    cfg = validate_verilog(args)
     from .rtl import generate_verilog
 
-    try:
-        cfg = _hw_config(args)
-        text = generate_verilog(cfg, args.parallelism, debug=args.debug)
-    except ValueError as error:
-        raise UserError(str(error)) from None
+    text = generate_verilog(cfg, args.parallelism, debug=args.debug)
     if args.out == "-":
         sys.stdout.write(text)
     else:
@@ -147,28 +418,16 @@ def cmd_verilog(args) -> int:
     return 0
 
 
-def _check_simulator(simulator: str):
-    from .sim import simulator_available
-
-    if not simulator_available(simulator):
-        hint = "apt-get install iverilog" if simulator == "icarus" else "pip install 'mfsnn[sim]'"
-        raise UserError(f"simulator {simulator} is not installed ({hint})")
-
-
 def cmd_sim(args) -> int:
+    cfg = validate_sim(args)
     from .golden import desire
     from .golden.data import INPUT_SIZES, N_CLASSES, input_pixels, load_dataset, synthetic_samples
     from .sim import run_bitexact
 
-    _positive("--samples", args.samples)
-    _check_simulator(args.simulator)
-    try:
-        cfg = _hw_config(args)
-    except ValueError as error:
-        raise UserError(str(error)) from None
     n_total = args.samples + args.inference_samples
     if cfg.topology[0] in INPUT_SIZES and cfg.topology[-1] == N_CLASSES:
         dataset = load_dataset(args.dataset, args.data_dir)
+        _require_images("--samples + --inference-samples", n_total, dataset.train, dataset)
         images = input_pixels(dataset.train.images[:n_total], cfg.topology[0])
         labels, source = dataset.train.labels[:n_total], dataset.name
     else:
@@ -185,18 +444,16 @@ def cmd_sim(args) -> int:
 
 
 def cmd_flow(args) -> int:
+    cfg = validate_flow(args)
     from .golden import train as training
     from .golden.data import input_pixels, load_dataset
     from .golden.learners import DesireLearner
     from .rtl import generate_verilog
     from .sim import run_bitexact
 
-    _check_simulator(args.simulator)
-    try:
-        cfg = _hw_config(args, lr_shift=args.lr_shift)
-    except ValueError as error:
-        raise UserError(str(error)) from None
     dataset = load_dataset(args.dataset, args.data_dir)
+    n = args.check_samples
+    _require_images(f"--check-samples {n}", 2 * n, dataset.test, dataset)
     out = Path(args.out)
     print(f"[1/3] training {args.topology} with the integer golden model on {dataset.name} "
           f"({args.epochs} epoch(s), seed {args.seed})", flush=True)
@@ -207,7 +464,6 @@ def cmd_flow(args) -> int:
     verilog_path = out / "desire_core.v"
     verilog_path.write_text(generate_verilog(cfg, args.parallelism))
     print(f"[2/3] wrote {verilog_path} (P={args.parallelism})", flush=True)
-    n = args.check_samples
     images = input_pixels(dataset.test.images[:2 * n], cfg.topology[0])
     labels = dataset.test.labels[:2 * n]
     train_flags = np.arange(2 * n) % 2 == 0          # alternate training and inference samples
@@ -231,14 +487,10 @@ def cmd_flow(args) -> int:
 
 
 def cmd_eval(args) -> int:
+    learner = validate_eval(args)
     from .golden import train as training
     from .golden.data import load_dataset
 
-    _positive("--test-limit", args.test_limit)
-    try:
-        learner, metadata = training.load_model(args.model)
-    except training.ModelError as error:
-        raise UserError(str(error)) from None
     dataset = load_dataset(args.dataset, args.data_dir)
     images, labels = dataset.test.images[:args.test_limit], dataset.test.labels[:args.test_limit]
     accuracy, rate = training.evaluate(learner, images, labels, progress=not args.quiet)
@@ -250,8 +502,47 @@ def cmd_eval(args) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------------------------
+# Parser: every default named in a --help text is the value used (taken from the configs)
+# ------------------------------------------------------------------------------------------------
+
+def _add_data_options(parser, limits: tuple = ("train", "test")):
+    from .golden.data import DATASETS
+
+    parser.add_argument("--dataset", choices=DATASETS, default="builtin",
+                        help="builtin: 3000/1000 MNIST images shipped with mfsnn (default builtin); mnist and "
+                             "fashion-mnist need the IDX files (see --data-dir)")
+    parser.add_argument("--data-dir", metavar="DIR",
+                        help="directory holding mnist/ and fashion-mnist/ IDX files (default: $MFSNN_DATA)")
+    for split in limits:
+        parser.add_argument(f"--{split}-limit", type=int, metavar="N",
+                            help=f"use only the first N {split} images (default: all)")
+
+
+def _add_desire_hw_options(parser, topology: str, parallelism: int):
+    from .golden.desire_config import ERROR_MODES, WEIGHT_PROFILES, DesireConfig
+
+    parser.add_argument("--rule", choices=("desire",), default="desire",
+                        help="learning rule of the datapath (default desire: the RTL implements desire BP)")
+    parser.add_argument("--topology", default=topology, help=f"layer sizes (default {topology})")
+    parser.add_argument("--weight-bits", type=int, default=DesireConfig.weight_bits, metavar="N",
+                        help=f"weight profile: {', '.join(map(str, sorted(WEIGHT_PROFILES, reverse=True)))} "
+                             f"(default {DesireConfig.weight_bits})")
+    parser.add_argument("--time-steps", type=int, default=DesireConfig.time_steps, metavar="T",
+                        help=f"time steps per sample (default {DesireConfig.time_steps})")
+    parser.add_argument("--error-mode", choices=ERROR_MODES,
+                        help=f"hidden-desire error weight (default {DesireConfig.error_mode})")
+    parser.add_argument("--parallelism", "-P", type=int, default=parallelism, metavar="P",
+                        help=f"synapses processed per cycle, a power of two (default {parallelism})")
+    parser.add_argument("--seed", type=int, default=1, help="seed of the initial weights and dropout (default 1)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    from .golden.desire_config import ERROR_MODES, ROUNDINGS, WEIGHT_PROFILES, DesireConfig
+    from .golden.desire_float import FloatSettings
+    from .golden.stidi import FORWARD_MODES, StidiConfig
+
+    parser = _Parser(
         prog="mfsnn",
         description="Multiplication-free spiking neural network training: integer golden models, "
                     "Amaranth RTL, bit-exact cocotb checks, open FPGA synthesis.")
@@ -264,31 +555,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rule", choices=("desire", "stidi"), default="desire",
                    help="learning rule: desire backpropagation or binarized STiDi-BP (default desire)")
     p.add_argument("--arith", choices=("fixed", "float"), default="fixed",
-                   help="fixed: multiplication-free integer golden model (default); float: reference")
+                   help="fixed: multiplication-free integer golden model (default fixed); float: reference")
     p.add_argument("--topology", default="784-128-10",
-                   help="layer sizes, e.g. 784-128-10 or 196-64-10 (196 = 2x2-downsampled input); "
-                        "stidi also takes conv topologies (see docs/golden-spec-stidi.md)")
+                   help="layer sizes (default 784-128-10), e.g. 196-64-10 (196 = 2x2-downsampled input); the "
+                        "output layer has one neuron per class (10); stidi also takes conv topologies (see "
+                        "docs/golden-spec-stidi.md)")
     p.add_argument("--weight-bits", type=int, metavar="N",
-                   help="weight word width (desire: profiles 24, 20, 16, 12, 10, 8; default 24)")
-    p.add_argument("--error-mode", choices=("pow2", "exact"),
-                   help="desire: hidden-desire error weight, exact (default) or its leading one (pow2)")
-    p.add_argument("--rounding", choices=("nearest", "stochastic"),
-                   help="desire: weight-update rounding (default nearest)")
+                   help=f"weight word width (desire: profiles "
+                        f"{', '.join(map(str, sorted(WEIGHT_PROFILES, reverse=True)))}, default "
+                        f"{DesireConfig.weight_bits}; stidi, integer model only: 2..32, default "
+                        f"{StidiConfig.weight_bits})")
+    p.add_argument("--error-mode", choices=ERROR_MODES,
+                   help=f"desire, integer model: hidden-desire error weight, exact or its leading one (pow2) "
+                        f"(default {DesireConfig.error_mode})")
+    p.add_argument("--rounding", choices=ROUNDINGS,
+                   help=f"desire, integer model: weight-update rounding (default {DesireConfig.rounding})")
     p.add_argument("--dropout", type=float, nargs=2, metavar=("P_IN", "P_HID"),
-                   help="desire: input and hidden drop probabilities (default 0.0 0.3)")
+                   help=f"desire: input and hidden drop probabilities "
+                        f"(default {' '.join(map(str, DesireConfig.dropout))})")
     p.add_argument("--lr-shift", type=int, metavar="S",
-                   help="desire: learning rate 2^-S at epoch 0 (default 16, i.e. 1.5e-5 ~ the authors' 1e-5; "
-                        "14 learns faster on the small built-in set)")
+                   help=f"desire, integer model: learning rate 2^-S at epoch 0 (default {DesireConfig.lr_shift}, "
+                        f"i.e. {2.0 ** -DesireConfig.lr_shift:.1e} ~ the authors' 1e-5; 14 learns faster on the "
+                        f"small built-in set)")
     p.add_argument("--lr", type=float, metavar="LR",
-                   help="desire, float only: learning rate at epoch 0 (default 1e-5, the authors')")
-    p.add_argument("--forward", choices=("binary", "real"),
-                   help="stidi: forward weights, sign of the latent weights (binary, default) or the latent "
-                        "weights themselves (real; integer: a shifted multi-bit weight, still add-only)")
+                   help=f"desire, float only: learning rate at epoch 0 (default {FloatSettings.lr:g}, the authors')")
+    p.add_argument("--forward", choices=FORWARD_MODES,
+                   help=f"stidi: forward weights, sign of the latent weights (binary) or the latent weights "
+                        f"themselves (real; integer: a shifted multi-bit weight, still add-only) "
+                        f"(default {StidiConfig.forward})")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="settings",
-                   help="any other rule setting (repeatable; VALUE is JSON, else a string), e.g. "
+                   help="any other rule setting (repeatable; VALUE is JSON, lists as [a,b]), e.g. "
                         "--set error_norm=max --set levels=3 --set thresholds=[1000,150] for stidi; the "
                         "keys are the fields of DesireConfig / StidiConfig (docs/golden-spec*.md)")
-    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--epochs", type=int, default=1, help="passes over the training images (default 1)")
     p.add_argument("--seed", type=int, default=1, help="seed of init, shuffle and dropout (default 1)")
     p.add_argument("--out", default="runs/latest", metavar="DIR", help="output directory (default runs/latest)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -300,15 +599,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, metavar="PATH", help="model.npz written by mfsnn train")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    _add_data_options(p)
+    _add_data_options(p, limits=("test",))
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("verilog", help="write the Verilog of the desire-BP training datapath",
                        description="Generate the Amaranth desire-BP core as Verilog (the same generator the "
                                    "simulations and synthesis use).")
-    _add_desire_hw_options(p, "196-64-10")
+    _add_desire_hw_options(p, "196-64-10", parallelism=1)
     p.add_argument("--debug", action="store_true", help="include the debug trace tap (off: costs nothing)")
-    p.add_argument("--out", default="-", metavar="FILE", help="output file (default: standard output)")
+    p.add_argument("--out", default="-", metavar="FILE", help="output file (default -: standard output)")
     p.set_defaults(func=cmd_verilog)
 
     p = sub.add_parser("sim", help="prove the RTL bit-exact against the golden model (cocotb)",
@@ -316,37 +615,35 @@ def build_parser() -> argparse.ArgumentParser:
                                    "bit, every output count and prediction and, after every training sample, every "
                                    "weight word with the golden model; with the debug tap also every mask, spike, "
                                    "membrane, trace and desire. Exit 1 on any mismatch, with the first divergence.")
-    _add_desire_hw_options(p, "16-12-4")
+    _add_desire_hw_options(p, "16-12-4", parallelism=1)
     p.add_argument("--debug", action=argparse.BooleanOptionalAction, default=None,
                    help="compare every intermediate value through the RTL's debug tap (default: on up to "
                         "20,000 synapses; --debug forces it at any size, --no-debug turns it off)")
     p.add_argument("--samples", type=int, default=20, metavar="N", help="training samples (default 20)")
     p.add_argument("--inference-samples", type=int, default=4, metavar="N",
                    help="inference-only samples after them (default 4)")
-    p.add_argument("--simulator", choices=("icarus", "verilator"), default="icarus")
+    p.add_argument("--simulator", choices=("icarus", "verilator"), default="icarus", help="(default icarus)")
     p.add_argument("--build-dir", default="build/sim", metavar="DIR",
                    help="simulator builds, one subdirectory per parameter set (default build/sim)")
-    p.add_argument("--dataset", default="builtin", choices=("builtin", "mnist", "fashion-mnist"),
-                   help="image source (default builtin)")
-    p.add_argument("--data-dir", metavar="DIR")
+    _add_data_options(p, limits=())
     p.set_defaults(func=cmd_sim)
 
     p = sub.add_parser("flow", help="the main job: train, generate Verilog, prove it bit-exact",
                        description="Train a small network with the integer golden model, generate its Verilog and "
                                    "run the bit-exact cocotb check of training and inference on a few samples.")
-    _add_desire_hw_options(p, "196-64-10")
-    p.set_defaults(parallelism=16)
+    _add_desire_hw_options(p, "196-64-10", parallelism=16)
     p.add_argument("--lr-shift", type=int, default=13, metavar="S",
                    help="learning rate 2^-S (default 13: the built-in set is small)")
-    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--epochs", type=int, default=1, help="passes over the training images (default 1)")
     p.add_argument("--check-samples", type=int, default=4, metavar="N",
                    help="training and inference samples each in the bit-exact check (default 4)")
     p.add_argument("--debug-tap", action="store_true",
                    help="also compare every spike, membrane, trace and desire (slow under Icarus)")
-    p.add_argument("--simulator", choices=("icarus", "verilator"), default="icarus")
-    p.add_argument("--build-dir", default="build/sim", metavar="DIR")
+    p.add_argument("--simulator", choices=("icarus", "verilator"), default="icarus", help="(default icarus)")
+    p.add_argument("--build-dir", default="build/sim", metavar="DIR",
+                   help="simulator builds (default build/sim)")
     p.add_argument("--out", default="runs/flow", metavar="DIR", help="output directory (default runs/flow)")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
     _add_data_options(p)
     p.set_defaults(func=cmd_flow)
 
@@ -358,7 +655,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     from .golden.data import DataError
 
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exit_request:       # --help, --version, or a one-line refusal (see _Parser)
+        return 0 if exit_request.code is None else exit_request.code
     try:
         return args.func(args)
     except (UserError, DataError) as error:

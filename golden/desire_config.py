@@ -108,10 +108,10 @@ def coerce_value(annotation, value):
 
 
 def describe_type(annotation, plural: bool = False) -> str:
-    """'an integer', 'a list of 2 numbers', ... for messages."""
+    """'an integer', 'a list of 2 numbers', ... for messages (``X | None`` reads as X)."""
     inner = _optional(annotation)
     if inner is not None:
-        return f"{describe_type(inner, plural)} (or null: the default)"
+        return describe_type(inner, plural)
     if typing.get_origin(annotation) is tuple:
         args = typing.get_args(annotation)
         count = "" if len(args) == 2 and args[1] is Ellipsis else f"{len(args)} "
