@@ -266,12 +266,12 @@ def test_bad_command_line_is_refused_in_one_line_before_any_work(row, inputs):
 
 @pytest.mark.parametrize("command_line", ["train --set lr_shift=abc", "eval --model ../inputs/truncated.npz",
                                           "flow --check-samples 0"])
-def test_real_entry_point_refuses_without_traceback(command_line, inputs, tmp_path):
+def test_real_entry_point_refuses_without_traceback(command_line, inputs):
     result = subprocess.run([sys.executable, "-m", "mfsnn", *shlex.split(command_line)], cwd=inputs.parent,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and result.stdout == "", result
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr, result.stderr
-    assert not (inputs.parent / "runs").exists()
+    assert [path.name for path in inputs.parent.iterdir()] == ["inputs"], "wrote next to the inputs"
 
 
 # ------------------------------------------------------------------------------------------------
