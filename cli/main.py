@@ -480,7 +480,10 @@ def cmd_flow(args) -> int:
           f"{dataset.name} test images after {args.epochs} epoch(s) of {metrics['train_samples']} samples "
           f"({metrics['train_samples_per_s']:.0f} samples/s)")
     print(report)
-    summary = {"metrics": metrics, "bitexact": {"ok": report.ok, "report": str(report)}}
+    # The bit-exact result as fields (values expected/compared per kind, samples, cycles, first
+    # divergence), plus the printed summary for people.
+    summary = {"metrics": metrics,
+               "bitexact": dict(report.to_dict(), ok=report.ok, parallelism=args.parallelism, summary=str(report))}
     training.write_metrics(summary, out / "flow.json")
     print(f"wrote {out / 'flow.json'}, {out / 'model.npz'}, {verilog_path}")
     return 0 if report.ok else 1

@@ -83,16 +83,27 @@ def test_verilog_command_refuses_impossible_widths(capsys):
 
 
 @pytest.mark.sim
+@pytest.mark.usefixtures("icarus")
 def test_sim_command_matches_and_exits_zero(tmp_path, capsys, monkeypatch):
-    from mfsnn.sim import simulator_available
-
-    if not simulator_available("icarus"):
-        pytest.skip("iverilog is not installed")
     monkeypatch.chdir(tmp_path)                     # the default, relative build directory
     code = main(["sim", "--topology", "16-12-4", "--samples", "2", "--inference-samples", "1",
                  "--simulator", "icarus"])
     out = capsys.readouterr().out
-    assert code == 0 and "ALL MATCHED" in out and "3 (2 training, 1 inference)" in out, out
+    assert code == 0 and "ALL MATCHED" in out and "3 of 3 (2 training, 1 inference)" in out, out
+
+
+@pytest.mark.usefixtures("icarus")
+def test_flow_writes_the_bitexact_result_as_fields(tmp_path, capsys):
+    out = tmp_path / "flow"
+    code = main(["flow", "--topology", "196-8-10", "-P", "4", "--train-limit", "60", "--test-limit", "20",
+                 "--check-samples", "1", "--build-dir", str(tmp_path / "build"), "--out", str(out), "--quiet"])
+    assert code == 0, capsys.readouterr()
+    result = json.loads((out / "flow.json").read_text())["bitexact"]
+    assert result["ok"] and result["simulator"] == "icarus" and result["parallelism"] == 4
+    assert result["samples"] == result["samples_in_job"] == 2 and result["train_samples"] == 1
+    assert result["expected"] == result["compared"] and result["compared"]["weights"] > 0
+    assert not result["debug_tap"] and result["compared"]["spikes"] == 0 and result["mismatch"] is None
+    assert "debug tap off" in result["summary"]
 
 
 # ------------------------------------------------------------------------------------------------
