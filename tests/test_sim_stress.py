@@ -57,7 +57,8 @@ def test_stress_bitexact_amaranth(case):
 @pytest.mark.sim
 @pytest.mark.parametrize("simulator", ["icarus", "verilator"])
 @pytest.mark.parametrize("case", STRESS_CASES, ids=CASE_IDS)
-def test_stress_bitexact_cocotb(build_root, case, simulator):
+def test_stress_bitexact_cocotb(request, build_root, case, simulator):
+    request.getfixturevalue(simulator)      # skip with the reason locally, fail under CI, if it is missing
     weights, samples = stimulus_hitting_its_points(case)
     images = np.stack([sample.pixels for sample in samples])
     labels = [sample.label for sample in samples]
