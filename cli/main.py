@@ -371,21 +371,76 @@ def _require_images(option: str, needed: int, split, dataset) -> None:
 # Commands
 # ------------------------------------------------------------------------------------------------
 
+#: train options that shape a run, so a resumed run takes them from its checkpoint: dest -> option
+RUN_SHAPING_OPTIONS = {"rule": "--rule", "arith": "--arith", "topology": "--topology", "weight_bits": "--weight-bits",
+                       "error_mode": "--error-mode", "rounding": "--rounding", "dropout": "--dropout",
+                       "lr_shift": "--lr-shift", "lr": "--lr", "forward": "--forward", "settings": "--set",
+                       "seed": "--seed", "dataset": "--dataset", "train_limit": "--train-limit",
+                       "test_limit": "--test-limit", "out": "--out"}
+
+
+def validate_resume(args):
+    """(learner, checkpoint metrics) of the run in ``--resume DIR``, checked against the options."""
+    from .golden import train as training
+
+    _at_least("--epochs", args.epochs)
+    _at_least("--patience", args.patience)
+    defaults = build_parser().parse_args(["train"])
+    for dest, option in RUN_SHAPING_OPTIONS.items():
+        if getattr(args, dest) != getattr(defaults, dest):
+            raise UserError(f"{option} comes from the run being resumed ({args.resume}/metrics.json); drop it")
+    run = Path(args.resume)
+    if not (run / "metrics.json").is_file() or not (run / "model.npz").is_file():
+        raise UserError(f"--resume {run}: needs metrics.json and model.npz, as mfsnn train writes after every epoch")
+    try:
+        metrics = json.loads((run / "metrics.json").read_text())
+        done, seed, dataset = int(metrics["epochs_done"]), int(metrics["seed"]), str(metrics["dataset"])
+        int(metrics["train_samples"]), int(metrics["test_samples"]), list(metrics["history"])
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise UserError(f"--resume {run}: metrics.json is not an mfsnn train checkpoint ({error})") from None
+    try:
+        learner, _ = training.load_model(run / "model.npz")
+    except training.ModelError as error:
+        raise UserError(f"--resume {run}: {error}") from None
+    if args.epochs <= done:
+        raise UserError(f"--resume {run}: the run already holds {done} epoch(s); give --epochs above {done}")
+    args.dataset, args.seed, args.topology = dataset, seed, metrics.get("topology", "")
+    args.rule, args.arith = learner.rule, learner.arith
+    args.train_limit, args.test_limit = metrics["train_samples"], metrics["test_samples"]
+    args.out = str(run)
+    if args.patience is None:
+        args.patience = metrics.get("patience")
+    _check_data_options(args)
+    return learner, metrics
+
+
 def cmd_train(args) -> int:
-    learner = validate_train(args)
+    if args.resume:
+        learner, checkpoint_metrics = validate_resume(args)
+    else:
+        learner, checkpoint_metrics = validate_train(args), None
+        _at_least("--patience", args.patience)
     from .golden import train as training
     from .golden.data import load_dataset
 
     dataset = load_dataset(args.dataset, args.data_dir)
+    if checkpoint_metrics is not None and len(dataset.train.images) < checkpoint_metrics["train_samples"]:
+        raise UserError(f"--resume {args.resume}: trained on {checkpoint_metrics['train_samples']} images of "
+                        f"{dataset.name}, but {len(dataset.train.images)} are here")
     out = Path(args.out)
-    print(f"mfsnn {__version__}: training {args.rule}/{args.arith} {args.topology} on {dataset.name} "
-          f"({dataset.source}), {args.epochs} epoch(s), seed {args.seed} -> {out}", flush=True)
+    start = f"resuming after epoch {checkpoint_metrics['epochs_done']}" if checkpoint_metrics else "training"
+    print(f"mfsnn {__version__}: {start} {args.rule}/{args.arith} {args.topology} on {dataset.name} "
+          f"({dataset.source}), up to {args.epochs} epoch(s), seed {args.seed} -> {out}", flush=True)
 
     def checkpoint(metrics):
         _save_run(learner, metrics, out, dataset.name, args.topology, args.seed)
 
     metrics = training.train(learner, dataset, args.epochs, args.seed, args.train_limit, args.test_limit,
-                             progress=not args.quiet, on_epoch=checkpoint)
+                             progress=not args.quiet, on_epoch=checkpoint, resume=checkpoint_metrics,
+                             patience=args.patience)
+    if metrics["stopped_early"]:
+        checkpoint(metrics)          # records why it stopped
+        print(f"stopped after epoch {metrics['epochs_done']}: {metrics['stopped_early']}")
     print(f"test accuracy {100 * metrics['final_test_accuracy']:.2f} %  (train "
           f"{metrics['train_samples_per_s']:.0f} samples/s, infer {metrics['infer_samples_per_s']:.0f} samples/s)")
     print(f"wrote {out / 'metrics.json'}, {out / 'model.npz'}, {out / 'accuracy.png'}")
@@ -594,6 +649,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=1, help="seed of init, shuffle and dropout (default 1)")
     p.add_argument("--out", default="runs/latest", metavar="DIR", help="output directory (default runs/latest)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--patience", type=int, metavar="N",
+                   help="stop once the best test accuracy has not improved for N epochs (default: run all "
+                        "--epochs)")
+    p.add_argument("--resume", metavar="DIR",
+                   help="continue the run in DIR (its metrics.json and model.npz, written after every epoch) "
+                        "up to --epochs in total, with the bits of an uninterrupted run; rule, topology, "
+                        "settings, seed, dataset and limits come from DIR")
     _add_data_options(p)
     p.set_defaults(func=cmd_train)
 

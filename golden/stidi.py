@@ -206,6 +206,9 @@ class StidiConfig:
     output_levels: int = setting(0, bounds=Bounds(0, 8), arith="fixed")
     # per-layer right shift of the update step (rounded); past 32 no step of a <= 32-bit weight survives
     lr_shift: tuple[int, ...] | None = setting(None, bounds=Bounds(0, 32), arith="fixed", example=(0, 0))
+    # step schedule: every this many epochs the update step halves (integer: one more right shift;
+    # float: lr / 2); 0 keeps the step fixed
+    lr_halving_epochs: int = setting(0, bounds=Bounds(0))
     # forward="real" (fixed): forward weight = W >> fwd_shift
     fwd_shift: int = setting(10, bounds=Bounds(0, 31), arith="fixed")
     # float reference
@@ -437,6 +440,7 @@ class _StidiLearner:
         self._theta_u = per_layer(cfg.thresholds or default_thresholds(self.stages, cfg))
         self.lr_shift = per_layer(cfg.lr_shift or default_lr_shift(self.stages, cfg))
         self.lr = per_layer(cfg.lr or default_lr(self.stages))
+        self.halvings = 0        # of the update step so far (the schedule's position, set per epoch)
         if weights is None:
             canonical, _ = init_weights(cfg, self.stages)
         else:
@@ -450,6 +454,14 @@ class _StidiLearner:
         self._init_arith(weights)
 
     # --- shared ---
+    def step_shift(self, layer: int) -> int:
+        """The integer update's right shift of weight layer ``layer`` at the schedule's position."""
+        return self.lr_shift[layer] + self.halvings
+
+    def step_lr(self, layer: int) -> float:
+        """The float reference's learning rate of weight layer ``layer`` at the schedule's position."""
+        return self.lr[layer] / (1 << self.halvings)
+
     def keep_mask(self, step: int, stage: int, shape) -> np.ndarray:
         """Hidden dropout (backward only): keep unless mix32(mix32(seed ^ step) ^ stage << 16 ^ index) >> 24 < drop8."""
         if self.cfg.drop8 == 0 or stage == 0:
@@ -469,6 +481,7 @@ class _StidiLearner:
         return self.table[pixels.astype(np.int64)].reshape((len(images),) + self.topo.input_shape)
 
     def train_samples(self, images, labels, first_step: int, epoch: int) -> np.ndarray:
+        self.halvings = epoch // self.cfg.lr_halving_epochs if self.cfg.lr_halving_epochs else 0
         times = self.encode(images)
         labels = np.asarray(labels, dtype=np.int64)
         correct = np.empty(len(times), dtype=bool)

@@ -371,7 +371,7 @@ def backward(net, times, argmins, d, step: int, trace=None) -> None:
         want_d = l - 1 > 0
         if stage.kind == "fc":
             (rows, cols, dw), disp = fc_backward(net.w[l], s, lvl, times[l], t_pre.reshape(-1), pre_ok.reshape(-1),
-                                                 want_d, T, net.weight_bits, net.lr_shift[l])
+                                                 want_d, T, net.weight_bits, net.step_shift(l))
             block = np.ix_(rows, cols)
             net.w_fwd[l][block] = forward_weights(net.w[l][block], net.forward, net.fwd_shift)
             if trace is not None:
@@ -381,7 +381,7 @@ def backward(net, times, argmins, d, step: int, trace=None) -> None:
                 trace.record("update", l, "w", net.w[l].T)
         else:
             dw, disp = conv_backward(net.w[l], s, lvl, times[l], t_pre, pre_ok, stage, want_d, T,
-                                     net.weight_bits, net.lr_shift[l])
+                                     net.weight_bits, net.step_shift(l))
             net.w_fwd[l][...] = forward_weights(net.w[l], net.forward, net.fwd_shift)
             if trace is not None:
                 trace.record("update", l, "dw", dw.T.reshape(stage.weight_shape))

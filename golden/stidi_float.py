@@ -99,7 +99,7 @@ def backward(net, times, argmins, delta, step: int, trace=None) -> None:
         before = net.w[l].copy() if trace is not None else None
         if stage.kind == "fc":
             rows, cols, mask, dt = fc_backward(net.w[l], delta, times[l], t_pre.reshape(-1), pre_ok.reshape(-1),
-                                               net.lr[l], net.tau1, want_d)
+                                               net.step_lr(l), net.tau1, want_d)
             if net.forward == "binary":
                 block = np.ix_(rows, cols)
                 net.w_fwd[l][block] = forward_weights(net.w[l][block], "binary")
@@ -108,7 +108,7 @@ def backward(net, times, argmins, delta, step: int, trace=None) -> None:
                     g = (np.where(strict, net.w_fwd[l][block], 0.0) * delta[cols][None, :]).sum()
                     net.alpha[l] = max(net.alpha[l] - net.scale_lr * g / net.w[l].size, 1e-3)
         else:
-            co, index, mask, dt = conv_backward(net.w[l], delta, times[l], t_pre, pre_ok, stage, net.lr[l],
+            co, index, mask, dt = conv_backward(net.w[l], delta, times[l], t_pre, pre_ok, stage, net.step_lr(l),
                                                 net.tau1, want_d, T)
             if net.forward == "binary":
                 net.w_fwd[l][...] = forward_weights(net.w[l], "binary")

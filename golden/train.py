@@ -6,6 +6,7 @@ import tempfile
 import time
 import zipfile
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -39,55 +40,91 @@ def evaluate(learner, images, labels, batch: int = 1000, progress: bool = False)
 
 
 def train(learner, dataset: Dataset, epochs: int, seed: int, train_limit: int | None = None,
-          test_limit: int | None = None, progress: bool = True, on_epoch=None) -> dict:
-    """Online training for ``epochs`` epochs; test accuracy after each. Returns the metrics dict.
+          test_limit: int | None = None, progress: bool = True, on_epoch=None, resume: dict | None = None,
+          patience: int | None = None) -> dict:
+    """Online training up to epoch ``epochs``; test accuracy after each. Returns the metrics dict.
 
     ``on_epoch(metrics)``, if given, is called after every epoch with the metrics so far, so a long
     run can checkpoint its model and metrics and lose at most one epoch when it is stopped.
+    ``resume`` is the metrics dict of such a checkpoint, ``learner`` its model: training continues
+    at epoch ``resume["epochs_done"]`` with the bits an uninterrupted run would have, since sample
+    order, step counter and schedule are pure functions of (seed, epoch, sample).
+    ``patience`` stops early once the best test accuracy has not improved for that many epochs.
     """
     train_images, train_labels = dataset.train.images[:train_limit], dataset.train.labels[:train_limit]
     test_images, test_labels = dataset.test.images[:test_limit], dataset.test.labels[:test_limit]
-    history, train_time, trained, infer_rates = [], 0.0, 0, []
-    for epoch in range(epochs):
+    run = _RunState.start(resume, len(train_images))
+    for epoch in range(len(run.history), epochs):
+        if patience is not None and run.epochs_since_best() >= patience:
+            run.stopped = f"best test accuracy not improved for {patience} epochs"
+            break
         order = epoch_order(len(train_images), seed, epoch)
         correct = 0
         start = time.perf_counter()
         with Progress(len(order), f"epoch {epoch + 1}/{epochs}", enabled=progress) as bar:
             for lo in range(0, len(order), CHUNK):
                 idx = order[lo:lo + CHUNK]
-                hits = learner.train_samples(train_images[idx], train_labels[idx], trained + lo, epoch)
+                hits = learner.train_samples(train_images[idx], train_labels[idx], run.trained + lo, epoch)
                 correct += int(hits.sum())
                 bar.advance(len(idx), train_acc=correct / (lo + len(idx)))
-        train_time += time.perf_counter() - start
-        trained += len(order)
+        run.train_seconds += time.perf_counter() - start
+        run.trained += len(order)
         test_acc, infer_rate = evaluate(learner, test_images, test_labels, progress=progress)
-        infer_rates.append(infer_rate)
-        history.append({"epoch": epoch + 1, "train_accuracy": correct / max(len(order), 1),
-                        "test_accuracy": test_acc})
+        run.infer_rates.append(infer_rate)
+        run.history.append({"epoch": epoch + 1, "train_accuracy": correct / max(len(order), 1),
+                            "test_accuracy": test_acc})
         if progress:
             print(f"epoch {epoch + 1}: train {correct / max(len(order), 1):.4f}  test {test_acc:.4f}", flush=True)
         if on_epoch is not None:
-            on_epoch(_metrics(learner, dataset, epochs, seed, train_images, test_images, history, trained,
-                              train_time, infer_rates))
-    return _metrics(learner, dataset, epochs, seed, train_images, test_images, history, trained, train_time,
-                    infer_rates)
+            on_epoch(run.metrics(learner, dataset, epochs, seed, train_images, test_images, patience))
+    return run.metrics(learner, dataset, epochs, seed, train_images, test_images, patience)
 
 
-def _metrics(learner, dataset, epochs, seed, train_images, test_images, history, trained, train_time,
-             infer_rates) -> dict:
-    return {
-        "rule": learner.rule, "arith": learner.arith, "dataset": dataset.name, "dataset_source": dataset.source,
-        "epochs": epochs, "epochs_done": len(history), "seed": seed, "train_samples": len(train_images),
-        "test_samples": len(test_images),
-        "history": history,
-        "test_accuracy": [h["test_accuracy"] for h in history],
-        "final_test_accuracy": history[-1]["test_accuracy"] if history else None,
-        "best_test_accuracy": max((h["test_accuracy"] for h in history), default=None),
-        "train_samples_per_s": trained / train_time if train_time > 0 else None,
-        "infer_samples_per_s": float(np.median(infer_rates)) if infer_rates else None,
-        "settings": learner.settings(),
-        "mfsnn_version": __version__,
-    }
+@dataclass
+class _RunState:
+    """What a run carries from epoch to epoch (and from a checkpoint into a resumed run)."""
+    history: list
+    trained: int               # global training-sample counter: the step of the next sample
+    train_seconds: float
+    infer_rates: list
+    stopped: str | None = None
+
+    @classmethod
+    def start(cls, resume: dict | None, epoch_size: int) -> "_RunState":
+        if resume is None:
+            return cls([], 0, 0.0, [])
+        if resume["train_samples"] != epoch_size:
+            raise ValueError(f"the checkpoint trained on {resume['train_samples']} images per epoch, "
+                             f"not {epoch_size}")
+        history = [dict(h) for h in resume["history"]]
+        return cls(history, len(history) * epoch_size, float(resume.get("train_seconds") or 0.0),
+                   list(resume.get("infer_samples_per_s_per_epoch") or []))
+
+    def epochs_since_best(self) -> int:
+        if not self.history:
+            return 0
+        accuracies = [h["test_accuracy"] for h in self.history]
+        return len(accuracies) - 1 - int(np.argmax(accuracies))
+
+    def metrics(self, learner, dataset, epochs, seed, train_images, test_images, patience) -> dict:
+        history = self.history
+        return {
+            "rule": learner.rule, "arith": learner.arith, "dataset": dataset.name,
+            "dataset_source": dataset.source, "epochs": epochs, "epochs_done": len(history), "seed": seed,
+            "train_samples": len(train_images), "test_samples": len(test_images),
+            "history": history,
+            "test_accuracy": [h["test_accuracy"] for h in history],
+            "final_test_accuracy": history[-1]["test_accuracy"] if history else None,
+            "best_test_accuracy": max((h["test_accuracy"] for h in history), default=None),
+            "best_epoch": int(np.argmax([h["test_accuracy"] for h in history])) + 1 if history else None,
+            "patience": patience, "stopped_early": self.stopped,
+            "train_seconds": self.train_seconds,
+            "train_samples_per_s": self.trained / self.train_seconds if self.train_seconds > 0 else None,
+            "infer_samples_per_s_per_epoch": self.infer_rates,
+            "infer_samples_per_s": float(np.median(self.infer_rates)) if self.infer_rates else None,
+            "settings": learner.settings(),
+            "mfsnn_version": __version__,
+        }
 
 
 def _umask() -> int:
