@@ -1,0 +1,70 @@
+"""Convergence runs (issue: reach the papers): each run trains with ``mfsnn train`` until its best
+test accuracy has not improved for 5 epochs or 50 epochs are done, checkpointing every epoch into
+``results/convergence/<name>/``; a run whose directory already holds a checkpoint is resumed with
+``--resume``, so the queue can be stopped and restarted at any time (in another session too).
+
+    MFSNN_DATA=../shared/datasets nohup python bench/convergence.py desire-196-64-10-mnist-fixed ... &
+
+Without names it lists the runs. Each run's command line is in ``<name>/command.txt``.
+"""
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent / "results" / "convergence"
+STOP = ["--epochs", "50", "--patience", "5"]
+
+RUNS = {
+    f"desire-{topo}-{data}-{arith}": ["--rule", "desire", "--arith", arith, "--topology", topo, "--dataset", data]
+    for topo in ("196-64-10", "784-128-10") for data in ("mnist", "fashion-mnist") for arith in ("fixed", "float")
+}
+RUNS.update({
+    f"stidi-{topo}-{data}-{arith}": ["--rule", "stidi", "--arith", arith, "--topology", topo, "--dataset", data,
+                                     "--set", "lr_halving_epochs=5"]
+    for topo in ("784-128-10", "28x28-c5x8-p2-c5x16-p2-10") for data in ("mnist", "fashion-mnist")
+    for arith in ("fixed", "float")
+})
+
+
+def command(name: str) -> list[str]:
+    out = ROOT / name
+    base = [sys.executable, "-m", "mfsnn", "train", "--quiet"]
+    if (out / "metrics.json").is_file() and (out / "model.npz").is_file():
+        return base + ["--resume", str(out), "--epochs", STOP[1]]      # patience comes from the checkpoint
+    return base + RUNS[name] + STOP + ["--out", str(out)]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("runs", nargs="*", help="run names, in order")
+    args = parser.parse_args()
+    unknown = [name for name in args.runs if name not in RUNS]
+    if unknown or not args.runs:
+        print("\n".join(RUNS), file=sys.stderr if unknown else sys.stdout)
+        if unknown:
+            print(f"convergence.py: unknown run(s): {', '.join(unknown)}", file=sys.stderr)
+        return 2 if unknown else 0
+    for name in args.runs:
+        metrics = ROOT / name / "metrics.json"
+        if metrics.is_file():
+            done = json.loads(metrics.read_text())
+            if done.get("stopped_early") or done["epochs_done"] >= int(STOP[1]):
+                print(f"{name}: converged ({done['epochs_done']} epochs, best {done['best_test_accuracy']})")
+                continue
+        cmd = command(name)
+        (ROOT / name).mkdir(parents=True, exist_ok=True)
+        with open(ROOT / name / "command.txt", "a") as log:
+            log.write(shlex.join(cmd) + "\n")
+        print(f"{name}: {shlex.join(cmd)}", flush=True)
+        code = subprocess.call(cmd)
+        if code:
+            print(f"{name}: exit {code}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
