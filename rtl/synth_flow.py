@@ -21,13 +21,13 @@ import re
 import shutil
 import subprocess
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from amaranth.hdl import Fragment, Shape
 from amaranth.lib.memory import Memory
 
+from ..environment import temporary_environment
 from .board_top import BoardTop
 from .core import CoreParams, DesireCore
 
@@ -240,20 +240,10 @@ def _yowasp_cache_cold(tool: str) -> bool:
     return not (compiled.is_dir() and any(compiled.iterdir()))
 
 
-@contextmanager
 def _yowasp_environment(tools):
     """Amaranth's tool variables (YOSYS, NEXTPNR_ICE40, ...) set to the YoWASP executables, only for
     the duration of the build: the caller's environment is restored afterwards."""
-    saved = {tool_env_var(tool): os.environ.get(tool_env_var(tool)) for tool in tools}
-    os.environ.update({tool_env_var(tool): YOWASP[tool][0] for tool in tools})
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+    return temporary_environment({tool_env_var(tool): YOWASP[tool][0] for tool in tools})
 
 
 def _duration(seconds: float) -> str:

