@@ -28,7 +28,8 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from ..golden.desire_config import ROUNDING_SALT, DesireConfig
-from .lanes import (DesireLanes, EncoderLanes, NeuronLanes, TraceLanes, UpdateLanes, mix32_value)
+from .lanes import (MIX32_STAGES, DesireLanes, EncoderLanes, NeuronLanes, TraceLanes, UpdateLanes,
+                    mix32_pipeline)
 
 __all__ = ["CoreParams", "DebugKind", "WeightPortSignature", "DesireCore"]
 
@@ -283,7 +284,7 @@ class DesireCore(wiring.Component):
 
         t = Signal(range(T + 1))
         tbase = {x: Signal(max(ceil_log2(T * p.blocks(x)), 1), name=f"tbase{x}") for x in range(0, L + 1)}
-        k = Signal(range(max(p.blocks(x) for x in range(L + 1)) + 1))
+        k = Signal(range(max([p.blocks(x) for x in range(L + 1)] + [len(MIX32_STAGES)]) + 1))  # MASK_KEY counts too
         b = Signal(range(maxnb + 1))
         bbase = Signal(p.addr_bits + 1)
         ns = Signal(range(maxn_in + 1))        # spikes in the list
@@ -298,6 +299,21 @@ class DesireCore(wiring.Component):
         i = Signal(range(maxn_in + 1))
         j = Signal(range(N[-1] + 1))
 
+        # dropout/rounding hashes: mix32 split over mix_lat registers (six carry chains in one cycle
+        # would set the clock); their inputs are registers or driven by the FSM state feeding them
+        mix_lat = len(MIX32_STAGES) - 1
+        k1_hash = mix32_pipeline(m, Const(cfg.seed, 32) ^ step, "k1")
+        skey_hash = mix32_pipeline(m, Const(cfg.seed ^ ROUNDING_SALT, 32) ^ step, "skey")
+        mask_layers = sorted(MASK)
+        mk_in = Signal(lanes_of(unsigned(32)))
+        mk_hash = [mix32_pipeline(m, mk_in[q], f"mask{q}") for q in range(P)] if mask_layers else []
+        mk_v = [Signal(name=f"mk_v{n}") for n in range(mix_lat)]
+        mk_k = [Signal.like(k, name=f"mk_k{n}") for n in range(mix_lat)]
+        mk_l = [Signal(range(max(len(mask_layers), 2)), name=f"mk_l{n}") for n in range(mix_lat)]
+        m.d.sync += mk_v[0].eq(0)
+        for n in range(1, mix_lat):
+            m.d.sync += [mk_v[n].eq(mk_v[n - 1]), mk_k[n].eq(mk_k[n - 1]), mk_l[n].eq(mk_l[n - 1])]
+
         res_counts = Signal(data.ArrayLayout(unsigned(CB), N[-1]))
         best = Signal(CB)
         pred = Signal(self.results.payload.pred.shape())
@@ -307,6 +323,15 @@ class DesireCore(wiring.Component):
         nact = Signal(range(maxnb + 1))
         h1_v, h1_last, h1_zero, h1_i = Signal(), Signal(), Signal(), Signal(range(maxn_in + 1))
         h2_v, h2_last, h2_zero, h2_i = Signal(), Signal(), Signal(), Signal(range(maxn_in + 1))
+        # the stage-2 control delayed along the DesireLanes pipeline (same latency for every layer)
+        dlat = desire_lanes[L].latency if L >= 2 else 0
+        hp_v = [Signal(name=f"hp_v{n}") for n in range(dlat)]
+        hp_last = [Signal(name=f"hp_last{n}") for n in range(dlat)]
+        hp_zero = [Signal(name=f"hp_zero{n}") for n in range(dlat)]
+        hp_i = [Signal(range(maxn_in + 1), name=f"hp_i{n}") for n in range(dlat)]
+        for n in range(1, dlat):
+            m.d.sync += [hp_v[n].eq(hp_v[n - 1]), hp_last[n].eq(hp_last[n - 1]), hp_zero[n].eq(hp_zero[n - 1]),
+                         hp_i[n].eq(hp_i[n - 1])]
         dacc = Signal(signed(max([p.desire_bits(l) for l in range(2, L + 1)] + [2])))
         care_word, want_word = Signal(P), Signal(P)
 
@@ -322,6 +347,19 @@ class DesireCore(wiring.Component):
         tl_r = Array(Signal(P, name=f"tl_r{n}") for n in range(T))
         u1_v, u1_last, u1_rbits, u1_lane, u1_i = Signal(), Signal(), Signal(P), Signal(max(lg, 1)), Signal(range(maxn_in + 1))
         accum = Signal(data.ArrayLayout(unsigned(p.accum_bits), P))
+        # weight-word write address delayed along the UpdateLanes pipeline (same latency for every layer)
+        ulat = update_lanes[1].latency
+        uw_v = [Signal(name=f"uw_v{n}") for n in range(ulat)]
+        uw_addr = [Signal(p.addr_bits, name=f"uw_addr{n}") for n in range(ulat)]
+        m.d.sync += uw_v[0].eq(0)
+        # stochastic rounding offsets, hashed from the synapse index issued in UI (mix_lat cycles)
+        if cfg.rounding == "stochastic":
+            if mix_lat != 1 + 1:   # UI -> u1 (data arrival) -> UpdateLanes stage 2, where offset is due
+                raise ValueError(f"the rounding hash takes {mix_lat} cycles; UpdateLanes needs it after 2")
+            uo_in = Signal(lanes_of(unsigned(32)))
+            uo_hash = [mix32_pipeline(m, uo_in[q], f"round{q}") for q in range(P)]
+        for n in range(1, ulat):
+            m.d.sync += [uw_v[n].eq(uw_v[n - 1]), uw_addr[n].eq(uw_addr[n - 1])]
 
         if p.debug:
             dbg = self.debug.payload
@@ -338,6 +376,17 @@ class DesireCore(wiring.Component):
             def emit(*args, **kwargs):
                 pass
 
+        # NEX control delayed along each layer's NeuronLanes pipeline: valid, block, the counts read
+        nrn_v = {l: [Signal(name=f"nrn_v{l}_{n}") for n in range(neuron_lanes[l].latency)] for l in range(1, L + 1)}
+        nrn_b = {l: [Signal.like(b, name=f"nrn_b{l}_{n}") for n in range(neuron_lanes[l].latency)]
+                 for l in range(1, L + 1)}
+        nrn_c = {l: [Signal(lanes_of(unsigned(CB)), name=f"nrn_c{l}_{n}") for n in range(neuron_lanes[l].latency)]
+                for l in range(1, L + 1)}
+        for l in range(1, L + 1):
+            m.d.sync += nrn_v[l][0].eq(0)
+            for n in range(1, neuron_lanes[l].latency):
+                m.d.sync += [nrn_v[l][n].eq(nrn_v[l][n - 1]), nrn_b[l][n].eq(nrn_b[l][n - 1]), nrn_c[l][n].eq(nrn_c[l][n - 1])]
+
         # ---------------- shared data-arrival stages (one cycle after a read was issued) ----------------
         # forward accumulation: ACC += W_l word
         for l in range(1, L + 1):
@@ -346,6 +395,7 @@ class DesireCore(wiring.Component):
                     m.d.sync += acc[q].eq(acc[q] + W[l][1].data[q])
         m.d.sync += [acc_en[l].eq(0) for l in acc_en]
         m.d.sync += [sl_v.eq(0), h1_v.eq(0), h2_v.eq(0), ut1_v.eq(0), u1_v.eq(0)]
+        m.d.sync += [v.eq(0) for v in hp_v[:1]]
 
         busy = Signal()
         m.d.comb += self.busy.eq(busy)
@@ -423,30 +473,43 @@ class DesireCore(wiring.Component):
 
             # ======================= dropout masks ==============================================
             with m.State("MASK_KEY"):
-                m.d.sync += [k1.eq(mix32_value(cfg.seed ^ step)),
-                             skey.eq(mix32_value((cfg.seed ^ ROUNDING_SALT) ^ step)), k.eq(0)]
-                mask_layers = sorted(MASK)
-                m.next = f"MASK_{mask_layers[0]}" if mask_layers else "SCAN_RD_1"
-                if mask_layers:
-                    with m.If(~train):
-                        m.next = "SCAN_RD_1"
-            mask_layers = sorted(MASK)
+                # step is stable from here on; the key hashes are valid once through their pipelines
+                with m.If(k == mix_lat):
+                    m.d.sync += [k1.eq(k1_hash), skey.eq(skey_hash), k.eq(0)]
+                    m.next = f"MASK_{mask_layers[0]}" if mask_layers else "SCAN_RD_1"
+                    if mask_layers:
+                        with m.If(~train):
+                            m.next = "SCAN_RD_1"
+                with m.Else():
+                    m.d.sync += k.eq(k + 1)
             for idx, ml in enumerate(mask_layers):
                 with m.State(f"MASK_{ml}"):
-                    keep = cfg.keep_threshold(ml)
-                    bits = []
+                    # word k enters the hash pipeline; the mask stage writes it mix_lat cycles later
                     for q in range(P):
                         n = Cat(Const(q, lg), k) if lg else k
-                        r = mix32_value(k1 ^ (ml << 16) ^ n)
-                        bits.append((r >> 16)[:16] < keep)
-                    word = Cat(*bits) & valid_lanes(ml, k)
-                    m.d.comb += [MASK[ml][2].addr.eq(k), MASK[ml][2].data.eq(word), MASK[ml][2].en.eq(1)]
-                    emit(DebugKind.MASK, ml, 0, k << lg, aux=[word[q] for q in range(P)])
+                        m.d.comb += mk_in[q].eq(k1 ^ (ml << 16) ^ n)
+                    m.d.sync += [mk_v[0].eq(1), mk_k[0].eq(k), mk_l[0].eq(idx)]
                     with m.If(k == p.blocks(ml) - 1):
                         m.d.sync += k.eq(0)
-                        m.next = f"MASK_{mask_layers[idx + 1]}" if idx + 1 < len(mask_layers) else "SCAN_RD_1"
+                        m.next = f"MASK_{mask_layers[idx + 1]}" if idx + 1 < len(mask_layers) else "MASK_DRAIN"
                     with m.Else():
                         m.d.sync += k.eq(k + 1)
+            with m.State("MASK_DRAIN"):
+                # the last mask word is written in this cycle at the latest (the forward pass reads it)
+                with m.If(~Cat(0, *mk_v[:-1]).any()):
+                    m.next = "SCAN_RD_1"
+
+            def _mask_stage():
+                # a word's hashes left the pipeline -> keep bits into its layer's mask memory
+                with m.If(mk_v[-1]):
+                    for idx, ml in enumerate(mask_layers):
+                        with m.If(mk_l[-1] == idx):
+                            bits = [(mk_hash[q] >> 16)[:16] < cfg.keep_threshold(ml) for q in range(P)]
+                            word = Cat(*bits) & valid_lanes(ml, mk_k[-1])
+                            m.d.comb += [MASK[ml][2].addr.eq(mk_k[-1]), MASK[ml][2].data.eq(word),
+                                         MASK[ml][2].en.eq(1)]
+                            emit(DebugKind.MASK, ml, 0, mk_k[-1] << lg, aux=[word[q] for q in range(P)])
+            stages.append(_mask_stage)
 
             # ======================= forward ====================================================
             for l in range(1, L + 1):
@@ -529,20 +592,24 @@ class DesireCore(wiring.Component):
                     m.next = f"NEX_{l}"
 
                 with m.State(f"NEX_{l}"):
-                    keep = mask_word(l, rd_blk)
                     for q in range(P):
                         m.d.comb += [nl.v[q].eq(Mux(t == 0, 0, V[l][1].data[q])), nl.acc[q].eq(acc[q])]
-                    m.d.comb += [nl.keep.eq(keep), nl.threshold.eq(th[l])]
-                    newc = Signal(lanes_of(unsigned(CB)), name=f"newc{l}")
-                    for q in range(P):
-                        m.d.comb += newc[q].eq(Mux(t == 0, 0, C[l][1].data[q]) + nl.fire[q])
-                    m.d.comb += [V[l][2].addr.eq(b), V[l][2].en.eq((1 << P) - 1), V[l][2].data.eq(nl.v_next),
-                                 C[l][2].addr.eq(b), C[l][2].en.eq((1 << P) - 1), C[l][2].data.eq(newc),
-                                 R[l][2].addr.eq(tbase[l] + b), R[l][2].en.eq(1), R[l][2].data.eq(nl.fire)]
-                    emit(DebugKind.NEURON, l, t, b << lg, value=[nl.v_next[q] for q in range(P)],
-                         aux=[Cat(nl.fire[q], newc[q]) for q in range(P)])
-                    m.d.sync += [acc[q].eq(0) for q in range(P)]
+                    m.d.comb += [nl.keep.eq(mask_word(l, rd_blk)), nl.threshold.eq(th[l])]
+                    m.d.sync += [nrn_v[l][0].eq(1), nrn_b[l][0].eq(rd_blk)]
+                    m.d.sync += [nrn_c[l][0][q].eq(Mux(t == 0, 0, C[l][1].data[q])) for q in range(P)]
+                    m.d.sync += [acc[q].eq(0) for q in range(P)]   # NeuronLanes took acc in its stage 1
                     with m.If(b == nbo - 1):
+                        m.next = f"NDRAIN_{l}"
+                    with m.Else():
+                        m.d.sync += [b.eq(b + 1), bbase.eq(bbase + nin), e.eq(0)]
+                        with m.If(ns != 0):
+                            m.next = f"SLR_{l}"
+                        with m.Else():
+                            m.next = f"NRD_{l}"
+
+                # the layer's last block leaves NeuronLanes (its write is this cycle's) before t moves on
+                with m.State(f"NDRAIN_{l}"):
+                    with m.If(~Cat(0, *nrn_v[l][:-1]).any()):
                         m.d.sync += [b.eq(0), bbase.eq(0), k.eq(0), ns.eq(0)]
                         if l < L:
                             m.next = f"SCAN_RD_{l + 1}"
@@ -554,12 +621,20 @@ class DesireCore(wiring.Component):
                                 m.d.sync += t.eq(t + 1)
                                 m.d.sync += [tbase[x].eq(tbase[x] + p.blocks(x)) for x in tbase]
                                 m.next = "SCAN_RD_1"
-                    with m.Else():
-                        m.d.sync += [b.eq(b + 1), bbase.eq(bbase + nin), e.eq(0)]
-                        with m.If(ns != 0):
-                            m.next = f"SLR_{l}"
-                        with m.Else():
-                            m.next = f"NRD_{l}"
+
+                def _neuron_stage(l=l, nl=nl):
+                    # NeuronLanes output of block nrn_b: write v, counts and the spike raster of step t
+                    with m.If(nrn_v[l][-1]):
+                        nb_out = nrn_b[l][-1]
+                        newc = Signal(lanes_of(unsigned(CB)), name=f"newc{l}")
+                        for q in range(P):
+                            m.d.comb += newc[q].eq(nrn_c[l][-1][q] + nl.fire[q])
+                        m.d.comb += [V[l][2].addr.eq(nb_out), V[l][2].en.eq((1 << P) - 1), V[l][2].data.eq(nl.v_next),
+                                     C[l][2].addr.eq(nb_out), C[l][2].en.eq((1 << P) - 1), C[l][2].data.eq(newc),
+                                     R[l][2].addr.eq(tbase[l] + nb_out), R[l][2].en.eq(1), R[l][2].data.eq(nl.fire)]
+                        emit(DebugKind.NEURON, l, t, nb_out << lg, value=[nl.v_next[q] for q in range(P)],
+                             aux=[Cat(nl.fire[q], newc[q]) for q in range(P)])
+                stages.append(_neuron_stage)
 
 
             # ======================= result: argmax of output counts ==============================
@@ -645,7 +720,8 @@ class DesireCore(wiring.Component):
                         m.d.sync += e.eq(e + 1)
                 with m.State(f"H_DRAIN_{l}"):
                     m.d.sync += cur_l.eq(l)
-                    with m.If(~h1_v):
+                    # the last stage may finish in this cycle; everything before it must be empty
+                    with m.If(~h1_v & ~h2_v & ~Cat(0, *hp_v[:-1]).any()):
                         m.d.sync += [b.eq(0), bbase.eq(0), nact.eq(0)]
                         m.next = f"G_RD_{l - 1}" if l - 1 >= 2 else "U_RD_1"
                 def _desire_stages(l=l, nin=nin, dl=dl):
@@ -657,25 +733,31 @@ class DesireCore(wiring.Component):
                             m.d.comb += MASK[l][1].addr.eq(al_r.data.b)
                         m.d.sync += [h2_v.eq(1), h2_last.eq(h1_last), h2_zero.eq(h1_zero), h2_i.eq(h1_i),
                                      rd_blk.eq(al_r.data.b)]
-                    # stage 2: data arrived -> P-lane term, accumulate, finish D_i on the last block
+                    # stage 2: data arrived -> into the DesireLanes pipeline, control into its delay line
                     with m.If(h2_v & (cur_l == l)):
                         m.d.comb += [dl.w.eq(W[l][1].data), dl.count.eq(C[l][1].data), dl.care.eq(CARE[l][1].data),
                                      dl.want.eq(WANT[l][1].data), dl.keep.eq(mask_word(l, rd_blk))]
-                        term = Mux(h2_zero, 0, dl.term)
+                        m.d.sync += [hp_v[0].eq(1), hp_last[0].eq(h2_last), hp_zero[0].eq(h2_zero),
+                                     hp_i[0].eq(h2_i)]
+                    # last stage: P-lane term arrived -> accumulate, finish D_i on the last block
+                    with m.If(hp_v[-1] & (cur_l == l)):
+                        d_i, d_last = hp_i[-1], hp_last[-1]
+                        term = Mux(hp_zero[-1], 0, dl.term)
                         dsum = Signal(signed(p.desire_bits(l)), name=f"dsum{l}")
                         m.d.comb += dsum.eq(dacc + term)
-                        with m.If(h2_last):
-                            c_i = Mux(dsum < 0, -dsum, dsum) >= cfg.k_lin
+                        with m.If(d_last):
+                            # |D| >= K as two compares that run in parallel (no negation in the path)
+                            c_i = (dsum >= cfg.k_lin) | (dsum <= -cfg.k_lin)
                             w_i = dsum > 0
-                            lane = h2_i[:lg] if lg else Const(0, 1)
+                            lane = d_i[:lg] if lg else Const(0, 1)
                             cw = care_word | (c_i << lane)[:P]
                             ww = want_word | (w_i << lane)[:P]
-                            emit(DebugKind.DESIRE_HID, l - 1, 0, h2_i, value=[dsum], aux=[Cat(c_i, w_i)])
+                            emit(DebugKind.DESIRE_HID, l - 1, 0, d_i, value=[dsum], aux=[Cat(c_i, w_i)])
                             m.d.sync += dacc.eq(0)
-                            with m.If((lane == P - 1) | (h2_i == nin - 1)):
-                                m.d.comb += [CARE[l - 1][2].addr.eq(h2_i >> lg), CARE[l - 1][2].data.eq(cw),
+                            with m.If((lane == P - 1) | (d_i == nin - 1)):
+                                m.d.comb += [CARE[l - 1][2].addr.eq(d_i >> lg), CARE[l - 1][2].data.eq(cw),
                                              CARE[l - 1][2].en.eq(1),
-                                             WANT[l - 1][2].addr.eq(h2_i >> lg), WANT[l - 1][2].data.eq(ww),
+                                             WANT[l - 1][2].addr.eq(d_i >> lg), WANT[l - 1][2].data.eq(ww),
                                              WANT[l - 1][2].en.eq(1)]
                                 m.d.sync += [care_word.eq(0), want_word.eq(0)]
                             with m.Else():
@@ -745,6 +827,11 @@ class DesireCore(wiring.Component):
                     m.d.comb += [X[l][1].addr.eq(tl_x[e[:max(ceil_log2(T), 1)]] + k),
                                  W[l][1].addr.eq(bbase + i_cur)]
                     last_e = e == nt - 1
+                    if cfg.rounding == "stochastic":
+                        # synapse (jj, i_cur)'s rounding hash reaches UpdateLanes' stage 2 with its word
+                        for q in range(P):
+                            jj = Cat(Const(q, lg), rd_blk) if lg else rd_blk
+                            m.d.comb += uo_in[q].eq(skey ^ (l << 24) ^ (jj << 12) ^ i_cur)
                     m.d.sync += [u1_v.eq(1), u1_last.eq(last_e), u1_rbits.eq(tl_r[e[:max(ceil_log2(T), 1)]]),
                                  u1_i.eq(i_cur)]
                     if lg:
@@ -762,12 +849,14 @@ class DesireCore(wiring.Component):
                         m.d.sync += e.eq(e + 1)
                 with m.State(f"UI_DRAIN_{l}"):
                     m.d.sync += cur_l.eq(l)
-                    with m.If(rd_blk == nbo - 1):
-                        m.d.sync += [b.eq(0), bbase.eq(0)]
-                        m.next = nxt
-                    with m.Else():
-                        m.d.sync += [b.eq(b + 1), bbase.eq(bbase + nin)]
-                        m.next = f"U_RD_{l}"
+                    # the block's last weight word is written in this cycle at the latest
+                    with m.If(~u1_v & ~Cat(0, *uw_v[:-1]).any()):
+                        with m.If(rd_blk == nbo - 1):
+                            m.d.sync += [b.eq(0), bbase.eq(0)]
+                            m.next = nxt
+                        with m.Else():
+                            m.d.sync += [b.eq(b + 1), bbase.eq(bbase + nin)]
+                            m.next = f"U_RD_{l}"
                 def _update_stages(l=l, ul=ul):
                     # t-scan stage: raster word arrived
                     with m.If(ut1_v & (cur_l == l)):
@@ -775,6 +864,8 @@ class DesireCore(wiring.Component):
                         with m.If(rb != 0):
                             m.d.sync += [tl_x[nt].eq(ut1_xtb), tl_r[nt].eq(rb), nt.eq(nt + 1)]
                     # accumulate stage: trace word (and on the last entry the weight word) arrived
+                    if cfg.rounding == "stochastic":
+                        m.d.comb += [ul.offset[q].eq(uo_hash[q]) for q in range(P)]
                     with m.If(u1_v & (cur_l == l)):
                         xw = X[l][1].data
                         x = Array(xw[q] for q in range(P))[u1_lane] if lg else xw[0]
@@ -783,15 +874,14 @@ class DesireCore(wiring.Component):
                             for q in range(P):
                                 m.d.comb += [ul.accum[q].eq(new_acc[q]), ul.w[q].eq(W[l][1].data[q])]
                             m.d.comb += [ul.active.eq(act), ul.want.eq(want_bits), ul.shift.eq(shift)]
-                            if cfg.rounding == "stochastic":
-                                for q in range(P):
-                                    jj = Cat(Const(q, lg), rd_blk) if lg else rd_blk
-                                    m.d.comb += ul.offset[q].eq(mix32_value(skey ^ (l << 24) ^ (jj << 12) ^ u1_i))
-                            m.d.comb += [W[l][2].addr.eq(bbase + u1_i), W[l][2].en.eq((1 << P) - 1),
-                                         W[l][2].data.eq(ul.w_next)]
+                            m.d.sync += [uw_v[0].eq(1), uw_addr[0].eq(bbase + u1_i)]
                             m.d.sync += [accum[q].eq(0) for q in range(P)]
                         with m.Else():
                             m.d.sync += [accum[q].eq(new_acc[q]) for q in range(P)]
+                    # write stage: the updated weight word leaves UpdateLanes
+                    with m.If(uw_v[-1] & (cur_l == l)):
+                        m.d.comb += [W[l][2].addr.eq(uw_addr[-1]), W[l][2].en.eq((1 << P) - 1),
+                                     W[l][2].data.eq(ul.w_next)]
                 stages.append(_update_stages)
 
             with m.State("OUT"):

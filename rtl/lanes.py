@@ -1,7 +1,9 @@
 """Combinational P-lane datapath pieces of the desire-BP core, each one a ``wiring.Component``.
 
-Every piece is latency 0 (pure combinational) and mirrors one golden-model function on P neurons or
-synapses at once, so it can be unit-tested against ``mfsnn.golden.desire`` under Amaranth's simulator.
+Each piece mirrors one golden-model function on P neurons or synapses at once, so it can be
+unit-tested against ``mfsnn.golden.desire`` under Amaranth's simulator. A piece is either
+combinational (``latency`` 0) or a fixed pipeline taking one input set per cycle whose outputs follow
+``latency`` cycles later (no valid bits: the controller delays its own control by ``latency``).
 Nothing here multiplies: decay and rounding are shifts, the error weight is a shift (pow2) or a sum
 of shifted bit planes (exact), selection is add/sub/skip.
 """
@@ -12,20 +14,41 @@ from amaranth.hdl import Const, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["mix32_value", "saturate_value", "Mix32", "EncoderLanes", "TraceLanes", "NeuronLanes",
+__all__ = ["mix32_value", "mix32_pipeline", "MIX32_STAGES", "saturate_value", "Mix32", "EncoderLanes", "TraceLanes", "NeuronLanes",
            "DesireLanes", "UpdateLanes", "bit_length_value"]
 
 
-def mix32_value(a):
-    """Jenkins' mix32 as an Amaranth expression (adds, xors, constant shifts mod 2**32)."""
+# Jenkins' mix32, one function per step (adds, xors, constant shifts mod 2**32)
+_MIX32_STEPS = (
+    lambda a: (a + 0x7ED55D16 + (a << 12))[:32],
+    lambda a: (a ^ 0xC761C23C ^ (a >> 19))[:32],
+    lambda a: (a + 0x165667B1 + (a << 5))[:32],
+    lambda a: ((a + 0xD3A2646C)[:32] ^ (a << 9)[:32])[:32],
+    lambda a: (a + 0xFD7046C5 + (a << 3))[:32],
+    lambda a: (a ^ 0xB55A4F09 ^ (a >> 16))[:32],
+)
+#: Step ranges of ``mix32_value`` for a three-stage pipeline: 2, 3 and 2 carry chains deep.
+MIX32_STAGES = ((0, 2), (2, 4), (4, 6))
+
+
+def mix32_value(a, first=0, last=len(_MIX32_STEPS)):
+    """Jenkins' mix32 as an Amaranth expression, or only its steps ``first`` .. ``last - 1`` (a
+    register between two such ranges splits its six carry chains over clock cycles)."""
     a = a.as_unsigned()[:32] if a.shape().width >= 32 else a.as_unsigned()
-    a = (a + 0x7ED55D16 + (a << 12))[:32]
-    a = (a ^ 0xC761C23C ^ (a >> 19))[:32]
-    a = (a + 0x165667B1 + (a << 5))[:32]
-    a = ((a + 0xD3A2646C)[:32] ^ (a << 9)[:32])[:32]
-    a = (a + 0xFD7046C5 + (a << 3))[:32]
-    a = (a ^ 0xB55A4F09 ^ (a >> 16))[:32]
+    for mix_step in _MIX32_STEPS[first:last]:
+        a = mix_step(a)
     return a
+
+
+def mix32_pipeline(m, a, name):
+    """``mix32(a)`` through ``len(MIX32_STAGES) - 1`` registers in module ``m``: the result is
+    that many cycles after ``a``, one new ``a`` per cycle."""
+    for n, (first, last) in enumerate(MIX32_STAGES[:-1]):
+        reg = Signal(32, name=f"{name}_mix{n}")
+        m.d.sync += reg.eq(mix32_value(a, first, last))
+        a = reg
+    first, last = MIX32_STAGES[-1]
+    return mix32_value(a, first, last)
 
 
 def saturate_value(x, bits):
@@ -50,15 +73,15 @@ def _check_lanes(lanes):
 
 
 class Mix32(wiring.Component):
-    """``o = mix32(i)`` combinationally (latency 0)."""
-    latency = 0
+    """``o = mix32(i)`` through ``mix32_pipeline``: ``latency`` cycles, one ``i`` per cycle."""
+    latency = len(MIX32_STAGES) - 1
     i: In(32)
     o: Out(32)
 
     def elaborate(self, platform):
         from amaranth.hdl import Module
         m = Module()
-        m.d.comb += self.o.eq(mix32_value(self.i))
+        m.d.comb += self.o.eq(mix32_pipeline(m, self.i, "o"))
         return m
 
 
@@ -113,12 +136,17 @@ class NeuronLanes(wiring.Component):
 
     v1 = sat_VB(v - (v >> DS) + acc); fire = (v1 >= threshold) & keep; v' = fire ? v1 - threshold : v1.
     ``threshold`` is an input so the same lanes serve training and inference thresholds.
+
+    Pipelined, one input set per cycle, ``v_next``/``fire`` ``latency`` = 2 cycles after the inputs:
+    stage 1 registers the decayed v (v comes straight from block RAM) and acc, stage 2 the saturated
+    sum; the compare and the reset subtraction run in parallel on the stage-2 register.
     """
-    latency = 0
+    latency = 2
 
     def __init__(self, lanes, *, membrane_bits, acc_bits, decay_shift, threshold_bits):
         self.lanes = _check_lanes(lanes)
         self.membrane_bits, self.acc_bits, self.decay_shift = membrane_bits, acc_bits, decay_shift
+        self.threshold_bits = threshold_bits
         vl = data.ArrayLayout(signed(membrane_bits), self.lanes)
         super().__init__({
             "v": In(vl),
@@ -132,14 +160,19 @@ class NeuronLanes(wiring.Component):
     def elaborate(self, platform):
         from amaranth.hdl import Module
         m = Module()
+        keep1, keep2 = Signal(self.lanes), Signal(self.lanes)
+        th1, th2 = Signal(unsigned(self.threshold_bits)), Signal(unsigned(self.threshold_bits))
+        m.d.sync += [keep1.eq(self.keep), keep2.eq(keep1), th1.eq(self.threshold), th2.eq(th1)]
         for k in range(self.lanes):
             v = self.v[k]
-            total = v - (v >> self.decay_shift) + self.acc[k]
+            decayed = Signal(signed(self.membrane_bits + 1), name=f"decayed_{k}")
+            acc1 = Signal(signed(self.acc_bits), name=f"acc1_{k}")
+            m.d.sync += [decayed.eq(v - (v >> self.decay_shift)), acc1.eq(self.acc[k])]
             v1 = Signal(signed(self.membrane_bits), name=f"v1_{k}")
-            m.d.comb += v1.eq(saturate_value(total, self.membrane_bits))
-            fire = (v1 >= self.threshold) & self.keep[k]
+            m.d.sync += v1.eq(saturate_value(decayed + acc1, self.membrane_bits))
+            fire = (v1 >= th2) & keep2[k]
             m.d.comb += [self.fire[k].eq(fire),
-                         self.v_next[k].eq(Mux(fire, v1 - self.threshold, v1))]
+                         self.v_next[k].eq(Mux(fire, v1 - th2, v1))]
         return m
 
 
@@ -149,8 +182,12 @@ class DesireLanes(wiring.Component):
     term = sum_k g_k * e'_k * w_k, g_k = care&keep ? (want ? +1 : -1) : 0,
     e_k = want ? |TM - c_k| : c_k; pow2 mode: e' = 2**floor(log2 e) (0 if e == 0), one barrel shift;
     exact mode: e' = e as a sum of shifted bit planes. Add/sub/skip only.
+
+    Pipelined, one input set per cycle, ``term`` is ``latency`` cycles after its inputs: stage 1
+    registers e_k and the signed weight g_k*w_k (the inputs come straight from block RAM, whose
+    clock-to-out already takes a third of a 60 MHz cycle), stage 2 the per-lane shift or bit-plane
+    sum, then one register per two levels of the lane adder tree.
     """
-    latency = 0
 
     def __init__(self, lanes, *, weight_bits, count_bits, target_count, error_mode, sum_bits):
         self.lanes = _check_lanes(lanes)
@@ -165,6 +202,14 @@ class DesireLanes(wiring.Component):
             "term": Out(signed(sum_bits)),
         })
 
+    @property
+    def tree_levels(self):
+        return (self.lanes - 1).bit_length()
+
+    @property
+    def latency(self):
+        return 2 + (self.tree_levels + 1) // 2
+
     def elaborate(self, platform):
         from amaranth.hdl import Module
         m = Module()
@@ -173,34 +218,49 @@ class DesireLanes(wiring.Component):
         for k in range(self.lanes):
             c = self.count[k]
             e = Signal(unsigned(ebits), name=f"e_{k}")
-            m.d.comb += e.eq(Mux(self.want[k], Mux(c > self.target_count, c - self.target_count,
+            m.d.sync += e.eq(Mux(self.want[k], Mux(c > self.target_count, c - self.target_count,
                                                    self.target_count - c), c))
+            # g*w before the shift: g*(w << s) == (g*w) << s, and the negation runs in parallel with e
+            gw = Signal(signed(self.weight_bits + 1), name=f"gw_{k}")
             w = self.w[k].as_signed()
+            m.d.sync += gw.eq(Mux(self.care[k] & self.keep[k], Mux(self.want[k], w, -w), 0))
+            term = Signal(signed(self.weight_bits + ebits + 2), name=f"term_{k}")
             if self.error_mode == "pow2":
                 lead = Signal(range(ebits + 1), name=f"lead_{k}")
                 m.d.comb += lead.eq(bit_length_value(e, ebits))
-                mag = Signal(signed(self.weight_bits + ebits), name=f"mag_{k}")
-                m.d.comb += mag.eq(Mux(lead == 0, 0, (w << lead) >> 1))
+                m.d.sync += term.eq(Mux(lead == 0, 0, (gw << lead) >> 1))
             else:
-                mag = Signal(signed(self.weight_bits + ebits + 1), name=f"mag_{k}")
-                total = Const(0, signed(1))
-                for b in range(ebits):
-                    total = total + Mux(e[b], w << b, 0)
-                m.d.comb += mag.eq(total)
-            g_on = self.care[k] & self.keep[k]
-            term = Signal(signed(mag.shape().width + 1), name=f"term_{k}")
-            m.d.comb += term.eq(Mux(g_on, Mux(self.want[k], mag, -mag), 0))
+                m.d.sync += term.eq(_tree_sum([Mux(e[b], gw << b, 0) for b in range(ebits)]))
             terms.append(term)
-        # balanced adder tree; the order does not matter (exact integer sum)
+        # balanced adder tree, a register after every second level; the order does not matter (exact sum)
+        level = 0
         while len(terms) > 1:
-            nxt = []
-            for a in range(0, len(terms) - 1, 2):
-                nxt.append(terms[a] + terms[a + 1])
-            if len(terms) % 2:
-                nxt.append(terms[-1])
-            terms = nxt
+            terms = _tree_level(terms)
+            level += 1
+            if level % 2 == 0 or len(terms) == 1:
+                staged = []
+                for n, val in enumerate(terms):
+                    reg = Signal(signed(val.shape().width), name=f"sum{level}_{n}")
+                    m.d.sync += reg.eq(val)
+                    staged.append(reg)
+                terms = staged
         m.d.comb += self.term.eq(terms[0])
         return m
+
+
+def _tree_level(terms):
+    """One level of a balanced adder tree: pairwise sums, an odd last term passed through."""
+    nxt = [terms[a] + terms[a + 1] for a in range(0, len(terms) - 1, 2)]
+    if len(terms) % 2:
+        nxt.append(terms[-1])
+    return nxt
+
+
+def _tree_sum(terms):
+    """Exact sum of ``terms`` as a balanced (log-depth) adder tree."""
+    while len(terms) > 1:
+        terms = _tree_level(terms)
+    return terms[0]
 
 
 class UpdateLanes(wiring.Component):
@@ -208,8 +268,14 @@ class UpdateLanes(wiring.Component):
 
     mag = SH > 0 ? (A + round) >> SH : A << -SH, round = 2**(SH-1) (nearest) or ``offset`` (stochastic);
     w' = active ? sat_WB(w + (want ? mag : -mag)) : w.
+
+    Pipelined, one input set per cycle, ``w_next`` ``latency`` = 2 cycles after the inputs: stage 1
+    registers the inputs (A arrives from an adder behind a block RAM, w from block RAM), stage 2 the
+    rounded and shifted magnitude; the signed add and saturation follow the stage-2 register.
+    ``offset`` is taken one cycle after the other inputs of its set, by stage 2, the first that uses
+    it: a mix32 hash of the synapse index gets that cycle for its pipeline.
     """
-    latency = 0
+    latency = 2
 
     def __init__(self, lanes, *, weight_bits, accum_bits, max_left_shift=0, stochastic=False):
         self.lanes = _check_lanes(lanes)
@@ -230,23 +296,31 @@ class UpdateLanes(wiring.Component):
         from amaranth.hdl import Module
         m = Module()
         mag_bits = max(self.accum_bits + 1, self.accum_bits + self.max_left_shift)
-        sh = self.shift
+        # stage 1: inputs
+        w1, w2 = Signal.like(self.w), Signal.like(self.w)
+        a1 = Signal.like(self.accum)
+        active1, active2 = Signal(self.lanes), Signal(self.lanes)
+        want1, want2 = Signal(self.lanes), Signal(self.lanes)
+        sh = Signal(signed(8))
+        m.d.sync += [w1.eq(self.w), a1.eq(self.accum), active1.eq(self.active), want1.eq(self.want),
+                     sh.eq(self.shift), w2.eq(w1), active2.eq(active1), want2.eq(want1)]
         shr = Signal(unsigned(6))
         m.d.comb += shr.eq(Mux(sh > 0, sh, 0))
         shl = Signal(unsigned(6))
         m.d.comb += shl.eq(Mux(sh < 0, -sh, 0))
         for k in range(self.lanes):
-            a = self.accum[k]
+            a = a1[k]
             if self.stochastic:
                 rnd = self.offset[k] & ~(Const(0xFFFFFFFF, 32) << shr)[:32]
             else:
                 rnd = (Const(1, 1) << shr) >> 1   # 2**(SH-1), 0 when SH == 0
+            # stage 2: magnitude
             mag = Signal(unsigned(mag_bits), name=f"mag_{k}")
             if self.max_left_shift:
-                m.d.comb += mag.eq(Mux(sh > 0, (a + rnd) >> shr, a << shl))
+                m.d.sync += mag.eq(Mux(sh > 0, (a + rnd) >> shr, a << shl))
             else:
-                m.d.comb += mag.eq((a + rnd) >> shr)
-            w = self.w[k]
-            total = Mux(self.want[k], w + mag, w - mag)
-            m.d.comb += self.w_next[k].eq(Mux(self.active[k], saturate_value(total, self.weight_bits), w))
+                m.d.sync += mag.eq((a + rnd) >> shr)
+            w = w2[k]
+            total = Mux(want2[k], w + mag, w - mag)
+            m.d.comb += self.w_next[k].eq(Mux(active2[k], saturate_value(total, self.weight_bits), w))
         return m

@@ -27,10 +27,49 @@ def run_comb(dut, vectors, apply, collect):
     return out
 
 
+def run_piped(dut, vectors, apply, collect):
+    """Feed one vector per clock cycle into a pipelined component and collect each result
+    ``dut.latency`` cycles after its vector, so neighbouring vectors share the pipeline."""
+    out = []
+
+    async def tb(ctx):
+        for n in range(len(vectors) + dut.latency):
+            if n < len(vectors):
+                apply(ctx, vectors[n])
+            if n >= dut.latency:
+                out.append(collect(ctx))
+            await ctx.tick()
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(tb)
+    sim.run()
+    return out
+
+
+def run_held(dut, vectors, apply, collect):
+    """Hold each vector on a pipelined component's inputs for ``dut.latency`` clock cycles, then
+    collect: for recurrences whose next input is this output (a membrane over time steps)."""
+    out = []
+
+    async def tb(ctx):
+        for vec in vectors:
+            apply(ctx, vec)
+            await ctx.tick().repeat(dut.latency)
+            out.append(collect(ctx))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(tb)
+    sim.run()
+    return out
+
+
 def test_mix32_vectors():
     keys = [0, 1, 2, 0xDEADBEEF, 0xFFFFFFFF] + list(np.random.default_rng(0).integers(0, 1 << 32, 50))
     dut = Mix32()
-    got = run_comb(dut, keys, lambda ctx, k: ctx.set(dut.i, int(k)), lambda ctx: ctx.get(dut.o))
+    assert dut.latency == 2
+    got = run_piped(dut, keys, lambda ctx, k: ctx.set(dut.i, int(k)), lambda ctx: ctx.get(dut.o))
     assert got[:5] == [0x6B4ED927, 0xB48681B6, 0xE267B84C, 0x7FF0EADA, 0xFE64C182]
     assert got == [int(mix32(np.uint32(k))) for k in keys]
 
@@ -116,7 +155,8 @@ def test_neuron_lanes_match_golden_forward(weight_bits, train):
         state["v"] = [ctx.get(dut.v_next[k]) for k in range(4)]
         return state["v"] + [(ctx.get(dut.fire) >> k) & 1 for k in range(4)]
 
-    got = np.array(run_comb(dut, range(cfg.time_steps), apply, collect), dtype=np.int64)
+    assert dut.latency == 2
+    got = np.array(run_held(dut, range(cfg.time_steps), apply, collect), dtype=np.int64)
     np.testing.assert_array_equal(got[:, :4], fwd.v[1])
     np.testing.assert_array_equal(got[:, 4:], fwd.spikes[1])
 
@@ -127,15 +167,16 @@ def test_neuron_lanes_saturate_membrane():
     vb = cfg.membrane_bits
     vmax, vmin = (1 << (vb - 1)) - 1, -(1 << (vb - 1))
     dut = NeuronLanes(2, membrane_bits=vb, acc_bits=30, decay_shift=2, threshold_bits=vb)
-    vectors = [(vmax, (1 << 29) - 1, vmin, -(1 << 29))]
+    # both edges, then back inside the range: one vector per cycle, so neighbours share the pipeline
+    vectors = [(vmax, (1 << 29) - 1, vmin, -(1 << 29)), (vmax, -(1 << 29), vmin, (1 << 29) - 1), (-8, 3, 8, -3)]
 
     def apply(ctx, vec):
         ctx.set(dut.v[0], vec[0]); ctx.set(dut.acc[0], vec[1])
         ctx.set(dut.v[1], vec[2]); ctx.set(dut.acc[1], vec[3])
         ctx.set(dut.keep, 0); ctx.set(dut.threshold, cfg.theta)
 
-    got = run_comb(dut, vectors, apply, lambda ctx: (ctx.get(dut.v_next[0]), ctx.get(dut.v_next[1])))
-    assert got == [(vmax, vmin)]
+    got = run_piped(dut, vectors, apply, lambda ctx: (ctx.get(dut.v_next[0]), ctx.get(dut.v_next[1])))
+    assert got == [(vmax, vmin), (vmax - (vmax >> 2) - (1 << 29), vmin - (vmin >> 2) + (1 << 29) - 1), (-6 + 3, 6 - 3)]
 
 
 @pytest.mark.parametrize("mode", ["pow2", "exact"])
@@ -170,7 +211,9 @@ def test_desire_lanes_match_golden_hidden_desire(mode, lanes):
             ctx.set(dut.count[k], int(counts[k]))
         ctx.set(dut.care, bits(care)); ctx.set(dut.want, bits(want)); ctx.set(dut.keep, bits(mask))
 
-    got = run_comb(dut, cases, apply, lambda ctx: ctx.get(dut.term))
+    assert dut.latency == {1: 2, 4: 3, 8: 4}[lanes]   # 2 lane stages + a register per 2 tree levels
+    got = run_piped(dut, cases, apply, lambda ctx: ctx.get(dut.term))
+    assert len(got) == len(cases)
     for case, term in zip(cases, got):
         w, counts, care, want, mask = case
         total, _, _ = golden.hidden_desire(cfg, w.reshape(lanes, 1), care, want, counts, mask)
@@ -206,19 +249,30 @@ def test_update_lanes_match_golden_update_layer(lr_shift, rounding):
     def bits(a):
         return int(sum(int(x) << k for k, x in enumerate(a)))
 
+    previous = {"case": None}
+
     def apply(ctx, case):
+        if rounding == "stochastic" and previous["case"] is not None:
+            # offset is due one cycle after the rest of its set
+            step, layer = previous["case"][6:]
+            key = np.uint32(golden.mix32_int((cfg.seed ^ 0x5EED ^ step) & 0xFFFFFFFF))
+            for k in range(lanes):
+                ctx.set(dut.offset[k], int(mix32(key ^ np.uint32((layer << 24) ^ (k << 12) ^ 0))))
+        previous["case"] = case
+        if case is None:
+            return
         spikes, traces, w, care, want, mask, step, layer = case
         accum = select_sum(spikes.T, traces)[:, 0]
         active = care & mask & (spikes.sum(axis=0) > 0)
         for k in range(lanes):
             ctx.set(dut.w[k], int(w[k]))
             ctx.set(dut.accum[k], int(accum[k]))
-            if rounding == "stochastic":
-                key = np.uint32(golden.mix32_int((cfg.seed ^ 0x5EED ^ step) & 0xFFFFFFFF))
-                ctx.set(dut.offset[k], int(mix32(key ^ np.uint32((layer << 24) ^ (k << 12) ^ 0))))
         ctx.set(dut.active, bits(active)); ctx.set(dut.want, bits(want)); ctx.set(dut.shift, sh)
 
-    got = run_comb(dut, cases, apply, lambda ctx: [ctx.get(dut.w_next[k]) for k in range(lanes)])
+    assert dut.latency == 2
+    # a trailing None lets the last set's offset in
+    got = run_piped(dut, cases + [None], apply, lambda ctx: [ctx.get(dut.w_next[k]) for k in range(lanes)])[:-1]
+    assert len(got) == len(cases)
     for case, w_new in zip(cases, got):
         spikes, traces, w, care, want, mask, step, layer = case
         expected = golden.update_layer(cfg, w.reshape(lanes, 1), spikes, traces, care, want, mask, 0, step, layer)
