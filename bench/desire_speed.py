@@ -4,7 +4,10 @@
 
 For each topology: samples/s of online training (after a warm-up) and of batched inference on the
 built-in images, plus the top functions of a cProfile run (where the time goes). Reports the load
-average so figures taken on a busy machine can be recognised.
+average so figures taken on a busy machine can be recognised, and the same rates per second of this
+process's CPU time (``*_per_cpu_s``), which a busy machine slows much less than the wall clock.
+
+    python bench/desire_speed.py --out /tmp/speed.json --arith fixed --topology 784-128-10
 """
 
 import argparse
@@ -25,18 +28,23 @@ from mfsnn.golden.learners import make_learner  # noqa: E402
 CASES = {"784-128-10": 1500, "784-1600-800-10": 150}
 
 
+def _timed(function) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this process) of one call."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    function()
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
 def measure(topology: str, arith: str, samples: int, dataset) -> dict:
     learner = make_learner("desire", arith, topology, seed=1)
     images, labels = dataset.train.images, dataset.train.labels
     learner.train_samples(images[:100], labels[:100], 0, 0)               # warm-up
-    start = time.perf_counter()
-    learner.train_samples(images[100:100 + samples], labels[100:100 + samples], 100, 0)
-    train_rate = samples / (time.perf_counter() - start)
+    load_before = os.getloadavg()[0]
+    train_wall, train_cpu = _timed(
+        lambda: learner.train_samples(images[100:100 + samples], labels[100:100 + samples], 100, 0))
     test = dataset.test.images
-    start = time.perf_counter()
-    for lo in range(0, len(test), 500):
-        learner.predict(test[lo:lo + 500])
-    infer_rate = len(test) / (time.perf_counter() - start)
+    infer_wall, infer_cpu = _timed(lambda: [learner.predict(test[lo:lo + 500]) for lo in range(0, len(test), 500)])
+    load_after = os.getloadavg()[0]
     profile = cProfile.Profile()
     profile.enable()
     learner.train_samples(images[:min(samples, 300)], labels[:min(samples, 300)], 0, 0)
@@ -47,22 +55,28 @@ def measure(topology: str, arith: str, samples: int, dataset) -> dict:
     hot = [{"function": f"{func[0].split('/')[-1]}:{func[2]}", "share_of_time": round(entry[2] / total, 3)}
            for func, entry in top]
     return {"topology": topology, "arith": arith, "train_samples": samples,
-            "train_samples_per_s": round(train_rate, 1), "infer_samples_per_s": round(infer_rate, 1),
-            "profile_tottime_top": hot}
+            "train_samples_per_s": round(samples / train_wall, 1),
+            "infer_samples_per_s": round(len(test) / infer_wall, 1),
+            "train_samples_per_cpu_s": round(samples / train_cpu, 1),
+            "infer_samples_per_cpu_s": round(len(test) / infer_cpu, 1),
+            "load_average_1min": [load_before, load_after], "profile_tottime_top": hot}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True)
     parser.add_argument("--arith", nargs="+", default=["fixed", "float"])
+    parser.add_argument("--topology", nargs="+", choices=sorted(CASES), default=list(CASES))
     args = parser.parse_args()
     dataset = load_dataset("builtin")
     results = []
-    for topology, samples in CASES.items():
+    for topology in args.topology:
+        samples = CASES[topology]
         for arith in args.arith:
             result = measure(topology, arith, samples, dataset)
-            print(f"{topology} {arith}: train {result['train_samples_per_s']}/s, "
-                  f"infer {result['infer_samples_per_s']}/s", flush=True)
+            print(f"{topology} {arith}: train {result['train_samples_per_s']}/s "
+                  f"({result['train_samples_per_cpu_s']}/CPU s), infer {result['infer_samples_per_s']}/s "
+                  f"({result['infer_samples_per_cpu_s']}/CPU s), load {result['load_average_1min']}", flush=True)
             results.append(result)
     report = {"command": " ".join(["python"] + sys.argv), "date": time.strftime("%Y-%m-%d"),
               "machine": platform.machine(), "python": platform.python_version(),

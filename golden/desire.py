@@ -13,7 +13,7 @@ from functools import lru_cache
 import numpy as np
 
 from .desire_config import ROUNDING_SALT, DesireConfig, init_weights, parse_topology
-from .fixedpoint import bit_length, saturate, select_sum
+from .fixedpoint import MirroredWords, bit_length, saturate, select_sum
 from .hashing import mix32, mix32_int
 from .trace import Trace
 
@@ -107,6 +107,25 @@ def _trace(cfg: DesireConfig, inputs: np.ndarray) -> np.ndarray:
     return np.moveaxis(out, 0, -2)
 
 
+def _words(weights_l) -> np.ndarray:
+    """The int64 weights of a layer given as an array or as a ``MirroredWords``."""
+    return weights_l.words if isinstance(weights_l, MirroredWords) else weights_l
+
+
+def _column_sums(cfg: DesireConfig, weights_l, selector, columns) -> np.ndarray:
+    """select_sum(selector, W_l[:, columns].T): what the selected inputs ``columns`` add to each neuron."""
+    if isinstance(weights_l, MirroredWords):
+        return weights_l.select_columns(selector, columns)
+    return select_sum(selector, weights_l[:, columns].T, cfg.weight_bits)
+
+
+def _row_sums(cfg: DesireConfig, weights_l, selector) -> np.ndarray:
+    """select_sum(selector, W_l): sums of selected rows (post neurons) of the weights."""
+    if isinstance(weights_l, MirroredWords):
+        return weights_l.select_rows(selector)
+    return select_sum(selector, weights_l, cfg.weight_bits)
+
+
 def input_trace(cfg: DesireConfig, pixels, mask=None) -> np.ndarray:
     """Layer 1's presynaptic trace (..., T, N0) straight from the pixels: a table lookup of the same
     recurrence ``forward`` runs (dropped pixels never spike, so their trace is 0)."""
@@ -127,6 +146,7 @@ def forward(cfg: DesireConfig, weights, input_spikes, masks=None, train: bool = 
       V = V - (s ? TH_l : 0)                             subtract reset; dropped neurons never reset
     Layer l >= 2 integrates layer l-1's spikes of step t-1 (one-step delay), so all layers of a step
     can run in parallel in hardware. ``masks`` None means keep everything (inference).
+    ``weights`` are int64 arrays or ``MirroredWords`` (same sums, without converting the words each call).
     ``first_trace`` may supply layer 1's trace precomputed by ``input_trace`` (same values, faster).
     """
     spikes = [np.asarray(input_spikes, dtype=np.uint8)]
@@ -137,7 +157,7 @@ def forward(cfg: DesireConfig, weights, input_spikes, masks=None, train: bool = 
         inputs = _layer_input(cfg, spikes, layer)
         # Only inputs that spike at least once contribute: summing over them alone is the same sum.
         active = np.flatnonzero(inputs.reshape(-1, inputs.shape[-1]).any(axis=0))
-        currents = select_sum(inputs[..., active], weights[layer - 1][:, active].T, cfg.weight_bits)
+        currents = _column_sums(cfg, weights[layer - 1], inputs[..., active], active)
         threshold = cfg.train_threshold(layer) if train else cfg.theta
         keep = masks[layer] if masks is not None else True
         # |V| <= 2**DS (max|I| + 1) for any input sequence (decay keeps <= (1 - 2**-DS) |V| plus one
@@ -199,11 +219,12 @@ def hidden_desire(cfg: DesireConfig, weights_l, care, want, counts, mask):
     """
     g = np.where(care & mask, np.where(want, 1, -1), 0).astype(np.int64)
     e = error_weight(cfg, counts, want)
+    bits = np.arange(int(bit_length(e.max())) if e.size else 0)
+    planes = np.where((e >> bits[:, None]) & 1 == 1, g, 0)                   # (bit planes, N_l)
+    used = planes.any(axis=1)                       # an empty plane sums to 0: skipping it is exact
     total = np.zeros(weights_l.shape[1], dtype=np.int64)
-    for b in range(int(bit_length(e.max())) if e.size else 0):
-        plane = np.where((e >> b) & 1 == 1, g, 0)
-        if plane.any():
-            total = total + (select_sum(plane, weights_l, cfg.weight_bits) << b)
+    if used.any():      # all planes in one product (one pass over W_l), then shifted and added in int64
+        total += (_row_sums(cfg, weights_l, planes[used]) << bits[used, None]).sum(axis=0, dtype=np.int64)
     return total, np.abs(total) >= cfg.k_lin, total > 0
 
 
@@ -225,8 +246,12 @@ def update_layer(cfg: DesireConfig, weights_l, spikes_l, traces_l, care, want, m
             A << -SH when SH <= 0 (no rounding)
       W[j, i] = sat_WBITS(W[j, i] + (want ? mag : -mag))
     Other rows are unchanged, and so are inputs whose trace is 0 at every step (their mag is 0).
-    ``in_place`` updates and returns ``weights_l`` itself instead of a copy.
+    ``in_place`` updates and returns ``weights_l`` itself instead of a copy; a ``MirroredWords`` is
+    always updated in place (words and float64 copy together, ``MirroredWords.assign``).
     """
+    mirrored = isinstance(weights_l, MirroredWords)
+    if mirrored and not in_place:
+        raise ValueError("MirroredWords weights are updated in place: pass in_place=True")
     counts = spikes_l.sum(axis=0, dtype=np.int64)
     rows = np.flatnonzero(care & mask & (counts > 0))
     new = weights_l if in_place else np.array(weights_l, dtype=np.int64, copy=True)
@@ -243,7 +268,10 @@ def update_layer(cfg: DesireConfig, weights_l, spikes_l, traces_l, care, want, m
         magnitude = (accum + _stochastic_bits(cfg, step, layer, rows, cols, shift)) >> shift
     delta = np.where(want[rows, None], magnitude, -magnitude)
     block = np.ix_(rows, cols)
-    new[block] = saturate(new[block] + delta, cfg.weight_bits)
+    if mirrored:
+        new.assign(rows, cols, saturate(new.words[block] + delta, cfg.weight_bits))
+    else:
+        new[block] = saturate(new[block] + delta, cfg.weight_bits)
     return new
 
 
@@ -253,7 +281,8 @@ def train_sample(cfg: DesireConfig, weights, pixels, label: int, step: int, epoc
 
     Returns (new weights, output counts). All desires are computed from the weights before any
     update. If ``trace`` is given, every intermediate is recorded in it (docs/golden-spec.md, "Trace").
-    ``in_place`` overwrites the given weight arrays instead of returning copies (the trainer's fast path).
+    ``in_place`` overwrites the given weight arrays instead of returning copies (the trainer's fast path);
+    weights given as ``MirroredWords`` (in_place only) come back as the same objects, updated.
     """
     masks = dropout_masks(cfg, step)
     fwd = forward(cfg, weights, encode(cfg, pixels), masks, train=True,
@@ -282,7 +311,7 @@ def train_sample(cfg: DesireConfig, weights, pixels, label: int, step: int, epoc
             trace.record("desire", layer, "care", care[layer])
             trace.record("desire", layer, "want", want[layer])
         for layer in range(1, L + 1):
-            trace.record("update", layer, "weights", new[layer - 1])
+            trace.record("update", layer, "weights", _words(new[layer - 1]))
     return new, fwd.counts[L]
 
 

@@ -10,6 +10,8 @@ Conventions (the bit-level spec, docs/golden-spec.md, refers to these names):
     ``scatter_sum`` compute the same sums on float64 (BLAS, ``np.bincount``) because that is several
     times faster; float64 is exact while every partial sum has magnitude <= 2**53, so they first
     check that bound on the declared widths and raise ``OverflowError`` when it does not hold.
+    ``MirroredWords`` keeps a float64 copy of a weight matrix next to its int64 words (changed only
+    together) so that the same sums need no conversion per call.
 Nothing here multiplies one data value by another: the float64 paths multiply words by selectors in
 {-1, 0, +1} only, which is what they check before anything else.
 """
@@ -111,6 +113,65 @@ def select_sum(selector, words, word_bits: int | None = None) -> np.ndarray:
     check_float64_exact(words.shape[0], word_bits, "select_sum")
     total = selector.astype(np.float64) @ words.astype(np.float64)
     return total.astype(np.int64)
+
+
+class MirroredWords:
+    """Signed ``word_bits``-bit int64 words (K, N) and a float64 copy of them, always the same values.
+
+    :func:`select_sum` converts its words to float64 on every call; for a weight matrix summed many
+    times per sample that conversion was most of the training time at ``784-1600-800-10``. This object
+    converts once and then keeps the copy (``mirror``, Fortran order so that gathering columns copies
+    contiguous memory) equal to ``words``: both change only together, in :meth:`assign`. ``words`` is
+    the caller's array itself, not a copy, and nobody else may write to it while the object is in use.
+    :meth:`select_rows` and :meth:`select_columns` are :func:`select_sum` on ``words`` and on chosen
+    columns of it; their definitions are ``select_sum_reference(selector, words)`` and
+    ``select_sum_reference(selector, words[:, columns].T)``. Exact for the same reason: every word
+    is a float64 (checked: ``word_bits`` <= 54, and the words are scanned once here and every block
+    :meth:`assign` writes), and every sum is checked against the 2**53 bound first.
+    """
+
+    def __init__(self, words, word_bits: int):
+        check_float64_exact(1, word_bits, "MirroredWords")        # one word of word_bits is a float64
+        if not isinstance(words, np.ndarray) or words.dtype != np.int64 or words.ndim != 2:
+            raise TypeError(f"MirroredWords keeps a 2-D int64 array (updated in place), not {type(words).__name__} "
+                            f"{getattr(words, 'dtype', '')}")
+        if not fits_signed(words, word_bits):
+            raise OverflowError(f"MirroredWords: words beyond {word_bits} bits")
+        self.words, self.word_bits = words, word_bits
+        self.mirror = np.asfortranarray(words, dtype=np.float64)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.words.shape
+
+    def assign(self, rows, cols, values) -> None:
+        """``words[np.ix_(rows, cols)] = values`` and the same in the float64 copy: the only writer."""
+        values = np.asarray(values, dtype=np.int64)
+        if not fits_signed(values, self.word_bits):      # else the copy could round where words do not
+            raise OverflowError(f"MirroredWords.assign: values beyond {self.word_bits} bits")
+        block = np.ix_(rows, cols)
+        self.words[block] = values
+        self.mirror[block] = values
+
+    def select_rows(self, selector) -> np.ndarray:
+        """``select_sum(selector, words)``: (..., K) selector, (..., N) int64 sums, no conversion of the words."""
+        selector = np.asarray(selector)
+        if selector.ndim < 1 or selector.shape[-1] != self.words.shape[0]:
+            raise ValueError(f"select_rows takes a (..., {self.words.shape[0]}) selector, not {selector.shape}")
+        check_selector(selector)
+        check_float64_exact(self.words.shape[0], self.word_bits, "MirroredWords.select_rows")
+        return (selector.astype(np.float64) @ self.mirror).astype(np.int64)
+
+    def select_columns(self, selector, columns) -> np.ndarray:
+        """``select_sum(selector, words[:, columns].T)``: selector (..., C) over the C given columns,
+        (..., K) int64 sums."""
+        selector, columns = np.asarray(selector), np.asarray(columns, dtype=np.intp)
+        if columns.ndim != 1 or selector.ndim < 1 or selector.shape[-1] != columns.shape[0]:
+            raise ValueError(f"select_columns takes a (..., C) selector and C columns, not {selector.shape} "
+                             f"and {columns.shape}")
+        check_selector(selector)
+        check_float64_exact(columns.shape[0], self.word_bits, "MirroredWords.select_columns")
+        return (selector.astype(np.float64) @ self.mirror[:, columns].T).astype(np.int64)
 
 
 def _scatter_operands(index, terms) -> tuple[np.ndarray, np.ndarray]:

@@ -7,6 +7,7 @@ import numpy as np
 from . import desire, desire_float
 from .data import INPUT_SIZES, input_pixels
 from .desire_config import DesireConfig, parse_topology
+from .fixedpoint import MirroredWords
 
 RULES = ("desire", "stidi")
 ARITHMETICS = ("fixed", "float")
@@ -38,14 +39,20 @@ class DesireLearner:
     def train_samples(self, images, labels, first_step: int, epoch: int) -> np.ndarray:
         pixels = self._pixels(images)
         correct = np.zeros(len(pixels), dtype=bool)
+        if self.arith == "fixed":
+            # float64 copies of the weights for the exact sums, converted once per call instead of per sum;
+            # they live only during this call, so nothing else can change the weights behind them.
+            mirrored = [MirroredWords(w, self.cfg.weight_bits) for w in self.weights]
         for k, (x, y) in enumerate(zip(pixels, labels)):
             if self.arith == "fixed":
-                self.weights, counts = desire.train_sample(self.cfg, self.weights, x, int(y), first_step + k, epoch,
-                                                           in_place=True)
+                mirrored, counts = desire.train_sample(self.cfg, mirrored, x, int(y), first_step + k, epoch,
+                                                       in_place=True)
             else:
                 self.weights, counts = desire_float.train_sample_float(
                     self.cfg, self.float_settings, self.weights, x, int(y), first_step + k, epoch)
             correct[k] = desire.classify(counts) == y
+        if self.arith == "fixed":
+            self.weights = [m.words for m in mirrored]              # the same arrays, updated in place
         return correct
 
     def output_counts(self, images) -> np.ndarray:

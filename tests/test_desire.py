@@ -192,3 +192,64 @@ def test_trace_records_every_phase_and_final_weights():
 
 def test_classify_counts_ties_as_wrong():
     assert desire.classify(np.array([[1, 5, 2], [3, 3, 0], [0, 0, 0]])).tolist() == [1, -1, -1]
+
+
+# ------------------------------------------------------------------------------------------------
+# Speed paths: the float64 weight copy (MirroredWords) gives the same bits as plain int64 arrays
+# ------------------------------------------------------------------------------------------------
+
+MIRROR_CASES = {"784-24-10": (24, dict(topology=(784, 24, 10))),
+                "196-20-12-10-pow2-stochastic": (16, dict(topology=(196, 20, 12, 10), error_mode="pow2",
+                                                          rounding="stochastic")),
+                "784-16-10-saturating": (8, dict(topology=(784, 16, 10), lr_shift=1))}
+
+
+@pytest.mark.parametrize("case", MIRROR_CASES)
+def test_mirrored_weights_train_to_the_same_bits_and_stay_equal_to_their_copy(case):
+    from mfsnn.golden.data import input_pixels, load_dataset
+    from mfsnn.golden.fixedpoint import MirroredWords
+
+    weight_bits, settings = MIRROR_CASES[case]
+    cfg = DesireConfig.for_weight_bits(weight_bits, seed=4, **settings)
+    data = load_dataset("builtin").train
+    pixels, labels = input_pixels(data.images[:40], cfg.topology[0]), data.labels[:40]
+    plain = desire.init_weights(cfg)
+    mirrored = [MirroredWords(w.copy(), cfg.weight_bits) for w in plain]
+    for step, (x, y) in enumerate(zip(pixels, labels)):
+        expected, got = Trace(), Trace()
+        plain, counts = desire.train_sample(cfg, plain, x, int(y), step, 0, trace=expected)
+        mirrored, mirrored_counts = desire.train_sample(cfg, mirrored, x, int(y), step, 0, trace=got,
+                                                        in_place=True)
+        assert list(expected) == list(got)
+        assert all(np.array_equal(expected[key], got[key]) for key in expected), step
+        assert np.array_equal(counts, mirrored_counts)
+    for w, m in zip(plain, mirrored):
+        assert np.array_equal(m.words, w)
+        assert np.array_equal(m.mirror, w.astype(np.float64))       # the copy still holds the same values
+    assert any(not np.array_equal(w, w0) for w, w0 in zip(plain, desire.init_weights(cfg)))
+
+
+def test_learner_trains_the_same_bits_as_train_sample_on_arrays():
+    from mfsnn.golden.data import input_pixels, load_dataset
+    from mfsnn.golden.learners import make_learner
+
+    data = load_dataset("builtin").train
+    learner = make_learner("desire", "fixed", "784-24-10", seed=6)
+    weights = [w.copy() for w in learner.weights]
+    arrays = learner.weights
+    hits = np.concatenate([learner.train_samples(data.images[lo:lo + 16], data.labels[lo:lo + 16], lo, 0)
+                           for lo in (0, 16)])
+    for step, (x, y) in enumerate(zip(input_pixels(data.images[:32], 784), data.labels[:32])):
+        weights, counts = desire.train_sample(learner.cfg, weights, x, int(y), step, 0)
+        assert hits[step] == (desire.classify(counts) == y)
+    assert all(a is b for a, b in zip(learner.weights, arrays))     # updated in place, as before
+    assert all(np.array_equal(a, b) for a, b in zip(learner.weights, weights))
+
+
+def test_mirrored_weights_are_only_updated_in_place():
+    from mfsnn.golden.fixedpoint import MirroredWords
+
+    cfg = DesireConfig(topology=(1, 1), time_steps=2, error_margin=0, **TINY)
+    with pytest.raises(ValueError, match="in_place=True"):
+        desire.update_layer(cfg, MirroredWords(np.zeros((1, 1), np.int64), 8), np.ones((2, 1), np.uint8),
+                            np.ones((2, 1), np.int64), np.array([True]), np.array([True]), np.array([True]), 0, 0, 1)

@@ -17,6 +17,7 @@ entry fails too:
 """
 
 import ast
+import functools
 import inspect
 import textwrap
 
@@ -32,7 +33,10 @@ DATAPATH_FUNCTIONS = {
 }
 #: The guarded float64 fast paths of fixedpoint.py and what each may do; each must call
 #: ``check_float64_exact`` before it.
-FAST_PATHS = {"select_sum": {"float64", "MatMult"}, "scatter_sum": {"float64", "weighted bincount"}}
+FAST_PATHS = {"select_sum": {"float64", "MatMult"}, "scatter_sum": {"float64", "weighted bincount"},
+              "MirroredWords.__init__": {"float64"},          # the float64 copy of the words, made once
+              "MirroredWords.select_rows": {"float64", "MatMult"},
+              "MirroredWords.select_columns": {"float64", "MatMult"}}
 #: (module, function, stripped source line) of shape arithmetic on Python ints.
 SHAPE_ARITHMETIC = {
     ("stidi", "_StidiLearner.keep_mask", "n = int(np.prod(shape))"),     # element count of the mask
@@ -144,7 +148,7 @@ def test_every_listed_function_exists():
 
 def test_fast_paths_check_the_float64_bound_before_any_float():
     for function in FAST_PATHS:
-        source = textwrap.dedent(inspect.getsource(getattr(fixedpoint, function)))
+        source = textwrap.dedent(inspect.getsource(functools.reduce(getattr, function.split("."), fixedpoint)))
         checks = [node.lineno for node in ast.walk(ast.parse(source)) if isinstance(node, ast.Call)
                   and getattr(node.func, "id", None) == "check_float64_exact"]
         first_float = min(lineno for _, lineno, _ in scan(source).found)

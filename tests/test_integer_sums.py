@@ -14,8 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from mfsnn.golden.fixedpoint import (FLOAT64_EXACT, scatter_sum, scatter_sum_reference, select_sum,
-                                     select_sum_reference, sum_bound)
+from mfsnn.golden.fixedpoint import (FLOAT64_EXACT, MirroredWords, scatter_sum, scatter_sum_reference,
+                                     select_sum, select_sum_reference, sum_bound)
 
 HYP = settings(max_examples=300, deadline=None, derandomize=True)
 SELECTOR_VALUES = {np.bool_: st.booleans(), np.uint8: st.integers(0, 1), np.int8: st.integers(-1, 1),
@@ -229,3 +229,73 @@ except {error} as caught:
     run = subprocess.run([sys.executable, "-O", "-c", script], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == f"raised {error}"
+
+
+# ------------------------------------------------------------------------------------------------
+# MirroredWords: the words' float64 copy, kept equal by assign; its sums equal select_sum_reference
+# ------------------------------------------------------------------------------------------------
+
+@st.composite
+def mirrored_cases(draw):
+    """(words, bits, row selector, columns, column selector, assignments) with the 2**53 bound holding."""
+    bits = draw(st.integers(1, 54))
+    limit = min(8, FLOAT64_EXACT >> (bits - 1))
+    rows, cols = draw(st.integers(0, limit)), draw(st.integers(0, limit))
+    words = draw(hnp.arrays(np.int64, (rows, cols), elements=words_of(bits)))
+    dtype = draw(st.sampled_from(list(SELECTOR_VALUES)))
+    batch = tuple(draw(st.lists(st.integers(0, 3), max_size=2)))
+    row_selector = draw(hnp.arrays(dtype, batch + (rows,), elements=SELECTOR_VALUES[dtype]))
+    columns = np.array(draw(st.lists(st.integers(0, cols - 1), max_size=limit)) if cols else [], dtype=np.int64)
+    column_selector = draw(hnp.arrays(dtype, batch + (len(columns),), elements=SELECTOR_VALUES[dtype]))
+    assignments = []
+    for _ in range(draw(st.integers(0, 3)) if rows and cols else 0):
+        r = np.unique(draw(st.lists(st.integers(0, rows - 1), min_size=1, max_size=rows)))
+        c = np.unique(draw(st.lists(st.integers(0, cols - 1), min_size=1, max_size=cols)))
+        assignments.append((r, c, draw(hnp.arrays(np.int64, (len(r), len(c)), elements=words_of(bits)))))
+    return words, bits, row_selector, columns, column_selector, assignments
+
+
+@HYP
+@given(mirrored_cases())
+def test_mirrored_words_sum_like_their_integer_definition_after_any_assignments(case):
+    words, bits, row_selector, columns, column_selector, assignments = case
+    expected = words.copy()
+    mirrored = MirroredWords(words, bits)
+    assert mirrored.words is words                                     # the caller's array, not a copy
+    for rows, cols, values in assignments:
+        mirrored.assign(rows, cols, values)
+        expected[np.ix_(rows, cols)] = values
+    assert np.array_equal(words, expected)
+    assert np.array_equal(mirrored.mirror, words.astype(np.float64))    # the copy holds the same values
+    assert np.array_equal(mirrored.select_rows(row_selector), select_sum_reference(row_selector, words))
+    assert np.array_equal(mirrored.select_columns(column_selector, columns),
+                          select_sum_reference(column_selector, words[:, columns].T))
+
+
+def test_mirrored_words_refuse_what_float64_cannot_hold_exactly():
+    with pytest.raises(OverflowError, match="MirroredWords"):
+        MirroredWords(np.zeros((1, 1), np.int64), 55)                  # a 55-bit word is not a float64
+    with pytest.raises(OverflowError, match="beyond 8 bits"):
+        MirroredWords(np.array([[128]]), 8)
+    mirrored = MirroredWords(np.zeros((2, 2), np.int64), 8)
+    with pytest.raises(OverflowError, match="beyond 8 bits"):
+        mirrored.assign([0], [1], [[-129]])
+    assert not mirrored.words.any() and not mirrored.mirror.any()      # refused: neither copy changed
+    with pytest.raises(OverflowError, match="select_rows: 3 terms of 53-bit"):
+        MirroredWords(np.zeros((3, 1), np.int64), 53).select_rows(np.ones(3, np.int8))
+    with pytest.raises(OverflowError, match="select_columns: 3 terms of 53-bit"):
+        MirroredWords(np.zeros((1, 4), np.int64), 53).select_columns(np.ones(3, np.int8), [0, 1, 2])
+    with pytest.raises(TypeError, match="2-D int64 array"):
+        MirroredWords(np.zeros((1, 1), np.int32), 8)
+
+
+def test_mirrored_words_check_their_selectors():
+    mirrored = MirroredWords(np.full((2, 2), 5, np.int64), 8)
+    with pytest.raises(ValueError, match="a selector holds only -1, 0 and \\+1, not 2"):
+        mirrored.select_rows(np.array([2, 0], np.uint8))
+    with pytest.raises(ValueError, match="a selector holds only -1, 0 and \\+1, not -2"):
+        mirrored.select_columns(np.array([-2], np.int8), [1])
+    with pytest.raises(ValueError, match="\\(\\.\\.\\., 2\\) selector"):
+        mirrored.select_rows(np.ones(3, np.int8))
+    with pytest.raises(ValueError, match="C columns"):
+        mirrored.select_columns(np.ones(2, np.int8), [0])
