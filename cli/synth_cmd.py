@@ -65,11 +65,20 @@ def _validate(args):
         raise _OptionError(f"--clock-mhz must be in (0, 1000], not {args.clock_mhz:g}")
     if Path(args.out).exists() and not Path(args.out).is_dir():
         raise _OptionError(f"--out {args.out} exists and is not a directory")
+    # each step names the option it checks
+    for option, check in (("--topology", lambda: parse_topology(args.topology)),
+                          ("--weight-bits", lambda: DesireConfig.for_weight_bits(args.weight_bits)),
+                          ("--parallelism", lambda: CoreParams(DesireConfig(), args.parallelism))):
+        try:
+            check()
+        except (ValueError, TypeError) as error:
+            raise _OptionError(f"{option}: {error}") from None
     try:
         cfg = DesireConfig.for_weight_bits(args.weight_bits, topology=parse_topology(args.topology))
         params = CoreParams(cfg, args.parallelism)
     except (ValueError, TypeError) as error:
-        raise _OptionError(str(error)) from None
+        raise _OptionError(f"--topology {args.topology} --weight-bits {args.weight_bits} "
+                           f"--parallelism {args.parallelism}: {error}") from None
     return params, BOARDS[args.board]
 
 
