@@ -135,6 +135,12 @@ def input_trace(cfg: DesireConfig, pixels, mask=None) -> np.ndarray:
     return np.swapaxes(table, -1, -2)
 
 
+#: ``forward`` runs one sample in a single loop over the steps (``_forward_steps``) while layers 2..L
+#: hold at most this many weights: it sums their inputs per step in int64, which beats one product per
+#: layer over all steps (``_forward_layers``) only while those sums are small. Both give the same bits.
+STEPWISE_MAX_WORDS = 1 << 16
+
+
 def forward(cfg: DesireConfig, weights, input_spikes, masks=None, train: bool = False,
             first_trace=None) -> Forward:
     """All T steps of all layers.
@@ -148,10 +154,34 @@ def forward(cfg: DesireConfig, weights, input_spikes, masks=None, train: bool = 
     can run in parallel in hardware. ``masks`` None means keep everything (inference).
     ``weights`` are int64 arrays or ``MirroredWords`` (same sums, without converting the words each call).
     ``first_trace`` may supply layer 1's trace precomputed by ``input_trace`` (same values, faster).
+    One sample of a small network runs all layers in one loop over the steps, anything else layer by
+    layer: two schedules of the same sums (tests/test_desire.py checks they agree).
     """
-    spikes = [np.asarray(input_spikes, dtype=np.uint8)]
+    input_spikes = np.asarray(input_spikes, dtype=np.uint8)
     if masks is not None:
-        spikes[0] = spikes[0] & masks[0].astype(np.uint8)
+        input_spikes = input_spikes & masks[0].astype(np.uint8)
+    if input_spikes.ndim == 2 and sum(_words(w).size for w in weights[1:]) <= STEPWISE_MAX_WORDS:
+        result = _forward_steps(cfg, weights, input_spikes, masks, train, first_trace)
+        if result is not None:
+            return result
+    return _forward_layers(cfg, weights, input_spikes, masks, train, first_trace)
+
+
+def _saturation_free(cfg: DesireConfig, largest: int) -> bool:
+    """True when no membrane fed currents of magnitude <= ``largest`` can reach the VBITS limits.
+
+    |V| <= 2**DS (max|I| + 1) for any input sequence (decay keeps <= (1 - 2**-DS) |V| plus one LSB and
+    the reset only moves V towards 0): when that fits, saturation is the identity and is skipped.
+    """
+    return ((largest + 1) << cfg.decay_shift) <= (1 << (cfg.membrane_bits - 1)) - 1
+
+
+def _forward_layers(cfg: DesireConfig, weights, input_spikes, masks, train: bool, first_trace) -> Forward:
+    """``forward`` layer by layer: each layer's currents of all T steps in one product, then its steps.
+
+    Takes any leading batch axes. ``input_spikes`` are already masked.
+    """
+    spikes = [input_spikes]
     v, counts, traces = [None], [spikes[0].sum(axis=-2, dtype=np.int64)], [None]
     for layer in range(1, cfg.layers + 1):
         inputs = _layer_input(cfg, spikes, layer)
@@ -159,26 +189,23 @@ def forward(cfg: DesireConfig, weights, input_spikes, masks=None, train: bool = 
         active = np.flatnonzero(inputs.reshape(-1, inputs.shape[-1]).any(axis=0))
         currents = _column_sums(cfg, weights[layer - 1], inputs[..., active], active)
         threshold = cfg.train_threshold(layer) if train else cfg.theta
-        keep = masks[layer] if masks is not None else True
-        # |V| <= 2**DS (max|I| + 1) for any input sequence (decay keeps <= (1 - 2**-DS) |V| plus one
-        # LSB and the reset only moves V towards 0): when that fits, saturation is the identity and
-        # is skipped.
-        largest = int(np.abs(currents).max()) if currents.size else 0
-        saturating = ((largest + 1) << cfg.decay_shift) > (1 << (cfg.membrane_bits - 1)) - 1
+        # A dropped neuron never spikes: its firing level is one above the largest membrane value.
+        limit = threshold if masks is None else np.where(masks[layer], threshold, 1 << (cfg.membrane_bits - 1))
+        saturating = currents.size and not _saturation_free(cfg, int(np.abs(currents).max()))
         step_currents = np.moveaxis(currents, -2, 0)                # time-major views, (T, ..., N_l)
-        vm = np.zeros(step_currents.shape[1:], dtype=np.int64)
         v_out = np.empty(step_currents.shape, dtype=np.int64)
         s_out = np.empty(step_currents.shape, dtype=bool)
+        previous = np.zeros(step_currents.shape[1:], dtype=np.int64)
         for t in range(cfg.time_steps):
-            vm -= vm >> cfg.decay_shift
+            vm = v_out[t]
+            np.right_shift(previous, cfg.decay_shift, out=vm)
+            np.subtract(previous, vm, out=vm)
             vm += step_currents[t]
             if saturating:
-                vm = saturate(vm, cfg.membrane_bits)
-            fire = np.greater_equal(vm, threshold, out=s_out[t])
-            if keep is not True:
-                fire &= keep
+                vm[...] = saturate(vm, cfg.membrane_bits)
+            fire = np.greater_equal(vm, limit, out=s_out[t])
             np.subtract(vm, threshold, out=vm, where=fire)
-            v_out[t] = vm
+            previous = vm
         v_out, s_out = np.moveaxis(v_out, 0, -2), np.moveaxis(s_out.view(np.uint8), 0, -2)
         v.append(v_out)
         spikes.append(s_out)
@@ -189,6 +216,73 @@ def forward(cfg: DesireConfig, weights, input_spikes, masks=None, train: bool = 
             traces.append(first_trace)
         else:
             traces.append(_trace(cfg, inputs))
+    return Forward(v, spikes, counts, traces)
+
+
+def _forward_steps(cfg: DesireConfig, weights, input_spikes, masks, train: bool, first_trace):
+    """``forward`` of one sample (``input_spikes`` (T, N0), masked) with all layers in one loop over the steps.
+
+    The state is one vector: the membranes of layers 1..L and, when training, the traces of the inputs
+    of layers 2..L, which decay the same way (x - (x >> DS)). Each step decays it, adds the step's
+    drive, fires and resets. The drive is layer 1's currents (all steps in one product, as in
+    ``_forward_layers``), and for layer l >= 2 at step t+1: the int64 sum of W_l's columns of the
+    layer-(l-1) neurons that spiked at step t, and those spikes << FX for its trace. Returns None when
+    a membrane could saturate (``_saturation_free`` fails for the largest current), leaving that rare
+    case to ``_forward_layers``.
+    """
+    sizes, steps, L = cfg.topology, cfg.time_steps, cfg.layers
+    ends = np.cumsum(sizes[1:]).tolist()                     # layer l's membranes: [ends[l-2], ends[l-1])
+    membranes = ends[-1]
+    layer_slice = [None] + [slice(end - size, end) for size, end in zip(sizes[1:], ends)]
+    arrival_slice = [None, None]                                  # layer l's trace entries, l >= 2
+    width = membranes
+    for layer in range(2, L + 1):
+        arrival_slice.append(slice(width, width + sizes[layer - 1]) if train else None)
+        width += sizes[layer - 1] if train else 0
+    drive = np.zeros((steps, width), dtype=np.int64)
+    active = np.flatnonzero(input_spikes.any(axis=0))
+    drive[:, layer_slice[1]] = _column_sums(cfg, weights[0], input_spikes[:, active], active)
+    threshold = np.empty(membranes, dtype=np.int64)
+    limit = np.empty(membranes, dtype=np.int64)
+    for layer in range(1, L + 1):
+        threshold[layer_slice[layer]] = cfg.train_threshold(layer) if train else cfg.theta
+        # A dropped neuron never spikes: its firing level is one above the largest membrane value.
+        limit[layer_slice[layer]] = threshold[layer_slice[layer]] if masks is None else np.where(
+            masks[layer], threshold[layer_slice[layer]], 1 << (cfg.membrane_bits - 1))
+    # W_l transposed (a copy, rows = inputs), so that selecting the inputs that spiked takes whole rows
+    deeper = [(np.ascontiguousarray(_words(weights[layer - 1]).T), layer_slice[layer - 1], layer_slice[layer],
+               arrival_slice[layer]) for layer in range(2, L + 1)]
+    state = np.empty((steps, width), dtype=np.int64)
+    fired = np.empty((steps, membranes), dtype=bool)
+    previous = np.zeros(width, dtype=np.int64)
+    for t in range(steps):
+        now = state[t]
+        np.right_shift(previous, cfg.decay_shift, out=now)
+        np.subtract(previous, now, out=now)
+        now += drive[t]
+        v = now[:membranes]
+        fire = np.greater_equal(v, limit, out=fired[t])
+        np.subtract(v, threshold, out=v, where=fire)
+        if t + 1 < steps:
+            following = drive[t + 1]
+            for inputs_words, source, current, arrival in deeper:
+                below = fire[source]
+                np.add.reduce(inputs_words.take(below.nonzero()[0], axis=0), axis=0, out=following[current])
+                if arrival is not None:
+                    np.left_shift(below, cfg.trace_frac_bits, out=following[arrival], dtype=np.int64)
+        previous = now
+    if not _saturation_free(cfg, int(np.abs(drive[:, :membranes]).max())):
+        return None
+    raster = fired.view(np.uint8)
+    all_counts = raster.sum(axis=0, dtype=np.int64)
+    v, spikes, counts = [None], [input_spikes], [input_spikes.sum(axis=0, dtype=np.int64)]
+    traces = [None, None if not train else first_trace if first_trace is not None else _trace(cfg, input_spikes)]
+    for layer in range(1, L + 1):
+        v.append(state[:, layer_slice[layer]])
+        spikes.append(raster[:, layer_slice[layer]])
+        counts.append(all_counts[layer_slice[layer]])
+        if layer >= 2:
+            traces.append(state[:, arrival_slice[layer]] if train else None)
     return Forward(v, spikes, counts, traces)
 
 

@@ -253,3 +253,49 @@ def test_mirrored_weights_are_only_updated_in_place():
     with pytest.raises(ValueError, match="in_place=True"):
         desire.update_layer(cfg, MirroredWords(np.zeros((1, 1), np.int64), 8), np.ones((2, 1), np.uint8),
                             np.ones((2, 1), np.int64), np.array([True]), np.array([True]), np.array([True]), 0, 0, 1)
+
+
+def _random_case(rng, saturating: bool):
+    """(cfg, weights, masked input spikes, masks, train) of a random 1..3-layer network."""
+    bits = int(rng.choice([8, 12, 16, 24]))
+    if saturating:      # many inputs at the largest weights: membranes reach the VBITS limits
+        sizes = (int(rng.integers(300, 785)),) + tuple(int(n) for n in rng.integers(150, 300, rng.integers(1, 3)))
+    else:
+        sizes = tuple(int(n) for n in rng.integers(1, 40, rng.integers(2, 5)))
+    cfg = DesireConfig.for_weight_bits(bits, topology=sizes, seed=int(rng.integers(0, 1 << 16)))
+    hi = (1 << (bits - 1)) - 1
+    weights = [rng.integers(-hi - 1, hi + 1, (after, before)) if not saturating else
+               np.where(rng.random((after, 1)) < 0.5, hi, -hi - 1).repeat(before, axis=1)    # rows of one sign
+               for before, after in zip(sizes, sizes[1:])]
+    train = bool(rng.integers(0, 2))
+    masks = desire.dropout_masks(cfg, int(rng.integers(0, 1000))) if train else None
+    spikes = desire.encode(cfg, rng.integers(0, 256, sizes[0]).astype(np.uint8))
+    if masks is not None:
+        spikes = spikes & masks[0].astype(np.uint8)
+    return cfg, weights, spikes, masks, train
+
+
+def _same_forward(a, b):
+    for field in ("v", "spikes", "counts", "traces"):
+        for x, y in zip(getattr(a, field), getattr(b, field), strict=True):
+            assert (x is None) == (y is None), field
+            assert x is None or (x.dtype == y.dtype and np.array_equal(x, y)), field
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_one_loop_over_the_steps_equals_layer_by_layer(seed):
+    # _forward_steps (all layers per step, int64 sums of the spiking columns) is a second schedule of
+    # the same spec as _forward_layers (one product per layer over all steps): same Forward, bit for bit.
+    cfg, weights, spikes, masks, train = _random_case(np.random.default_rng(seed), saturating=False)
+    stepwise = desire._forward_steps(cfg, weights, spikes, masks, train, None)
+    assert stepwise is not None
+    _same_forward(stepwise, desire._forward_layers(cfg, weights, spikes, masks, train, None))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_one_loop_over_the_steps_leaves_saturating_membranes_to_the_layer_path(seed):
+    cfg, weights, spikes, masks, train = _random_case(np.random.default_rng(seed), saturating=True)
+    assert desire._forward_steps(cfg, weights, spikes, masks, train, None) is None
+    layered = desire._forward_layers(cfg, weights, spikes, masks, train, None)
+    assert (layered.v[1] == -(1 << (cfg.membrane_bits - 1))).any()     # the negative rows do saturate
+    _same_forward(desire.forward(cfg, weights, spikes, masks, train), layered)
