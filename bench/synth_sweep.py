@@ -121,6 +121,18 @@ def plot(rows: list[dict], front: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def _commit() -> str | None:
+    """The checkout's commit (and whether its rtl/ has uncommitted changes): what was built."""
+    import subprocess
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "rtl", "golden"], cwd=ROOT, capture_output=True,
+                               text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head.stdout.strip() + (" + uncommitted rtl/golden changes" if dirty.stdout.strip() else "")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--topologies", nargs="+", default=["196-64-10"])
@@ -182,6 +194,7 @@ def main(argv=None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({
         "command": shlex.join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
+        "commit": _commit(),
         "scheduler": args.scheduler or f"LocalCluster({args.workers} workers)",
         "wall_seconds": round(time.monotonic() - started, 1),
         "loadavg_start": [round(v, 2) for v in load_start], "loadavg_end": [round(v, 2) for v in os.getloadavg()],
