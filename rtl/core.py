@@ -385,15 +385,27 @@ class DesireCore(wiring.Component):
         for l in range(1, L + 1):
             m.d.sync += nrn_v[l][0].eq(0)
             for n in range(1, neuron_lanes[l].latency):
-                m.d.sync += [nrn_v[l][n].eq(nrn_v[l][n - 1]), nrn_b[l][n].eq(nrn_b[l][n - 1]), nrn_c[l][n].eq(nrn_c[l][n - 1])]
+                m.d.sync += [nrn_v[l][n].eq(nrn_v[l][n - 1]), nrn_b[l][n].eq(nrn_b[l][n - 1]),
+                             nrn_c[l][n].eq(nrn_c[l][n - 1])]
 
         # ---------------- shared data-arrival stages (one cycle after a read was issued) ----------------
-        # forward accumulation: ACC += W_l word
+        # forward accumulation: ACC += W_l word, from a register (a large W is many block RAMs behind
+        # an output multiplexer; that and a carry chain do not fit one cycle)
+        acc_word = Signal(lanes_of(signed(WB)))
+        acc_add = Signal()
         for l in range(1, L + 1):
             with m.If(acc_en[l]):
-                for q in range(P):
-                    m.d.sync += acc[q].eq(acc[q] + W[l][1].data[q])
+                m.d.sync += acc_word.eq(W[l][1].data)
+        m.d.sync += acc_add.eq(Cat(*acc_en.values()).any())
+        with m.If(acc_add):
+            m.d.sync += [acc[q].eq(acc[q] + acc_word[q]) for q in range(P)]
         m.d.sync += [acc_en[l].eq(0) for l in acc_en]
+        for l in range(1, L + 1):
+            # NeuronLanes takes acc one cycle after NEX (its stage 2), when the block's last word is
+            # in; the next block's first word arrives three cycles later at the earliest
+            m.d.comb += [neuron_lanes[l].acc[q].eq(acc[q]) for q in range(P)]
+            with m.If(nrn_v[l][0]):
+                m.d.sync += [acc[q].eq(0) for q in range(P)]
         m.d.sync += [sl_v.eq(0), h1_v.eq(0), h2_v.eq(0), ut1_v.eq(0), u1_v.eq(0)]
         m.d.sync += [v.eq(0) for v in hp_v[:1]]
 
@@ -414,7 +426,7 @@ class DesireCore(wiring.Component):
             return valid_lanes(layer, word_value)
 
         def start_forward():
-            stmts = [t.eq(0), k.eq(0), b.eq(0), bbase.eq(0), ns.eq(0)]
+            stmts = [t.eq(0), k.eq(0), b.eq(0), bbase.eq(0), ns.eq(0), pend.eq(0)]   # SCAN_RD starts with no spikes
             stmts += [tbase[x].eq(0) for x in tbase]
             return stmts
 
@@ -519,15 +531,31 @@ class DesireCore(wiring.Component):
                 nl = neuron_lanes[l]
 
                 with m.State(f"SCAN_RD_{l}"):
-                    if l == 1:
-                        m.d.comb += [pix_r.addr.eq(k), vin_r.addr.eq(k)]
-                        if 0 in MASK:
-                            m.d.comb += MASK[0][1].addr.eq(k)
-                    else:
-                        m.d.comb += R[l - 1][1].addr.eq(tbase[l - 1] - nw + k)
-                    m.d.comb += [X[l][1].addr.eq(tbase[l - 1] - nw + k), EVER[l][1].addr.eq(k)]
-                    m.d.sync += rd_word.eq(k)
-                    m.next = f"SCAN_EX_{l}"
+                    # the spiking inputs of the word scanned last (pend, registered by SCAN_EX) enter
+                    # the spike list one per cycle, and block 0 fetches their weights; only then is the
+                    # next word read. SCAN_EX's combinational spikes never steer the FSM.
+                    with m.If(pend != 0):
+                        bit = Signal(max(lg, 1), name=f"bit{l}")
+                        for q in reversed(range(P)):
+                            with m.If(pend[q]):
+                                m.d.comb += bit.eq(q)
+                        idx_i = (kbase | bit) if lg else kbase
+                        m.d.comb += [sl_w.addr.eq(ns), sl_w.data.eq(idx_i), sl_w.en.eq(1)]
+                        m.d.comb += Wr.addr.eq(idx_i)
+                        m.d.sync += [acc_en[l].eq(1), ns.eq(ns + 1), pend.eq(pend & (pend - 1))]
+                    with m.Elif(k == nw):
+                        m.d.sync += [k.eq(0), b.eq(0), bbase.eq(0)]
+                        m.next = f"NRD_{l}"
+                    with m.Else():
+                        if l == 1:
+                            m.d.comb += [pix_r.addr.eq(k), vin_r.addr.eq(k)]
+                            if 0 in MASK:
+                                m.d.comb += MASK[0][1].addr.eq(k)
+                        else:
+                            m.d.comb += R[l - 1][1].addr.eq(tbase[l - 1] - nw + k)
+                        m.d.comb += [X[l][1].addr.eq(tbase[l - 1] - nw + k), EVER[l][1].addr.eq(k)]
+                        m.d.sync += rd_word.eq(k)
+                        m.next = f"SCAN_EX_{l}"
 
                 with m.State(f"SCAN_EX_{l}"):
                     spikes = Signal(P, name=f"in_spikes{l}")
@@ -544,35 +572,8 @@ class DesireCore(wiring.Component):
                                  EVER[l][2].data.eq(Mux(t == 0, 0, EVER[l][1].data) | spikes)]
                     emit(DebugKind.SCAN, l, t, k << lg, value=[tr.x_next[q] for q in range(P)],
                          aux=[spikes[q] for q in range(P)])
-                    m.d.sync += [pend.eq(spikes), kbase.eq(k << lg)]
-                    last_word = k == nw - 1
-                    with m.If(spikes != 0):
-                        m.next = f"ENUM_{l}"
-                    with m.Elif(last_word):
-                        m.d.sync += [k.eq(0), b.eq(0), bbase.eq(0)]
-                        m.next = f"NRD_{l}"
-                    with m.Else():
-                        m.d.sync += k.eq(k + 1)
-                        m.next = f"SCAN_RD_{l}"
-
-                with m.State(f"ENUM_{l}"):
-                    bit = Signal(max(lg, 1), name=f"bit{l}")
-                    for q in reversed(range(P)):
-                        with m.If(pend[q]):
-                            m.d.comb += bit.eq(q)
-                    idx_i = (kbase | bit) if lg else kbase
-                    m.d.comb += [sl_w.addr.eq(ns), sl_w.data.eq(idx_i), sl_w.en.eq(1)]
-                    m.d.comb += Wr.addr.eq(idx_i)
-                    m.d.sync += [acc_en[l].eq(1), ns.eq(ns + 1)]
-                    rest = pend & (pend - 1)
-                    m.d.sync += pend.eq(rest)
-                    with m.If(rest == 0):
-                        with m.If(k == nw - 1):
-                            m.d.sync += [k.eq(0), b.eq(0), bbase.eq(0)]
-                            m.next = f"NRD_{l}"
-                        with m.Else():
-                            m.d.sync += k.eq(k + 1)
-                            m.next = f"SCAN_RD_{l}"
+                    m.d.sync += [pend.eq(spikes), kbase.eq(k << lg), k.eq(k + 1)]
+                    m.next = f"SCAN_RD_{l}"
 
                 with m.State(f"SLR_{l}"):
                     m.d.sync += cur_l.eq(l)
@@ -593,11 +594,10 @@ class DesireCore(wiring.Component):
 
                 with m.State(f"NEX_{l}"):
                     for q in range(P):
-                        m.d.comb += [nl.v[q].eq(Mux(t == 0, 0, V[l][1].data[q])), nl.acc[q].eq(acc[q])]
+                        m.d.comb += nl.v[q].eq(Mux(t == 0, 0, V[l][1].data[q]))
                     m.d.comb += [nl.keep.eq(mask_word(l, rd_blk)), nl.threshold.eq(th[l])]
                     m.d.sync += [nrn_v[l][0].eq(1), nrn_b[l][0].eq(rd_blk)]
                     m.d.sync += [nrn_c[l][0][q].eq(Mux(t == 0, 0, C[l][1].data[q])) for q in range(P)]
-                    m.d.sync += [acc[q].eq(0) for q in range(P)]   # NeuronLanes took acc in its stage 1
                     with m.If(b == nbo - 1):
                         m.next = f"NDRAIN_{l}"
                     with m.Else():

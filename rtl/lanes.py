@@ -14,8 +14,8 @@ from amaranth.hdl import Const, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["mix32_value", "mix32_pipeline", "MIX32_STAGES", "saturate_value", "Mix32", "EncoderLanes", "TraceLanes", "NeuronLanes",
-           "DesireLanes", "UpdateLanes", "bit_length_value"]
+__all__ = ["mix32_value", "mix32_pipeline", "MIX32_STAGES", "saturate_value", "Mix32", "EncoderLanes",
+           "TraceLanes", "NeuronLanes", "DesireLanes", "UpdateLanes", "bit_length_value"]
 
 
 # Jenkins' mix32, one function per step (adds, xors, constant shifts mod 2**32)
@@ -138,8 +138,10 @@ class NeuronLanes(wiring.Component):
     ``threshold`` is an input so the same lanes serve training and inference thresholds.
 
     Pipelined, one input set per cycle, ``v_next``/``fire`` ``latency`` = 2 cycles after the inputs:
-    stage 1 registers the decayed v (v comes straight from block RAM) and acc, stage 2 the saturated
-    sum; the compare and the reset subtraction run in parallel on the stage-2 register.
+    stage 1 registers the decayed v (v comes straight from block RAM), stage 2 the saturated sum; the
+    compare and the reset subtraction run in parallel on the stage-2 register. ``acc`` is taken one
+    cycle after the other inputs of its set, by stage 2, the first that uses it: the last weight word
+    of a block may still be on its way into the accumulator when v is read.
     """
     latency = 2
 
@@ -166,10 +168,9 @@ class NeuronLanes(wiring.Component):
         for k in range(self.lanes):
             v = self.v[k]
             decayed = Signal(signed(self.membrane_bits + 1), name=f"decayed_{k}")
-            acc1 = Signal(signed(self.acc_bits), name=f"acc1_{k}")
-            m.d.sync += [decayed.eq(v - (v >> self.decay_shift)), acc1.eq(self.acc[k])]
+            m.d.sync += decayed.eq(v - (v >> self.decay_shift))
             v1 = Signal(signed(self.membrane_bits), name=f"v1_{k}")
-            m.d.sync += v1.eq(saturate_value(decayed + acc1, self.membrane_bits))
+            m.d.sync += v1.eq(saturate_value(decayed + self.acc[k], self.membrane_bits))
             fire = (v1 >= th2) & keep2[k]
             m.d.comb += [self.fire[k].eq(fire),
                          self.v_next[k].eq(Mux(fire, v1 - th2, v1))]

@@ -170,12 +170,19 @@ def test_neuron_lanes_saturate_membrane():
     # both edges, then back inside the range: one vector per cycle, so neighbours share the pipeline
     vectors = [(vmax, (1 << 29) - 1, vmin, -(1 << 29)), (vmax, -(1 << 29), vmin, (1 << 29) - 1), (-8, 3, 8, -3)]
 
+    previous = {"vec": None}
+
     def apply(ctx, vec):
-        ctx.set(dut.v[0], vec[0]); ctx.set(dut.acc[0], vec[1])
-        ctx.set(dut.v[1], vec[2]); ctx.set(dut.acc[1], vec[3])
+        if previous["vec"] is not None:   # acc is due one cycle after the rest of its set
+            ctx.set(dut.acc[0], previous["vec"][1]); ctx.set(dut.acc[1], previous["vec"][3])
+        previous["vec"] = vec
+        if vec is None:
+            return
+        ctx.set(dut.v[0], vec[0]); ctx.set(dut.v[1], vec[2])
         ctx.set(dut.keep, 0); ctx.set(dut.threshold, cfg.theta)
 
-    got = run_piped(dut, vectors, apply, lambda ctx: (ctx.get(dut.v_next[0]), ctx.get(dut.v_next[1])))
+    # a trailing None lets the last vector's acc in
+    got = run_piped(dut, vectors + [None], apply, lambda ctx: (ctx.get(dut.v_next[0]), ctx.get(dut.v_next[1])))[:-1]
     assert got == [(vmax, vmin), (vmax - (vmax >> 2) - (1 << 29), vmin - (vmin >> 2) + (1 << 29) - 1), (-6 + 3, 6 - 3)]
 
 
