@@ -341,7 +341,7 @@ def update_layer(cfg: DesireConfig, weights_l, spikes_l, traces_l, care, want, m
       W[j, i] = sat_WBITS(W[j, i] + (want ? mag : -mag))
     Other rows are unchanged, and so are inputs whose trace is 0 at every step (their mag is 0).
     ``in_place`` updates and returns ``weights_l`` itself instead of a copy; a ``MirroredWords`` is
-    always updated in place (words and float64 copy together, ``MirroredWords.assign``).
+    always updated in place (words and float64 copy together, ``MirroredWords.add_saturating``).
     """
     mirrored = isinstance(weights_l, MirroredWords)
     if mirrored and not in_place:
@@ -361,10 +361,10 @@ def update_layer(cfg: DesireConfig, weights_l, spikes_l, traces_l, care, want, m
     else:
         magnitude = (accum + _stochastic_bits(cfg, step, layer, rows, cols, shift)) >> shift
     delta = np.where(want[rows, None], magnitude, -magnitude)
-    block = np.ix_(rows, cols)
     if mirrored:
-        new.assign(rows, cols, saturate(new.words[block] + delta, cfg.weight_bits))
+        new.add_saturating(rows, cols, delta)           # the line below, on both copies of the weights
     else:
+        block = np.ix_(rows, cols)
         new[block] = saturate(new[block] + delta, cfg.weight_bits)
     return new
 
@@ -379,8 +379,9 @@ def train_sample(cfg: DesireConfig, weights, pixels, label: int, step: int, epoc
     weights given as ``MirroredWords`` (in_place only) come back as the same objects, updated.
     """
     masks = dropout_masks(cfg, step)
-    fwd = forward(cfg, weights, encode(cfg, pixels), masks, train=True,
-                  first_trace=input_trace(cfg, pixels, masks[0]))
+    # A dropped pixel never spikes, and neither does a pixel of value 0: the same spikes and trace.
+    kept = np.where(masks[0], np.asarray(pixels, dtype=np.uint8), 0)
+    fwd = forward(cfg, weights, encode(cfg, kept), masks, train=True, first_trace=input_trace(cfg, kept))
     L = cfg.layers
     care, want = [None for _ in range(L + 1)], [None for _ in range(L + 1)]
     care[L], want[L] = output_desire(cfg, fwd.counts[L], label)

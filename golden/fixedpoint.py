@@ -121,37 +121,48 @@ class MirroredWords:
     :func:`select_sum` converts its words to float64 on every call; for a weight matrix summed many
     times per sample that conversion was most of the training time at ``784-1600-800-10``. This object
     converts once and then keeps the copy (``mirror``, Fortran order so that gathering columns copies
-    contiguous memory) equal to ``words``: both change only together, in :meth:`assign`. ``words`` is
+    contiguous memory) equal to ``words``: both change only together, in :meth:`add_saturating`. ``words`` is
     the caller's array itself, not a copy, and nobody else may write to it while the object is in use.
     :meth:`select_rows` and :meth:`select_columns` are :func:`select_sum` on ``words`` and on chosen
     columns of it; their definitions are ``select_sum_reference(selector, words)`` and
     ``select_sum_reference(selector, words[:, columns].T)``. Exact for the same reason: every word
-    is a float64 (checked: ``word_bits`` <= 54, and the words are scanned once here and every block
-    :meth:`assign` writes), and every sum is checked against the 2**53 bound first.
+    is a float64 (checked: ``word_bits`` <= 54, the words are scanned once here and
+    :meth:`add_saturating` writes only saturated words), and every sum is checked against the 2**53
+    bound first.
     """
 
     def __init__(self, words, word_bits: int):
         check_float64_exact(1, word_bits, "MirroredWords")        # one word of word_bits is a float64
-        if not isinstance(words, np.ndarray) or words.dtype != np.int64 or words.ndim != 2:
-            raise TypeError(f"MirroredWords keeps a 2-D int64 array (updated in place), not {type(words).__name__} "
-                            f"{getattr(words, 'dtype', '')}")
+        if (not isinstance(words, np.ndarray) or words.dtype != np.int64 or words.ndim != 2
+                or not words.flags.c_contiguous):
+            raise TypeError(f"MirroredWords keeps a 2-D C-contiguous int64 array (updated in place), not "
+                            f"{type(words).__name__} {getattr(words, 'dtype', '')}")
         if not fits_signed(words, word_bits):
             raise OverflowError(f"MirroredWords: words beyond {word_bits} bits")
         self.words, self.word_bits = words, word_bits
         self.mirror = np.asfortranarray(words, dtype=np.float64)
+        # Flat views and where each row of ``words`` and each column of ``mirror`` starts in them:
+        # add_saturating reads and writes a block through flat indices, faster than np.ix_ indexing.
+        rows, cols = words.shape
+        self._flat_words, self._flat_mirror = words.reshape(-1), self.mirror.T.reshape(-1)
+        self._row_starts = np.arange(0, words.size, cols) if cols else np.zeros(rows, dtype=np.int64)
+        self._col_starts = np.arange(0, words.size, rows) if rows else np.zeros(cols, dtype=np.int64)
 
     @property
     def shape(self) -> tuple[int, int]:
         return self.words.shape
 
-    def assign(self, rows, cols, values) -> None:
-        """``words[np.ix_(rows, cols)] = values`` and the same in the float64 copy: the only writer."""
-        values = np.asarray(values, dtype=np.int64)
-        if not fits_signed(values, self.word_bits):      # else the copy could round where words do not
-            raise OverflowError(f"MirroredWords.assign: values beyond {self.word_bits} bits")
-        block = np.ix_(rows, cols)
-        self.words[block] = values
-        self.mirror[block] = values
+    def add_saturating(self, rows, cols, delta) -> None:
+        """``words[block] = saturate(words[block] + delta, word_bits)`` with ``block = np.ix_(rows, cols)``
+        (distinct rows, distinct cols), and the same words into the float64 copy: the only writer."""
+        delta = np.asarray(delta, dtype=np.int64)
+        rows, cols = np.asarray(rows, dtype=np.intp), np.asarray(cols, dtype=np.intp)
+        if delta.shape != rows.shape + cols.shape:
+            raise ValueError(f"add_saturating takes a ({rows.size}, {cols.size}) delta, not {delta.shape}")
+        flat = self._row_starts[rows][:, None] + cols
+        new = saturate(self._flat_words[flat] + delta, self.word_bits)   # word_bits wide: a float64 too
+        self._flat_words[flat] = new
+        self._flat_mirror[self._col_starts[cols][:, None] + rows] = new.T
 
     def select_rows(self, selector) -> np.ndarray:
         """``select_sum(selector, words)``: (..., K) selector, (..., N) int64 sums, no conversion of the words."""
@@ -160,6 +171,11 @@ class MirroredWords:
             raise ValueError(f"select_rows takes a (..., {self.words.shape[0]}) selector, not {selector.shape}")
         check_selector(selector)
         check_float64_exact(self.words.shape[0], self.word_bits, "MirroredWords.select_rows")
+        used = np.flatnonzero(selector.any(axis=tuple(range(selector.ndim - 1))))     # rows any selector takes
+        if used.size <= self.words.shape[0] >> 2:
+            # Few rows selected (the hidden desire of a big layer): converting just those rows of the
+            # int64 words reads far less memory than a product over the whole copy. Same terms.
+            return (selector[..., used].astype(np.float64) @ self.words[used].astype(np.float64)).astype(np.int64)
         return (selector.astype(np.float64) @ self.mirror).astype(np.int64)
 
     def select_columns(self, selector, columns) -> np.ndarray:

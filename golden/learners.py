@@ -31,7 +31,7 @@ class DesireLearner:
             if arith == "float":
                 weights = [w / float(cfg.theta) for w in weights]
         dtype = np.int64 if arith == "fixed" else np.float64
-        self.weights = [np.asarray(w, dtype=dtype) for w in weights]
+        self.weights = [np.ascontiguousarray(w, dtype=dtype) for w in weights]    # C order: MirroredWords
 
     def _pixels(self, images):
         return input_pixels(images, self.cfg.topology[0])

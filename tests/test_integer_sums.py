@@ -247,24 +247,27 @@ def mirrored_cases(draw):
     row_selector = draw(hnp.arrays(dtype, batch + (rows,), elements=SELECTOR_VALUES[dtype]))
     columns = np.array(draw(st.lists(st.integers(0, cols - 1), max_size=limit)) if cols else [], dtype=np.int64)
     column_selector = draw(hnp.arrays(dtype, batch + (len(columns),), elements=SELECTOR_VALUES[dtype]))
-    assignments = []
+    updates = []         # deltas up to twice the word range: some saturate, some do not
     for _ in range(draw(st.integers(0, 3)) if rows and cols else 0):
         r = np.unique(draw(st.lists(st.integers(0, rows - 1), min_size=1, max_size=rows)))
         c = np.unique(draw(st.lists(st.integers(0, cols - 1), min_size=1, max_size=cols)))
-        assignments.append((r, c, draw(hnp.arrays(np.int64, (len(r), len(c)), elements=words_of(bits)))))
-    return words, bits, row_selector, columns, column_selector, assignments
+        updates.append((r, c, draw(hnp.arrays(np.int64, (len(r), len(c)), elements=words_of(min(bits + 1, 54))))))
+    return words, bits, row_selector, columns, column_selector, updates
 
 
 @HYP
 @given(mirrored_cases())
-def test_mirrored_words_sum_like_their_integer_definition_after_any_assignments(case):
-    words, bits, row_selector, columns, column_selector, assignments = case
+def test_mirrored_words_sum_like_their_integer_definition_after_any_updates(case):
+    words, bits, row_selector, columns, column_selector, updates = case
     expected = words.copy()
     mirrored = MirroredWords(words, bits)
     assert mirrored.words is words                                     # the caller's array, not a copy
-    for rows, cols, values in assignments:
-        mirrored.assign(rows, cols, values)
-        expected[np.ix_(rows, cols)] = values
+    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    for rows, cols, delta in updates:
+        mirrored.add_saturating(rows, cols, delta)
+        block = np.ix_(rows, cols)
+        expected[block] = [[min(max(int(w) + int(d), lo), hi) for w, d in zip(*pair)]
+                           for pair in zip(expected[block], delta)]
     assert np.array_equal(words, expected)
     assert np.array_equal(mirrored.mirror, words.astype(np.float64))    # the copy holds the same values
     assert np.array_equal(mirrored.select_rows(row_selector), select_sum_reference(row_selector, words))
@@ -278,15 +281,18 @@ def test_mirrored_words_refuse_what_float64_cannot_hold_exactly():
     with pytest.raises(OverflowError, match="beyond 8 bits"):
         MirroredWords(np.array([[128]]), 8)
     mirrored = MirroredWords(np.zeros((2, 2), np.int64), 8)
-    with pytest.raises(OverflowError, match="beyond 8 bits"):
-        mirrored.assign([0], [1], [[-129]])
-    assert not mirrored.words.any() and not mirrored.mirror.any()      # refused: neither copy changed
+    mirrored.add_saturating([0], [1], [[-1000]])                       # saturates in both copies
+    assert mirrored.words.tolist() == [[0, -128], [0, 0]] and mirrored.mirror.tolist() == [[0, -128], [0, 0]]
     with pytest.raises(OverflowError, match="select_rows: 3 terms of 53-bit"):
         MirroredWords(np.zeros((3, 1), np.int64), 53).select_rows(np.ones(3, np.int8))
     with pytest.raises(OverflowError, match="select_columns: 3 terms of 53-bit"):
         MirroredWords(np.zeros((1, 4), np.int64), 53).select_columns(np.ones(3, np.int8), [0, 1, 2])
-    with pytest.raises(TypeError, match="2-D int64 array"):
+    with pytest.raises(TypeError, match="2-D C-contiguous int64 array"):
         MirroredWords(np.zeros((1, 1), np.int32), 8)
+    with pytest.raises(TypeError, match="2-D C-contiguous int64 array"):
+        MirroredWords(np.zeros((2, 3), np.int64).T, 8)                 # assign writes through a flat view
+    with pytest.raises(ValueError, match="add_saturating takes a \\(1, 2\\) delta"):
+        mirrored.add_saturating([0], [0, 1], [[1]])
 
 
 def test_mirrored_words_check_their_selectors():
@@ -299,3 +305,15 @@ def test_mirrored_words_check_their_selectors():
         mirrored.select_rows(np.ones(3, np.int8))
     with pytest.raises(ValueError, match="C columns"):
         mirrored.select_columns(np.ones(2, np.int8), [0])
+
+
+@pytest.mark.parametrize("used", [0, 1, 2, 3, 16])
+def test_mirrored_row_sums_over_few_rows_or_many_are_the_same_sums(used):
+    # select_rows converts only the selected rows when they are at most a quarter of them (here 4 of 16).
+    rng = np.random.default_rng(used)
+    words = rng.integers(-(1 << 23), 1 << 23, (16, 5))
+    selector = np.zeros((2, 3, 16), np.int8)
+    rows = rng.choice(16, used, replace=False)
+    selector[..., rows] = rng.integers(-1, 2, (2, 3, used))
+    selector[0, 0, rows] = 1                                            # every chosen row is used
+    assert np.array_equal(MirroredWords(words, 24).select_rows(selector), select_sum_reference(selector, words))
