@@ -24,8 +24,9 @@ __all__ = [
 
 
 @lru_cache(maxsize=None)
-def _encoder_tables(cfg: DesireConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Per pixel value (256 rows): its spike raster (256, T) and the trace of that raster (256, T).
+def _encoder_tables(cfg: DesireConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per pixel value (256 rows): its spike raster (256, T), the trace of that raster (256, T) and
+    whether it spikes at all in T steps (256,).
 
     Built by running the coder and the trace recurrence themselves, so a lookup is the same function.
     """
@@ -38,8 +39,9 @@ def _encoder_tables(cfg: DesireConfig) -> tuple[np.ndarray, np.ndarray]:
         vin = np.where(spike, vin - cfg.pixel_max, vin)
         spikes[t] = spike
     raster, trace = spikes.T.copy(), _trace(cfg, spikes).T.copy()
-    raster.flags.writeable = trace.flags.writeable = False
-    return raster, trace
+    spiking = raster.any(axis=1)
+    raster.flags.writeable = trace.flags.writeable = spiking.flags.writeable = False
+    return raster, trace, spiking
 
 
 def encode(cfg: DesireConfig, pixels) -> np.ndarray:
@@ -160,8 +162,15 @@ def forward(cfg: DesireConfig, weights, input_spikes, masks=None, train: bool = 
     input_spikes = np.asarray(input_spikes, dtype=np.uint8)
     if masks is not None:
         input_spikes = input_spikes & masks[0].astype(np.uint8)
+    return _forward_masked(cfg, weights, input_spikes, masks, train, first_trace)
+
+
+def _forward_masked(cfg: DesireConfig, weights, input_spikes, masks, train: bool, first_trace,
+                    active=None) -> Forward:
+    """``forward`` of input spikes already masked; ``active`` may list the inputs that spike at all
+    (``train_sample`` knows them from the pixels), else they are found from the spikes."""
     if input_spikes.ndim == 2 and sum(_words(w).size for w in weights[1:]) <= STEPWISE_MAX_WORDS:
-        result = _forward_steps(cfg, weights, input_spikes, masks, train, first_trace)
+        result = _forward_steps(cfg, weights, input_spikes, masks, train, first_trace, active)
         if result is not None:
             return result
     return _forward_layers(cfg, weights, input_spikes, masks, train, first_trace)
@@ -219,7 +228,7 @@ def _forward_layers(cfg: DesireConfig, weights, input_spikes, masks, train: bool
     return Forward(v, spikes, counts, traces)
 
 
-def _forward_steps(cfg: DesireConfig, weights, input_spikes, masks, train: bool, first_trace):
+def _forward_steps(cfg: DesireConfig, weights, input_spikes, masks, train: bool, first_trace, active=None):
     """``forward`` of one sample (``input_spikes`` (T, N0), masked) with all layers in one loop over the steps.
 
     The state is one vector: the membranes of layers 1..L and, when training, the traces of the inputs
@@ -240,7 +249,8 @@ def _forward_steps(cfg: DesireConfig, weights, input_spikes, masks, train: bool,
         arrival_slice.append(slice(width, width + sizes[layer - 1]) if train else None)
         width += sizes[layer - 1] if train else 0
     drive = np.zeros((steps, width), dtype=np.int64)
-    active = np.flatnonzero(input_spikes.any(axis=0))
+    if active is None:
+        active = np.flatnonzero(input_spikes.any(axis=0))
     drive[:, layer_slice[1]] = _column_sums(cfg, weights[0], input_spikes[:, active], active)
     threshold = np.empty(membranes, dtype=np.int64)
     limit = np.empty(membranes, dtype=np.int64)
@@ -331,7 +341,7 @@ def _stochastic_bits(cfg: DesireConfig, step: int, layer: int, rows, cols, shift
 
 
 def update_layer(cfg: DesireConfig, weights_l, spikes_l, traces_l, care, want, mask, epoch: int,
-                 step: int, layer: int, in_place: bool = False) -> np.ndarray:
+                 step: int, layer: int, in_place: bool = False, active=None) -> np.ndarray:
     """New W_l after the sign-only STDP-like update of one sample.
 
     For each post neuron j with care & mask & (count > 0):
@@ -342,6 +352,8 @@ def update_layer(cfg: DesireConfig, weights_l, spikes_l, traces_l, care, want, m
     Other rows are unchanged, and so are inputs whose trace is 0 at every step (their mag is 0).
     ``in_place`` updates and returns ``weights_l`` itself instead of a copy; a ``MirroredWords`` is
     always updated in place (words and float64 copy together, ``MirroredWords.add_saturating``).
+    ``active`` may list the inputs whose trace is nonzero at some step, i.e. that spike at all (the
+    caller may know them); else they are found from ``traces_l``.
     """
     mirrored = isinstance(weights_l, MirroredWords)
     if mirrored and not in_place:
@@ -351,7 +363,7 @@ def update_layer(cfg: DesireConfig, weights_l, spikes_l, traces_l, care, want, m
     new = weights_l if in_place else np.array(weights_l, dtype=np.int64, copy=True)
     if rows.size == 0:
         return new
-    cols = np.flatnonzero(traces_l.any(axis=0))
+    cols = np.flatnonzero(traces_l.any(axis=0)) if active is None else active
     accum = select_sum(spikes_l[:, rows].T, traces_l[:, cols], cfg.trace_bits + 1)   # (rows, cols)
     shift = cfg.update_shift(epoch)
     if shift <= 0:
@@ -381,7 +393,8 @@ def train_sample(cfg: DesireConfig, weights, pixels, label: int, step: int, epoc
     masks = dropout_masks(cfg, step)
     # A dropped pixel never spikes, and neither does a pixel of value 0: the same spikes and trace.
     kept = np.where(masks[0], np.asarray(pixels, dtype=np.uint8), 0)
-    fwd = forward(cfg, weights, encode(cfg, kept), masks, train=True, first_trace=input_trace(cfg, kept))
+    active = np.flatnonzero(_encoder_tables(cfg)[2][kept])          # the pixels that spike at all
+    fwd = _forward_masked(cfg, weights, encode(cfg, kept), masks, True, input_trace(cfg, kept), active)
     L = cfg.layers
     care, want = [None for _ in range(L + 1)], [None for _ in range(L + 1)]
     care[L], want[L] = output_desire(cfg, fwd.counts[L], label)
@@ -389,8 +402,9 @@ def train_sample(cfg: DesireConfig, weights, pixels, label: int, step: int, epoc
     for layer in range(L, 1, -1):
         sums[layer - 1], care[layer - 1], want[layer - 1] = hidden_desire(
             cfg, weights[layer - 1], care[layer], want[layer], fwd.counts[layer], masks[layer])
-    new = [update_layer(cfg, weights[layer - 1], fwd.spikes[layer], fwd.traces[layer], care[layer],
-                        want[layer], masks[layer], epoch, step, layer, in_place) for layer in range(1, L + 1)]
+    new = [update_layer(cfg, weights[layer - 1], fwd.spikes[layer], fwd.traces[layer], care[layer], want[layer],
+                        masks[layer], epoch, step, layer, in_place, active if layer == 1 else None)
+           for layer in range(1, L + 1)]
     if trace is not None:
         trace.record("encode", 0, "mask", masks[0])
         trace.record("encode", 0, "spikes", fwd.spikes[0])
