@@ -352,12 +352,22 @@ class DesireCore(wiring.Component):
         uw_v = [Signal(name=f"uw_v{n}") for n in range(ulat)]
         uw_addr = [Signal(p.addr_bits, name=f"uw_addr{n}") for n in range(ulat)]
         m.d.sync += uw_v[0].eq(0)
-        # stochastic rounding offsets, hashed from the synapse index issued in UI (mix_lat cycles)
+        # the trace word of u1, lane-selected and registered before the accumulate (u2)
+        u2_v, u2_last, u2_rbits, u2_i = Signal(), Signal(), Signal(P), Signal(range(maxn_in + 1))
+        u2_x = Signal(unsigned(TB))
+        u2_w = Signal(lanes_of(signed(WB)))
+        # stochastic rounding offsets, hashed from the synapse index issued in UI; due at UpdateLanes'
+        # stage 2, three cycles after UI (u1 data arrival, u2 accumulate, stage 1)
         if cfg.rounding == "stochastic":
-            if mix_lat != 1 + 1:   # UI -> u1 (data arrival) -> UpdateLanes stage 2, where offset is due
-                raise ValueError(f"the rounding hash takes {mix_lat} cycles; UpdateLanes needs it after 2")
+            offset_pad = 3 - mix_lat
+            if offset_pad < 0:
+                raise ValueError(f"the rounding hash takes {mix_lat} cycles; UpdateLanes needs it after 3")
             uo_in = Signal(lanes_of(unsigned(32)))
-            uo_hash = [mix32_pipeline(m, uo_in[q], f"round{q}") for q in range(P)]
+            uo_offset = [mix32_pipeline(m, uo_in[q], f"round{q}") for q in range(P)]
+            for n in range(offset_pad):
+                delayed = [Signal(32, name=f"round{q}_pad{n}") for q in range(P)]
+                m.d.sync += [delayed[q].eq(uo_offset[q]) for q in range(P)]
+                uo_offset = delayed
         for n in range(1, ulat):
             m.d.sync += [uw_v[n].eq(uw_v[n - 1]), uw_addr[n].eq(uw_addr[n - 1])]
 
@@ -388,6 +398,13 @@ class DesireCore(wiring.Component):
                 m.d.sync += [nrn_v[l][n].eq(nrn_v[l][n - 1]), nrn_b[l][n].eq(nrn_b[l][n - 1]),
                              nrn_c[l][n].eq(nrn_c[l][n - 1])]
 
+        # scan write stage: SCAN_EX's word, one cycle later
+        sc_v = {l: Signal(name=f"sc_v{l}") for l in range(1, L + 1)}
+        sc_k = Signal.like(k)
+        sc_spk, sc_ever = Signal(P), Signal(P)
+        sc_x = Signal(lanes_of(unsigned(TB)))
+        m.d.sync += [v.eq(0) for v in sc_v.values()]
+
         # ---------------- shared data-arrival stages (one cycle after a read was issued) ----------------
         # forward accumulation: ACC += W_l word, from a register (a large W is many block RAMs behind
         # an output multiplexer; that and a carry chain do not fit one cycle)
@@ -406,7 +423,7 @@ class DesireCore(wiring.Component):
             m.d.comb += [neuron_lanes[l].acc[q].eq(acc[q]) for q in range(P)]
             with m.If(nrn_v[l][0]):
                 m.d.sync += [acc[q].eq(0) for q in range(P)]
-        m.d.sync += [sl_v.eq(0), h1_v.eq(0), h2_v.eq(0), ut1_v.eq(0), u1_v.eq(0)]
+        m.d.sync += [sl_v.eq(0), h1_v.eq(0), h2_v.eq(0), ut1_v.eq(0), u1_v.eq(0), u2_v.eq(0)]
         m.d.sync += [v.eq(0) for v in hp_v[:1]]
 
         busy = Signal()
@@ -565,15 +582,23 @@ class DesireCore(wiring.Component):
                         m.d.comb += spikes.eq(enc.spike & mask_word(0, rd_word))
                     else:
                         m.d.comb += spikes.eq(Mux(t == 0, 0, R[l - 1][1].data))
-                    m.d.comb += [tr.x.eq(Mux(t == 0, 0, X[l][1].data)), tr.spike.eq(spikes)]
-                    m.d.comb += [X[l][2].addr.eq(tbase[l - 1] + k), X[l][2].en.eq((1 << P) - 1),
-                                 X[l][2].data.eq(tr.x_next)]
-                    m.d.comb += [EVER[l][2].addr.eq(k), EVER[l][2].en.eq(1),
-                                 EVER[l][2].data.eq(Mux(t == 0, 0, EVER[l][1].data) | spikes)]
-                    emit(DebugKind.SCAN, l, t, k << lg, value=[tr.x_next[q] for q in range(P)],
-                         aux=[spikes[q] for q in range(P)])
+                    m.d.sync += [sc_v[l].eq(1), sc_k.eq(k), sc_spk.eq(spikes), sc_x.eq(Mux(t == 0, 0, X[l][1].data)),
+                                 sc_ever.eq(Mux(t == 0, 0, EVER[l][1].data))]
                     m.d.sync += [pend.eq(spikes), kbase.eq(k << lg), k.eq(k + 1)]
                     m.next = f"SCAN_RD_{l}"
+
+                def _scan_stage(l=l, tr=tr):
+                    # the word scanned last cycle: its traces and "ever spiked" bits, from registers
+                    # (the encoder's spikes and a trace update in one cycle after a read are too long)
+                    with m.If(sc_v[l]):
+                        m.d.comb += [tr.x.eq(sc_x), tr.spike.eq(sc_spk)]
+                        m.d.comb += [X[l][2].addr.eq(tbase[l - 1] + sc_k), X[l][2].en.eq((1 << P) - 1),
+                                     X[l][2].data.eq(tr.x_next)]
+                        m.d.comb += [EVER[l][2].addr.eq(sc_k), EVER[l][2].en.eq(1),
+                                     EVER[l][2].data.eq(sc_ever | sc_spk)]
+                        emit(DebugKind.SCAN, l, t, sc_k << lg, value=[tr.x_next[q] for q in range(P)],
+                             aux=[sc_spk[q] for q in range(P)])
+                stages.append(_scan_stage)
 
                 with m.State(f"SLR_{l}"):
                     m.d.sync += cur_l.eq(l)
@@ -850,7 +875,7 @@ class DesireCore(wiring.Component):
                 with m.State(f"UI_DRAIN_{l}"):
                     m.d.sync += cur_l.eq(l)
                     # the block's last weight word is written in this cycle at the latest
-                    with m.If(~u1_v & ~Cat(0, *uw_v[:-1]).any()):
+                    with m.If(~u1_v & ~u2_v & ~Cat(0, *uw_v[:-1]).any()):
                         with m.If(rd_blk == nbo - 1):
                             m.d.sync += [b.eq(0), bbase.eq(0)]
                             m.next = nxt
@@ -863,18 +888,22 @@ class DesireCore(wiring.Component):
                         rb = R[l][1].data & act
                         with m.If(rb != 0):
                             m.d.sync += [tl_x[nt].eq(ut1_xtb), tl_r[nt].eq(rb), nt.eq(nt + 1)]
-                    # accumulate stage: trace word (and on the last entry the weight word) arrived
-                    if cfg.rounding == "stochastic":
-                        m.d.comb += [ul.offset[q].eq(uo_hash[q]) for q in range(P)]
+                    # arrival stage: trace word (and on the last entry the weight word) -> registers
                     with m.If(u1_v & (cur_l == l)):
                         xw = X[l][1].data
-                        x = Array(xw[q] for q in range(P))[u1_lane] if lg else xw[0]
-                        new_acc = [Mux(u1_rbits[q], accum[q] + x, accum[q]) for q in range(P)]
-                        with m.If(u1_last):
+                        m.d.sync += [u2_v.eq(1), u2_last.eq(u1_last), u2_rbits.eq(u1_rbits), u2_i.eq(u1_i),
+                                     u2_x.eq(Array(xw[q] for q in range(P))[u1_lane] if lg else xw[0]),
+                                     u2_w.eq(W[l][1].data)]
+                    # accumulate stage: the word's trace into the lanes that spiked at its step
+                    if cfg.rounding == "stochastic":
+                        m.d.comb += [ul.offset[q].eq(uo_offset[q]) for q in range(P)]
+                    with m.If(u2_v & (cur_l == l)):
+                        new_acc = [Mux(u2_rbits[q], accum[q] + u2_x, accum[q]) for q in range(P)]
+                        with m.If(u2_last):
                             for q in range(P):
-                                m.d.comb += [ul.accum[q].eq(new_acc[q]), ul.w[q].eq(W[l][1].data[q])]
+                                m.d.comb += [ul.accum[q].eq(new_acc[q]), ul.w[q].eq(u2_w[q])]
                             m.d.comb += [ul.active.eq(act), ul.want.eq(want_bits), ul.shift.eq(shift)]
-                            m.d.sync += [uw_v[0].eq(1), uw_addr[0].eq(bbase + u1_i)]
+                            m.d.sync += [uw_v[0].eq(1), uw_addr[0].eq(bbase + u2_i)]
                             m.d.sync += [accum[q].eq(0) for q in range(P)]
                         with m.Else():
                             m.d.sync += [accum[q].eq(new_acc[q]) for q in range(P)]
