@@ -18,6 +18,7 @@ import itertools
 import json
 import os
 import shlex
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -79,13 +80,17 @@ def add_throughput(rows: list[dict], cycles: dict) -> None:
 
 
 def pareto_front(rows: list[dict]) -> list[dict]:
-    """Rows no other row beats on both fewer logic cells and more training samples/s (ties kept)."""
+    """Per topology, the rows no other row of it beats on both fewer logic cells and more training
+    samples/s (ties kept): the configurations worth building for that network."""
     known = [r for r in rows if r.get("train_samples_per_s") and r.get("logic_used")]
-    return sorted((r for r in known
-                   if not any(o["logic_used"] <= r["logic_used"] and o["train_samples_per_s"] >= r["train_samples_per_s"]
-                              and (o["logic_used"], o["train_samples_per_s"]) != (r["logic_used"], r["train_samples_per_s"])
-                              for o in known)),
-                  key=lambda r: r["logic_used"])
+
+    def beaten(r):
+        return any(o["topology"] == r["topology"] and o["logic_used"] <= r["logic_used"]
+                   and o["train_samples_per_s"] >= r["train_samples_per_s"]
+                   and (o["logic_used"], o["train_samples_per_s"]) != (r["logic_used"], r["train_samples_per_s"])
+                   for o in known)
+
+    return sorted((r for r in known if not beaten(r)), key=lambda r: (r["topology"], r["logic_used"]))
 
 
 def plot(rows: list[dict], front: list[dict], path: Path) -> None:
@@ -108,10 +113,14 @@ def plot(rows: list[dict], front: list[dict], path: Path) -> None:
     ax = axes[1][1]
     through = [r for r in built if r.get("train_samples_per_s")]
     ax.scatter([r["logic_used"] for r in through], [r["train_samples_per_s"] for r in through], label="builds")
-    ax.plot([r["logic_used"] for r in front], [r["train_samples_per_s"] for r in front], "r.-", label="Pareto front")
+    for topology in sorted({r["topology"] for r in front}):
+        line = [r for r in front if r["topology"] == topology]
+        ax.plot([r["logic_used"] for r in line], [r["train_samples_per_s"] for r in line], ".-",
+                label=f"Pareto front {topology}")
     for r in front:
         ax.annotate(r["label"], (r["logic_used"], r["train_samples_per_s"]), fontsize=6)
     ax.set_xlabel("logic cells / LUTs placed")
+    ax.set_yscale("log")
     ax.set_ylabel("training samples/s (Fmax / measured cycles)")
     ax.set_title("training throughput vs logic")
     ax.legend(fontsize=7)
@@ -123,7 +132,6 @@ def plot(rows: list[dict], front: list[dict], path: Path) -> None:
 
 def _commit() -> str | None:
     """The checkout's commit (and whether its rtl/ has uncommitted changes): what was built."""
-    import subprocess
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True)
         dirty = subprocess.run(["git", "status", "--porcelain", "rtl", "golden"], cwd=ROOT, capture_output=True,
@@ -146,7 +154,18 @@ def main(argv=None) -> int:
                         help="LocalCluster worker processes, one thread each (default: cores - 1)")
     parser.add_argument("--build-dir", default="build/sweep", metavar="DIR")
     parser.add_argument("--out", default="results/synth/sweep.json", metavar="FILE")
+    parser.add_argument("--from-json", metavar="FILE", help="no builds: recompute throughput, Pareto front "
+                                                            "and plot of an earlier sweep's JSON into --out")
     args = parser.parse_args(argv)
+    if args.from_json:
+        earlier = json.loads(Path(args.from_json).read_text())
+        add_throughput(earlier["points"], measured_cycles())
+        front = pareto_front(earlier["points"])
+        earlier["pareto_front"] = [r["label"] for r in front]
+        Path(args.out).write_text(json.dumps(earlier, indent=2) + "\n")
+        plot(earlier["points"], front, Path(args.out).with_suffix(".png"))
+        print(f"wrote {args.out} and {Path(args.out).with_suffix('.png')}")
+        return 0
     from mfsnn.golden.desire_config import WEIGHT_PROFILES, parse_topology
     from mfsnn.rtl.synth_flow import BOARDS
 

@@ -24,3 +24,6 @@ def test_throughput_and_pareto_front():
     sweep.add_throughput(rows, {("t", 1): 10_000, ("t", 4): 2_000, ("t", 16): 1_000})
     assert [r["train_samples_per_s"] for r in rows] == [5000.0, 20000.0, 20000.0, None, None]
     assert [r["label"] for r in sweep.pareto_front(rows)] == ["a", "b"]
+    rows.append(dict(topology="u", parallelism=2, label="f", logic_used=10_000, fmax_mhz=10.0,
+                     train_samples_per_s=1.0))     # alone for its topology: on its own front
+    assert [r["label"] for r in sweep.pareto_front(rows)] == ["a", "b", "f"]
