@@ -274,8 +274,12 @@ def _run_stage(stage: str, argv: list, build_dir: Path, log) -> dict:
     seconds = time.monotonic() - start
     result = {"seconds": round(seconds, 2), "returncode": returncode, "log": log_name}
     if returncode:
-        errors = [line.strip() for line in (build_dir / log_name).read_text(errors="replace").splitlines()
-                  if line.startswith("ERROR")]
+        # Yosys writes its own log to <design>.rpt (Amaranth's -l): a crash inside a pass (an
+        # internal assertion) is only there, not on the stage's stdout.
+        errors = [line.strip()
+                  for name in (log_name, f"{DESIGN_NAME}.rpt") if (build_dir / name).is_file()
+                  for line in (build_dir / name).read_text(errors="replace").splitlines()
+                  if line.startswith("ERROR") or "Assert `" in line]
         result["error"] = errors[0] if errors else None
         log(f"[{stage}] FAILED (exit {returncode}) in {_duration(seconds)}: {result['error'] or 'see ' + log_name}")
     else:

@@ -207,3 +207,13 @@ def test_cli_compare_prints_the_table(tmp_path, capsys):
         "iCE40UP5K-SG48", {"used": 1, "available": 5280}, None, None, 20.0, 12.0, 30.0, 1.0)))
     assert run_cli("--compare", str(tmp_path / "a")) == 0
     assert "iCE40UP5K-SG48" in capsys.readouterr().out
+
+
+def test_a_tool_crash_logged_only_in_the_yosys_report_is_named(tmp_path):
+    """Yosys' internal assertions land in <design>.rpt, not on stdout: the stage's error names them."""
+    from mfsnn.rtl.synth_flow import DESIGN_NAME, _run_stage
+
+    crash = "ERROR: Assert `GetSize(conn.first) == GetSize(conn.second)' failed in kernel/rtlil.cc:3091."
+    (tmp_path / f"{DESIGN_NAME}.rpt").write_text(f"-- Running pass abc --\n{crash}\n")   # as Yosys leaves it
+    result = _run_stage("yosys", ["sh", "-c", "echo running; exit 134"], tmp_path, log=lambda line: None)
+    assert result["returncode"] == 134 and result["error"] == crash
