@@ -796,6 +796,16 @@ class DesireCore(wiring.Component):
                 nin, nbo, nw = N[l - 1], p.blocks(l), p.blocks(l - 1)
                 ul = update_lanes[l]
                 nxt = f"U_RD_{l + 1}" if l < L else "OUT"
+
+                def next_block(nbo=nbo, nin=nin, nxt=nxt, l=l):
+                    """After a post block: the next block of this layer, or the next layer."""
+                    with m.If(rd_blk == nbo - 1):
+                        m.d.sync += [b.eq(0), bbase.eq(0)]
+                        m.next = nxt
+                    with m.Else():
+                        m.d.sync += [b.eq(b + 1), bbase.eq(bbase + nin)]
+                        m.next = f"U_RD_{l}"
+
                 with m.State(f"U_RD_{l}"):
                     m.d.comb += [C[l][1].addr.eq(b), CARE[l][1].addr.eq(b), WANT[l][1].addr.eq(b)]
                     if l in MASK:
@@ -809,12 +819,8 @@ class DesireCore(wiring.Component):
                                  rtb.eq(rd_blk), xtb.eq(0)]
                     with m.If(a_bits != 0):
                         m.next = f"UT_{l}"
-                    with m.Elif(rd_blk == nbo - 1):
-                        m.d.sync += [b.eq(0), bbase.eq(0)]
-                        m.next = nxt
                     with m.Else():
-                        m.d.sync += [b.eq(b + 1), bbase.eq(bbase + nin)]
-                        m.next = f"U_RD_{l}"
+                        next_block()
                 with m.State(f"UT_{l}"):
                     m.d.sync += cur_l.eq(l)
                     m.d.comb += R[l][1].addr.eq(rtb)
@@ -876,12 +882,7 @@ class DesireCore(wiring.Component):
                     m.d.sync += cur_l.eq(l)
                     # the block's last weight word is written in this cycle at the latest
                     with m.If(~u1_v & ~u2_v & ~Cat(0, *uw_v[:-1]).any()):
-                        with m.If(rd_blk == nbo - 1):
-                            m.d.sync += [b.eq(0), bbase.eq(0)]
-                            m.next = nxt
-                        with m.Else():
-                            m.d.sync += [b.eq(b + 1), bbase.eq(bbase + nin)]
-                            m.next = f"U_RD_{l}"
+                        next_block()
                 def _update_stages(l=l, ul=ul):
                     # t-scan stage: raster word arrived
                     with m.If(ut1_v & (cur_l == l)):
