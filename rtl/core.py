@@ -90,6 +90,16 @@ class CoreParams:
     def desire_bits(self, layer):
         return self.cfg.desire_bits(layer) + 2
 
+    @property
+    def lane_acc_bits(self):
+        """Accumulator width of the NeuronLanes all layers share."""
+        return max(self.acc_bits(l) for l in range(1, self.L + 1))
+
+    @property
+    def lane_desire_bits(self):
+        """Sum width of the DesireLanes all hidden layers share."""
+        return max(self.desire_bits(l) for l in range(2, self.L + 1))
+
     def maskable(self, layer):
         return layer < self.L and self.cfg.keep_threshold(layer) < 1 << 16
 
@@ -254,20 +264,19 @@ class DesireCore(wiring.Component):
                 MASK[l] = memory(f"mask{l}", unsigned(P), p.blocks(l))
 
         # ---------------- lane datapaths ----------------
-        trace_lanes, neuron_lanes, desire_lanes, update_lanes = {}, {}, {}, {}
-        for l in range(1, L + 1):
-            trace_lanes[l] = TraceLanes(P, trace_bits=TB, decay_shift=cfg.decay_shift, frac_bits=cfg.trace_frac_bits)
-            neuron_lanes[l] = NeuronLanes(P, membrane_bits=VB, acc_bits=p.acc_bits(l), decay_shift=cfg.decay_shift,
-                                          threshold_bits=VB)
-            update_lanes[l] = UpdateLanes(P, weight_bits=WB, accum_bits=p.accum_bits,
-                                          max_left_shift=p.max_left_shift, stochastic=cfg.rounding == "stochastic")
-            m.submodules[f"trace{l}"] = trace_lanes[l]
-            m.submodules[f"neuron{l}"] = neuron_lanes[l]
-            m.submodules[f"update{l}"] = update_lanes[l]
-            if l >= 2:
-                desire_lanes[l] = DesireLanes(P, weight_bits=WB, count_bits=CB, target_count=cfg.target_count,
-                                              error_mode=cfg.error_mode, sum_bits=p.desire_bits(l))
-                m.submodules[f"desire{l}"] = desire_lanes[l]
+        # One instance of each, shared by every layer: the phases run one layer at a time and each
+        # drains its lane pipeline before the next layer starts, so area does not grow with depth.
+        # Widths are the widest layer's (the values are exact sums, a wider lane changes no bit).
+        tr = m.submodules.trace = TraceLanes(P, trace_bits=TB, decay_shift=cfg.decay_shift,
+                                             frac_bits=cfg.trace_frac_bits)
+        nl = m.submodules.neuron = NeuronLanes(P, membrane_bits=VB, acc_bits=p.lane_acc_bits,
+                                               decay_shift=cfg.decay_shift, threshold_bits=VB)
+        ul = m.submodules.update = UpdateLanes(P, weight_bits=WB, accum_bits=p.accum_bits,
+                                               max_left_shift=p.max_left_shift,
+                                               stochastic=cfg.rounding == "stochastic")
+        if L >= 2:
+            dl = m.submodules.desire = DesireLanes(P, weight_bits=WB, count_bits=CB, target_count=cfg.target_count,
+                                                   error_mode=cfg.error_mode, sum_bits=p.lane_desire_bits)
 
         # ---------------- registers ----------------
         cyc = Signal(32)
@@ -291,7 +300,7 @@ class DesireCore(wiring.Component):
         e = Signal(range(max(maxn_in, maxnb, T) + 1))
         pend = Signal(P)
         kbase = Signal(max(ceil_log2(maxn_in), 1) + 1)
-        acc = Signal(data.ArrayLayout(signed(max(p.acc_bits(l) for l in range(1, L + 1))), P))
+        acc = Signal(data.ArrayLayout(signed(p.lane_acc_bits), P))
         acc_en = {l: Signal(name=f"acc_en{l}") for l in range(1, L + 1)}
         sl_v = Signal()
         k1 = Signal(32)
@@ -324,7 +333,7 @@ class DesireCore(wiring.Component):
         h1_v, h1_last, h1_zero, h1_i = Signal(), Signal(), Signal(), Signal(range(maxn_in + 1))
         h2_v, h2_last, h2_zero, h2_i = Signal(), Signal(), Signal(), Signal(range(maxn_in + 1))
         # the stage-2 control delayed along the DesireLanes pipeline (same latency for every layer)
-        dlat = desire_lanes[L].latency if L >= 2 else 0
+        dlat = dl.latency if L >= 2 else 0
         hp_v = [Signal(name=f"hp_v{n}") for n in range(dlat)]
         hp_last = [Signal(name=f"hp_last{n}") for n in range(dlat)]
         hp_zero = [Signal(name=f"hp_zero{n}") for n in range(dlat)]
@@ -348,7 +357,7 @@ class DesireCore(wiring.Component):
         u1_v, u1_last, u1_rbits, u1_lane, u1_i = Signal(), Signal(), Signal(P), Signal(max(lg, 1)), Signal(range(maxn_in + 1))
         accum = Signal(data.ArrayLayout(unsigned(p.accum_bits), P))
         # weight-word write address delayed along the UpdateLanes pipeline (same latency for every layer)
-        ulat = update_lanes[1].latency
+        ulat = ul.latency
         uw_v = [Signal(name=f"uw_v{n}") for n in range(ulat)]
         uw_addr = [Signal(p.addr_bits, name=f"uw_addr{n}") for n in range(ulat)]
         m.d.sync += uw_v[0].eq(0)
@@ -387,16 +396,15 @@ class DesireCore(wiring.Component):
                 pass
 
         # NEX control delayed along each layer's NeuronLanes pipeline: valid, block, the counts read
-        nrn_v = {l: [Signal(name=f"nrn_v{l}_{n}") for n in range(neuron_lanes[l].latency)] for l in range(1, L + 1)}
-        nrn_b = {l: [Signal.like(b, name=f"nrn_b{l}_{n}") for n in range(neuron_lanes[l].latency)]
-                 for l in range(1, L + 1)}
-        nrn_c = {l: [Signal(lanes_of(unsigned(CB)), name=f"nrn_c{l}_{n}") for n in range(neuron_lanes[l].latency)]
-                for l in range(1, L + 1)}
-        for l in range(1, L + 1):
-            m.d.sync += nrn_v[l][0].eq(0)
-            for n in range(1, neuron_lanes[l].latency):
-                m.d.sync += [nrn_v[l][n].eq(nrn_v[l][n - 1]), nrn_b[l][n].eq(nrn_b[l][n - 1]),
-                             nrn_c[l][n].eq(nrn_c[l][n - 1])]
+        # NEX control delayed along the NeuronLanes pipeline: valid, layer, block, the counts read
+        nrn_v = [Signal(name=f"nrn_v{n}") for n in range(nl.latency)]
+        nrn_l = [Signal(range(L + 1), name=f"nrn_l{n}") for n in range(nl.latency)]
+        nrn_b = [Signal.like(b, name=f"nrn_b{n}") for n in range(nl.latency)]
+        nrn_c = [Signal(lanes_of(unsigned(CB)), name=f"nrn_c{n}") for n in range(nl.latency)]
+        m.d.sync += nrn_v[0].eq(0)
+        for n in range(1, nl.latency):
+            m.d.sync += [nrn_v[n].eq(nrn_v[n - 1]), nrn_l[n].eq(nrn_l[n - 1]), nrn_b[n].eq(nrn_b[n - 1]),
+                         nrn_c[n].eq(nrn_c[n - 1])]
 
         # scan write stage: SCAN_EX's word, one cycle later
         sc_v = {l: Signal(name=f"sc_v{l}") for l in range(1, L + 1)}
@@ -417,12 +425,11 @@ class DesireCore(wiring.Component):
         with m.If(acc_add):
             m.d.sync += [acc[q].eq(acc[q] + acc_word[q]) for q in range(P)]
         m.d.sync += [acc_en[l].eq(0) for l in acc_en]
-        for l in range(1, L + 1):
-            # NeuronLanes takes acc one cycle after NEX (its stage 2), when the block's last word is
-            # in; the next block's first word arrives three cycles later at the earliest
-            m.d.comb += [neuron_lanes[l].acc[q].eq(acc[q]) for q in range(P)]
-            with m.If(nrn_v[l][0]):
-                m.d.sync += [acc[q].eq(0) for q in range(P)]
+        # NeuronLanes takes acc one cycle after NEX (its stage 2), when the block's last word is
+        # in; the next block's first word arrives three cycles later at the earliest
+        m.d.comb += [nl.acc[q].eq(acc[q]) for q in range(P)]
+        with m.If(nrn_v[0]):
+            m.d.sync += [acc[q].eq(0) for q in range(P)]
         m.d.sync += [sl_v.eq(0), h1_v.eq(0), h2_v.eq(0), ut1_v.eq(0), u1_v.eq(0), u2_v.eq(0)]
         m.d.sync += [v.eq(0) for v in hp_v[:1]]
 
@@ -544,8 +551,6 @@ class DesireCore(wiring.Component):
             for l in range(1, L + 1):
                 nw, nbo, nin = p.blocks(l - 1), p.blocks(l), N[l - 1]
                 Wm, Wr, Ww = W[l]
-                tr = trace_lanes[l]
-                nl = neuron_lanes[l]
 
                 with m.State(f"SCAN_RD_{l}"):
                     # the spiking inputs of the word scanned last (pend, registered by SCAN_EX) enter
@@ -587,7 +592,7 @@ class DesireCore(wiring.Component):
                     m.d.sync += [pend.eq(spikes), kbase.eq(k << lg), k.eq(k + 1)]
                     m.next = f"SCAN_RD_{l}"
 
-                def _scan_stage(l=l, tr=tr):
+                def _scan_stage(l=l):
                     # the word scanned last cycle: its traces and "ever spiked" bits, from registers
                     # (the encoder's spikes and a trace update in one cycle after a read are too long)
                     with m.If(sc_v[l]):
@@ -621,8 +626,8 @@ class DesireCore(wiring.Component):
                     for q in range(P):
                         m.d.comb += nl.v[q].eq(Mux(t == 0, 0, V[l][1].data[q]))
                     m.d.comb += [nl.keep.eq(mask_word(l, rd_blk)), nl.threshold.eq(th[l])]
-                    m.d.sync += [nrn_v[l][0].eq(1), nrn_b[l][0].eq(rd_blk)]
-                    m.d.sync += [nrn_c[l][0][q].eq(Mux(t == 0, 0, C[l][1].data[q])) for q in range(P)]
+                    m.d.sync += [nrn_v[0].eq(1), nrn_l[0].eq(l), nrn_b[0].eq(rd_blk)]
+                    m.d.sync += [nrn_c[0][q].eq(Mux(t == 0, 0, C[l][1].data[q])) for q in range(P)]
                     with m.If(b == nbo - 1):
                         m.next = f"NDRAIN_{l}"
                     with m.Else():
@@ -634,7 +639,7 @@ class DesireCore(wiring.Component):
 
                 # the layer's last block leaves NeuronLanes (its write is this cycle's) before t moves on
                 with m.State(f"NDRAIN_{l}"):
-                    with m.If(~Cat(0, *nrn_v[l][:-1]).any()):
+                    with m.If(~Cat(0, *nrn_v[:-1]).any()):
                         m.d.sync += [b.eq(0), bbase.eq(0), k.eq(0), ns.eq(0)]
                         if l < L:
                             m.next = f"SCAN_RD_{l + 1}"
@@ -647,13 +652,13 @@ class DesireCore(wiring.Component):
                                 m.d.sync += [tbase[x].eq(tbase[x] + p.blocks(x)) for x in tbase]
                                 m.next = "SCAN_RD_1"
 
-                def _neuron_stage(l=l, nl=nl):
+                def _neuron_stage(l=l):
                     # NeuronLanes output of block nrn_b: write v, counts and the spike raster of step t
-                    with m.If(nrn_v[l][-1]):
-                        nb_out = nrn_b[l][-1]
+                    with m.If(nrn_v[-1] & (nrn_l[-1] == l)):
+                        nb_out = nrn_b[-1]
                         newc = Signal(lanes_of(unsigned(CB)), name=f"newc{l}")
                         for q in range(P):
-                            m.d.comb += newc[q].eq(nrn_c[l][-1][q] + nl.fire[q])
+                            m.d.comb += newc[q].eq(nrn_c[-1][q] + nl.fire[q])
                         m.d.comb += [V[l][2].addr.eq(nb_out), V[l][2].en.eq((1 << P) - 1), V[l][2].data.eq(nl.v_next),
                                      C[l][2].addr.eq(nb_out), C[l][2].en.eq((1 << P) - 1), C[l][2].data.eq(newc),
                                      R[l][2].addr.eq(tbase[l] + nb_out), R[l][2].en.eq(1), R[l][2].data.eq(nl.fire)]
@@ -712,7 +717,6 @@ class DesireCore(wiring.Component):
             # ======================= hidden desire, l = L .. 2 ====================================
             for l in range(L, 1, -1):
                 nin, nbo = N[l - 1], p.blocks(l)
-                dl = desire_lanes[l]
                 with m.State(f"G_RD_{l}"):
                     m.d.comb += [C[l][1].addr.eq(b), CARE[l][1].addr.eq(b), WANT[l][1].addr.eq(b)]
                     if l in MASK:
@@ -749,7 +753,7 @@ class DesireCore(wiring.Component):
                     with m.If(~h1_v & ~h2_v & ~Cat(0, *hp_v[:-1]).any()):
                         m.d.sync += [b.eq(0), bbase.eq(0), nact.eq(0)]
                         m.next = f"G_RD_{l - 1}" if l - 1 >= 2 else "U_RD_1"
-                def _desire_stages(l=l, nin=nin, dl=dl):
+                def _desire_stages(l=l, nin=nin):
                     # stage 1: block list entry arrived -> read W word and the block's desire state
                     with m.If(h1_v & (cur_l == l)):
                         m.d.comb += [W[l][1].addr.eq(al_r.data.base + h1_i), C[l][1].addr.eq(al_r.data.b),
@@ -794,7 +798,6 @@ class DesireCore(wiring.Component):
             # ======================= weight update, l = 1 .. L ====================================
             for l in range(1, L + 1):
                 nin, nbo, nw = N[l - 1], p.blocks(l), p.blocks(l - 1)
-                ul = update_lanes[l]
                 nxt = f"U_RD_{l + 1}" if l < L else "OUT"
 
                 def next_block(nbo=nbo, nin=nin, nxt=nxt, l=l):
@@ -883,7 +886,7 @@ class DesireCore(wiring.Component):
                     # the block's last weight word is written in this cycle at the latest
                     with m.If(~u1_v & ~u2_v & ~Cat(0, *uw_v[:-1]).any()):
                         next_block()
-                def _update_stages(l=l, ul=ul):
+                def _update_stages(l=l):
                     # t-scan stage: raster word arrived
                     with m.If(ut1_v & (cur_l == l)):
                         rb = R[l][1].data & act
