@@ -28,6 +28,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from ..golden.desire_config import ROUNDING_SALT, DesireConfig
+from .memories import WordMemory
 from .lanes import (MIX32_STAGES, DesireLanes, EncoderLanes, NeuronLanes, TraceLanes, UpdateLanes,
                     mix32_pipeline)
 
@@ -53,6 +54,10 @@ class CoreParams:
     cfg: DesireConfig
     parallelism: int = 1
     debug: bool = False
+    #: Weight (``w<l>``) and trace-snapshot (``x<l>``) memories built single-port (``WordMemory``
+    #: kind "single", SPRAM on iCE40 UltraPlus); the controller then never reads and writes one of
+    #: them in the same cycle, at the cost of a stall cycle where it would.
+    single_port: frozenset = frozenset()
 
     def __post_init__(self):
         p = operator.index(self.parallelism)
@@ -60,6 +65,18 @@ class CoreParams:
             raise ValueError(f"parallelism must be a power of two in 1..256, not {self.parallelism!r}")
         if self.cfg.time_steps > 255:
             raise ValueError("time_steps must be <= 255")
+        if isinstance(self.single_port, str):
+            raise TypeError(f"single_port must be a collection of memory names, not the string {self.single_port!r}")
+        object.__setattr__(self, "single_port", frozenset(self.single_port))
+        unknown = sorted(self.single_port - set(self.single_port_candidates))
+        if unknown:
+            raise ValueError(f"single_port names unknown memories {', '.join(map(repr, unknown))}; "
+                             f"choose from {', '.join(self.single_port_candidates)}")
+
+    @property
+    def single_port_candidates(self):
+        """Memories that may be single-port: the weights and trace snapshots of every layer."""
+        return tuple(f"{kind}{l}" for kind in "wx" for l in range(1, len(self.cfg.topology)))
 
     @property
     def P(self):
@@ -234,6 +251,12 @@ class DesireCore(wiring.Component):
             m.submodules[name] = mem
             return mem, mem.read_port(), mem.write_port(granularity=1 if isinstance(shape, data.ArrayLayout) else None)
 
+        def word_memory(name, shape, depth):
+            """A ``WordMemory`` (whole-word writes), single-port if ``params.single_port`` names it."""
+            mem = WordMemory(shape=shape, depth=max(depth, 2), kind="single" if name in p.single_port else "dual")
+            m.submodules[name] = mem
+            return mem, mem.read, mem.write
+
         pix_mem, pix_r, pix_w = memory("pix", lanes_of(unsigned(8)), p.blocks(0))
         enc = EncoderLanes(P, pixel_max=cfg.pixel_max)
         m.submodules.enc = enc
@@ -250,11 +273,11 @@ class DesireCore(wiring.Component):
 
         W, V, C, R, X, CARE, WANT, MASK, EVER = {}, {}, {}, {}, {}, {}, {}, {}, {}
         for l in range(1, L + 1):
-            W[l] = memory(f"w{l}", lanes_of(signed(WB)), p.w_depth(l))
+            W[l] = word_memory(f"w{l}", lanes_of(signed(WB)), p.w_depth(l))
             V[l] = memory(f"v{l}", lanes_of(signed(VB)), p.blocks(l))
             C[l] = memory(f"c{l}", lanes_of(unsigned(CB)), p.blocks(l))
             R[l] = memory(f"r{l}", unsigned(P), T * p.blocks(l))
-            X[l] = memory(f"x{l}", lanes_of(unsigned(TB)), T * p.blocks(l - 1))
+            X[l] = word_memory(f"x{l}", lanes_of(unsigned(TB)), T * p.blocks(l - 1))
             CARE[l] = memory(f"care{l}", unsigned(P), p.blocks(l))
             # inputs of layer l that spiked at least once this sample (their trace is never 0 after)
             EVER[l] = memory(f"ever{l}", unsigned(P), p.blocks(l - 1))
@@ -465,7 +488,7 @@ class DesireCore(wiring.Component):
             for l in range(1, L + 1):
                 m.d.comb += W[l][1].addr.eq(self.wport.addr)
                 with m.If(self.wport.we & (self.wport.layer == l - 1)):
-                    m.d.comb += [W[l][2].addr.eq(self.wport.addr), W[l][2].en.eq((1 << P) - 1),
+                    m.d.comb += [W[l][2].addr.eq(self.wport.addr), W[l][2].en.eq(1),
                                  W[l][2].data.eq(self.wport.wdata)]
         for l in range(1, L + 1):
             with m.If(wsel == l - 1):
@@ -550,7 +573,7 @@ class DesireCore(wiring.Component):
             # ======================= forward ====================================================
             for l in range(1, L + 1):
                 nw, nbo, nin = p.blocks(l - 1), p.blocks(l), N[l - 1]
-                Wm, Wr, Ww = W[l]
+                Wr = W[l][1]
 
                 with m.State(f"SCAN_RD_{l}"):
                     # the spiking inputs of the word scanned last (pend, registered by SCAN_EX) enter
@@ -568,6 +591,8 @@ class DesireCore(wiring.Component):
                     with m.Elif(k == nw):
                         m.d.sync += [k.eq(0), b.eq(0), bbase.eq(0)]
                         m.next = f"NRD_{l}"
+                    with m.Elif(sc_v[l] if f"x{l}" in p.single_port else 0):
+                        pass    # single-port X_l: the last word's traces are written this cycle
                     with m.Else():
                         if l == 1:
                             m.d.comb += [pix_r.addr.eq(k), vin_r.addr.eq(k)]
@@ -597,7 +622,7 @@ class DesireCore(wiring.Component):
                     # (the encoder's spikes and a trace update in one cycle after a read are too long)
                     with m.If(sc_v[l]):
                         m.d.comb += [tr.x.eq(sc_x), tr.spike.eq(sc_spk)]
-                        m.d.comb += [X[l][2].addr.eq(tbase[l - 1] + sc_k), X[l][2].en.eq((1 << P) - 1),
+                        m.d.comb += [X[l][2].addr.eq(tbase[l - 1] + sc_k), X[l][2].en.eq(1),
                                      X[l][2].data.eq(tr.x_next)]
                         m.d.comb += [EVER[l][2].addr.eq(sc_k), EVER[l][2].en.eq(1),
                                      EVER[l][2].data.eq(sc_ever | sc_spk)]
@@ -866,21 +891,24 @@ class DesireCore(wiring.Component):
                         for q in range(P):
                             jj = Cat(Const(q, lg), rd_blk) if lg else rd_blk
                             m.d.comb += uo_in[q].eq(skey ^ (l << 24) ^ (jj << 12) ^ i_cur)
-                    m.d.sync += [u1_v.eq(1), u1_last.eq(last_e), u1_rbits.eq(tl_r[e[:max(ceil_log2(T), 1)]]),
-                                 u1_i.eq(i_cur)]
-                    if lg:
-                        m.d.sync += u1_lane.eq(ubit)
-                    with m.If(last_e):
-                        rest = pend & (pend - 1)
-                        m.d.sync += [e.eq(0), pend.eq(rest)]
-                        with m.If(rest == 0):
-                            with m.If(k == nw - 1):
-                                m.next = f"UI_DRAIN_{l}"
-                            with m.Else():
-                                m.d.sync += k.eq(k + 1)
-                                m.next = f"UW_RD_{l}"
-                    with m.Else():
-                        m.d.sync += e.eq(e + 1)
+                    # single-port W_l: the entry that reads the weight word waits while a word is written
+                    w_busy = uw_v[-1] if f"w{l}" in p.single_port else Const(0)
+                    with m.If(~(last_e & w_busy)):
+                        m.d.sync += [u1_v.eq(1), u1_last.eq(last_e), u1_rbits.eq(tl_r[e[:max(ceil_log2(T), 1)]]),
+                                     u1_i.eq(i_cur)]
+                        if lg:
+                            m.d.sync += u1_lane.eq(ubit)
+                        with m.If(last_e):
+                            rest = pend & (pend - 1)
+                            m.d.sync += [e.eq(0), pend.eq(rest)]
+                            with m.If(rest == 0):
+                                with m.If(k == nw - 1):
+                                    m.next = f"UI_DRAIN_{l}"
+                                with m.Else():
+                                    m.d.sync += k.eq(k + 1)
+                                    m.next = f"UW_RD_{l}"
+                        with m.Else():
+                            m.d.sync += e.eq(e + 1)
                 with m.State(f"UI_DRAIN_{l}"):
                     m.d.sync += cur_l.eq(l)
                     # the block's last weight word is written in this cycle at the latest
@@ -913,7 +941,7 @@ class DesireCore(wiring.Component):
                             m.d.sync += [accum[q].eq(new_acc[q]) for q in range(P)]
                     # write stage: the updated weight word leaves UpdateLanes
                     with m.If(uw_v[-1] & (cur_l == l)):
-                        m.d.comb += [W[l][2].addr.eq(uw_addr[-1]), W[l][2].en.eq((1 << P) - 1),
+                        m.d.comb += [W[l][2].addr.eq(uw_addr[-1]), W[l][2].en.eq(1),
                                      W[l][2].data.eq(ul.w_next)]
                 stages.append(_update_stages)
 

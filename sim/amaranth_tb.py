@@ -22,14 +22,14 @@ class SimulationTimeout(RuntimeError):
 
 
 def rtl_run(cfg: DesireConfig, parallelism: int, weights, samples, *, debug=True, vcd=None, probe=None,
-            core_class=DesireCore):
+            core_class=DesireCore, single_port=()):
     """Simulate ``samples`` (list of ``Sample``) on a fresh core loaded with ``weights``.
 
     Weights are read back after every training sample and after the last one. A sample that takes
     more than ``sample_cycle_limit`` cycles raises ``SimulationTimeout`` naming the sample and what
     the testbench waited for. Debug records outside a sample are counted in ``state["stray_records"]``.
     """
-    params = CoreParams(cfg, parallelism, debug)
+    params = CoreParams(cfg, parallelism, debug, single_port)
     dut = core_class(params)
     results = []
     decoders = []
@@ -124,14 +124,15 @@ def rtl_run(cfg: DesireConfig, parallelism: int, weights, samples, *, debug=True
 
 
 def check_amaranth(cfg: DesireConfig, parallelism: int, weights, samples, *, debug=True,
-                   reference_cfg: DesireConfig | None = None, core_class=DesireCore) -> Report:
+                   reference_cfg: DesireConfig | None = None, core_class=DesireCore, single_port=()) -> Report:
     """Bit-exact comparison of the core (built for ``cfg``) under Amaranth's simulator with the golden
     model (run with ``reference_cfg``, default ``cfg``)."""
     report = Report(config=f"{'-'.join(map(str, cfg.topology))} P={parallelism}", simulator="amaranth")
     checker = Checker(reference_cfg or cfg, weights, report, debug, len(samples))
     start = time.monotonic()
     try:
-        results, cycles, stray = rtl_run(cfg, parallelism, weights, samples, debug=debug, core_class=core_class)
+        results, cycles, stray = rtl_run(cfg, parallelism, weights, samples, debug=debug, core_class=core_class,
+                                        single_port=single_port)
     except SimulationTimeout as timeout:
         report.mismatch = str(timeout)
         return report

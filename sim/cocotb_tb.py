@@ -150,7 +150,7 @@ class TB:
 
 def job_cycle_limit(job: dict) -> int:
     """Simulated cycles the whole job may take (test-level backstop of the per-wait timeouts)."""
-    params = CoreParams(DesireConfig.from_dict(job["cfg"]), job["parallelism"], job["debug"])
+    params = CoreParams(DesireConfig.from_dict(job["cfg"]), job["parallelism"], job["debug"], job["single_port"])
     words = sum(params.w_depth(l) for l in range(1, params.L + 1))
     per_sample = sample_cycle_limit(params.cfg, params.P) + 2 * words + params.sizes[0] * 4
     return (job["samples"] + 1) * per_sample
@@ -165,7 +165,7 @@ async def bitexact(dut):
     """Stream the job's samples through the core and compare everything with the golden model."""
     job, arrays = _JOB, np.load(os.environ["MFSNN_JOB"] + ".npz")
     cfg = DesireConfig.from_dict(job["cfg"])
-    params = CoreParams(cfg, job["parallelism"], job["debug"])
+    params = CoreParams(cfg, job["parallelism"], job["debug"], job["single_port"])
     weights = [arrays[f"w{l}"] for l in range(1, cfg.layers + 1)]
     images, labels, train = arrays["images"], arrays["labels"], arrays["train"]
     steps, epochs = arrays["steps"], arrays["epochs"]

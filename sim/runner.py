@@ -92,25 +92,27 @@ def _generator_digest() -> str:
     return h.hexdigest()
 
 
-def build_key(cfg: DesireConfig, parallelism: int, debug: bool, core_class=DesireCore) -> str:
+def build_key(cfg: DesireConfig, parallelism: int, debug: bool, core_class=DesireCore, single_port=()) -> str:
     text = json.dumps({"cfg": cfg.to_dict(), "P": parallelism, "debug": debug, "generator": _generator_digest(),
+                       "single_port": sorted(single_port),
                        "core": f"{core_class.__module__}.{core_class.__qualname__}"}, sort_keys=True)
     return hashlib.sha1(text.encode()).hexdigest()[:12]
 
 
-def build(cfg: DesireConfig, parallelism: int, simulator: str, build_dir, debug: bool = True, core_class=DesireCore):
+def build(cfg: DesireConfig, parallelism: int, simulator: str, build_dir, debug: bool = True, core_class=DesireCore,
+          single_port=()):
     """Generate the Verilog (if not cached) and build it; returns (runner, its build directory)."""
     problem = simulator_problem(simulator)
     if problem:
         raise RuntimeError(problem)
     from cocotb_tools.runner import get_runner
     topo = "-".join(map(str, cfg.topology))
-    key = build_key(cfg, parallelism, debug, core_class)
+    key = build_key(cfg, parallelism, debug, core_class, single_port)
     bdir = Path(build_dir) / f"{simulator}-{topo}-P{parallelism}{'-dbg' if debug else ''}-{key}"
     bdir.mkdir(parents=True, exist_ok=True)
     src = bdir / f"{TOP_NAME}.v"
     if not src.exists():
-        text = generate_verilog(cfg, parallelism, debug=debug, core_class=core_class)
+        text = generate_verilog(cfg, parallelism, debug=debug, core_class=core_class, single_port=single_port)
         tmp = src.with_suffix(".tmp")
         tmp.write_text(text)
         tmp.replace(src)
@@ -129,7 +131,7 @@ def build(cfg: DesireConfig, parallelism: int, simulator: str, build_dir, debug:
 def run_bitexact(cfg: DesireConfig, weights, images, labels, simulator: str = "icarus", build_dir="build/sim",
                  seed: int = 1, train=True, *, parallelism: int = 1, debug: bool | None = None,
                  epoch: int = 0, start_step: int = 0, idle_prob: float = 0.0, waves: bool | None = None,
-                 reference_cfg: DesireConfig | None = None, core_class=DesireCore) -> Report:
+                 reference_cfg: DesireConfig | None = None, core_class=DesireCore, single_port=()) -> Report:
     """Stream ``images`` (n, N0) uint8 with ``labels`` through the RTL under ``simulator`` and compare
     every output with the golden model (``desire.train_sample`` / inference ``forward``), bit for bit.
 
@@ -155,14 +157,15 @@ def run_bitexact(cfg: DesireConfig, weights, images, labels, simulator: str = "i
     epochs = np.full(n, epoch, dtype=np.int64)
     if debug is None:
         debug = synapses(cfg) <= DEBUG_SYNAPSE_LIMIT
-    runner, bdir = build(cfg, parallelism, simulator, build_dir, debug, core_class)
+    runner, bdir = build(cfg, parallelism, simulator, build_dir, debug, core_class, single_port)
     topo = "-".join(map(str, cfg.topology))
     job = bdir / f"job-{os.getpid()}-{time.monotonic_ns()}"
     np.savez(str(job) + ".npz", images=images, labels=labels, train=train, steps=steps, epochs=epochs,
              **{f"w{l}": np.asarray(w, dtype=np.int64) for l, w in enumerate(weights, start=1)})
     Path(str(job) + ".json").write_text(json.dumps({
         "cfg": cfg.to_dict(), "ref_cfg": (reference_cfg or cfg).to_dict(), "parallelism": parallelism,
-        "debug": debug, "samples": n, "simulator": simulator, "label": f"{topo} P={parallelism}",
+        "debug": debug, "single_port": sorted(single_port), "samples": n, "simulator": simulator,
+        "label": f"{topo} P={parallelism}",
         "idle_prob": idle_prob}))
     report_path = Path(str(job) + ".report.json")
     log_path = Path(str(job) + ".log")

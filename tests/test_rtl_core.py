@@ -47,6 +47,39 @@ def test_core_bitexact_amaranth(name, cfg, parallelism, n):
         assert report.desires > 0
 
 
+SINGLE_PORT_CASES = [
+    ("16-12-4 P1", DesireConfig(topology=(16, 12, 4)), 1, 3),
+    ("16-10-8-4 P2 (3 layers)", DesireConfig(topology=(16, 10, 8, 4)), 2, 2),
+    ("13-7-3 P4 exact stochastic dropout", DesireConfig(topology=(13, 7, 3), error_mode="exact",
+                                                       rounding="stochastic", dropout=(0.2, 0.4)), 4, 3),
+]
+
+
+@pytest.mark.parametrize("name,cfg,parallelism,n", SINGLE_PORT_CASES, ids=[c[0] for c in SINGLE_PORT_CASES])
+def test_core_bitexact_with_single_port_weights_and_traces(name, cfg, parallelism, n):
+    """Every W and X memory single-port (as SPRAM on the UP5K): the same bits, and more cycles than
+    dual-port, so the controller's stalls really happened (a collision would corrupt the read word:
+    tests/test_memories.py)."""
+    samples = make_samples(cfg, n, seed=parallelism + 10)
+    weights = init_weights(cfg)
+    every = CoreParams(cfg, parallelism).single_port_candidates
+    single = check_amaranth(cfg, parallelism, weights, samples, single_port=every)
+    assert single.ok, str(single)
+    assert single.samples == n and single.weights > 0 and single.desires > 0
+    dual = check_amaranth(cfg, parallelism, weights, samples)
+    assert dual.ok, str(dual)
+    assert single.sim_cycles > dual.sim_cycles, (single.sim_cycles, dual.sim_cycles)
+
+
+def test_single_port_names_are_validated():
+    cfg = DesireConfig(topology=(16, 12, 4))
+    assert CoreParams(cfg, single_port=["w1", "x2"]).single_port == frozenset({"w1", "x2"})
+    with pytest.raises(ValueError, match=r"single_port names unknown memories 'v1', 'w3'; choose from w1, w2, x1, x2"):
+        CoreParams(cfg, single_port=["w3", "v1"])
+    with pytest.raises(TypeError, match="not the string 'w1'"):
+        CoreParams(cfg, single_port="w1")
+
+
 def first_sample_that_differs(cfg, reference, key):
     """A one-sample stimulus on which the two golden configurations differ at ``key`` (golden only)."""
     from mfsnn.sim.model import reference_sample

@@ -101,6 +101,18 @@ def test_deadlocked_core_times_out_naming_the_wait(request, build_root, simulato
     assert "last debug record" in report.mismatch, report.mismatch
 
 
+@pytest.mark.parametrize("simulator", ["icarus", "verilator"])
+def test_bitexact_single_port_weights_and_traces(request, build_root, simulator):
+    """W and X single-port, as the UP5K build maps them to SPRAM: bit-exact on both simulators."""
+    request.getfixturevalue(simulator)
+    cfg = DesireConfig(topology=(16, 12, 4), rounding="stochastic")
+    images, labels = stimulus(cfg, 3, 13)
+    report = run_bitexact(cfg, init_weights(cfg, 13), images, labels, simulator, build_root, seed=13,
+                          train=[True, False, True], parallelism=2, idle_prob=0.1,
+                          single_port=("w1", "w2", "x1", "x2"))
+    assert_complete(report, 3)
+
+
 @pytest.mark.usefixtures("verilator")
 def test_bitexact_verilator_small(build_root):
     cfg = DesireConfig(topology=(16, 12, 4))
