@@ -21,7 +21,7 @@ import re
 import shutil
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from amaranth.hdl import Fragment, Shape
@@ -30,20 +30,23 @@ from amaranth.lib.memory import Memory
 from ..environment import temporary_environment
 from .board_top import BoardTop
 from .core import CoreParams, DesireCore
+from .memories import SPRAM_DEPTH, SPRAM_WIDTH, WordMemory
 
 __all__ = ["BOARDS", "Board", "FitCheck", "SynthError", "check_prerequisites", "compare_reports",
-           "core_memories", "fit_check", "read_nextpnr", "read_yosys_cells", "report_problems", "synthesize"]
+           "core_memories", "fit_check", "read_nextpnr", "read_yosys_cells", "report_problems", "spram_plan",
+           "synthesize"]
 
 INSTALL_HINT = "pip install 'mfsnn[synth]'"
 HEARTBEAT_SECONDS = 30
 DESIGN_NAME = "top"
 CONSTRAINTS_DIR = Path(__file__).resolve().parent.parent / "constraints"
 
-# Logic pre-check constant, measured, not derived: placed ECP5 LUTs per lane and weight layer.
-# 196-64-10 (2 weight layers), 24-bit weights, this flow on the 85F (docs/synth.md): 13,756 LUTs at
-# P=4 and 47,345 at P=16, i.e. 2,799 per added lane, 1,400 per lane and layer. The control logic comes
-# on top; narrower weights need fewer. A coarse bound for refusing hopeless P, not a prediction.
-LUTS_PER_LANE_PER_LAYER = 1_400
+# Logic pre-check constant, measured, not derived: placed ECP5 LUTs per lane. Measured with one
+# lane per layer on 196-64-10 (2 weight layers), 24-bit weights, this flow on the 85F (docs/synth.md):
+# 13,756 LUTs at P=4 and 47,345 at P=16, i.e. 2,799 per added lane; the layers now share one set of
+# lanes, which that figure bounds from above. The control logic comes on top; narrower weights need
+# fewer. A coarse bound for refusing hopeless P, not a prediction.
+LUTS_PER_LANE = 2_800
 
 
 class SynthError(Exception):
@@ -59,6 +62,7 @@ class Family:
     logic_bel: str          # nextpnr bel of one LUT4 (+ FF on iCE40)
     block_ram_bel: str
     block_ram_bits: int     # bits of one block RAM the core can use (ECP5: 18 kbit with the 9th bits)
+    block_ram_shapes: tuple  # (depth, width) configurations of one block RAM (data sheets)
     spram_bel: str | None
     dsp_bels: tuple
     lut_cell: str           # Yosys cell types after synth_<family>
@@ -79,6 +83,7 @@ class Family:
 ICE40 = Family(
     name="ice40", tools=("yosys", "nextpnr-ice40", "icepack"), block_ram_name="EBR",
     logic_bel="ICESTORM_LC", block_ram_bel="ICESTORM_RAM", block_ram_bits=4096,
+    block_ram_shapes=((256, 16), (512, 8), (1024, 4), (2048, 2)),
     spram_bel="ICESTORM_SPRAM", dsp_bels=("ICESTORM_DSP",),
     lut_cell="SB_LUT4", carry_cell="SB_CARRY", ff_cell_prefix="SB_DFF", block_ram_cell="SB_RAM40_4K",
     spram_cell="SB_SPRAM256KA", dsp_cells=("SB_MAC16",), lut_ram_cell=None, lut_ram_bits=0,
@@ -91,6 +96,7 @@ ICE40 = Family(
 ECP5 = Family(
     name="ecp5", tools=("yosys", "nextpnr-ecp5", "ecppack"), block_ram_name="DP16KD",
     logic_bel="TRELLIS_COMB", block_ram_bel="DP16KD", block_ram_bits=18432,
+    block_ram_shapes=((512, 36), (1024, 18), (2048, 9), (4096, 4), (8192, 2), (16384, 1)),
     spram_bel=None, dsp_bels=("MULT18X18D", "ALU54B"),
     lut_cell="LUT4", carry_cell="CCU2C", ff_cell_prefix="TRELLIS_FF", block_ram_cell="DP16KD",
     spram_cell=None, dsp_cells=("MULT18X18D", "ALU54B"), lut_ram_cell="TRELLIS_DPR16X4", lut_ram_bits=64,
@@ -161,19 +167,58 @@ def check_prerequisites(board: Board) -> None:
 
 
 def core_memories(params: CoreParams) -> dict:
-    """{hierarchical name: (depth, width)} of every ``lib.memory.Memory`` in the elaborated core."""
+    """{hierarchical name: (depth, width, kind)} of every memory in the elaborated core: each
+    ``WordMemory`` with its kind ("dual" or "single"), each other ``lib.memory.Memory`` as "dual"."""
     memories = {}
 
     def visit(fragment, path):
         for subfragment, name, _ in fragment.subfragments:
             here = path + (str(name),)
-            for origin in subfragment.origins or ():
+            origins = subfragment.origins or ()
+            word_memory = next((origin for origin in origins if isinstance(origin, WordMemory)), None)
+            if word_memory is not None:
+                memories[".".join(here)] = (word_memory.depth, word_memory.width, word_memory.kind)
+                continue    # its Memory is the same storage
+            for origin in origins:
                 if isinstance(origin, Memory):
-                    memories[".".join(here)] = (origin.depth, Shape.cast(origin.shape).width)
+                    memories[".".join(here)] = (origin.depth, Shape.cast(origin.shape).width, "dual")
             visit(subfragment, here)
 
     visit(Fragment.get(DesireCore(params), None), ())
     return memories
+
+
+def spram_tiles(depth: int, width: int) -> int:
+    """SB_SPRAM256KA blocks a single-port memory of ``depth`` x ``width`` takes (``WordMemory``)."""
+    return -(-width // SPRAM_WIDTH) * -(-depth // SPRAM_DEPTH)
+
+
+def block_rams(family: "Family", depth: int, width: int) -> int:
+    """Block RAMs one memory takes in its best configuration: an upper bound, as Yosys may put a
+    tiny memory into logic instead; a memory never shares a block with another."""
+    return min(-(-width // shape_width) * -(-depth // shape_depth) for shape_depth, shape_width in family.block_ram_shapes)
+
+
+def spram_plan(board: "Board", params: CoreParams) -> frozenset:
+    """The weight and trace-snapshot memories to build single-port, so that they become SPRAM: on a
+    board with SPRAM, the largest first, while the rest would take more block RAMs than the device has
+    (``block_rams``, whole blocks per memory) and the next one still fits the SPRAM blocks left.
+    Single-port costs stall cycles, so nothing moves that need not."""
+    if not board.sprams:
+        return frozenset()
+    memories = core_memories(replace(params, single_port=()))
+    blocks = {name: block_rams(board.family, depth, width) for name, (depth, width, _) in memories.items()}
+    needed = sum(blocks.values())
+    chosen, tiles = set(), 0
+    for name in sorted(params.single_port_candidates, key=lambda name: -memories[name][0] * memories[name][1]):
+        if needed <= board.block_rams:
+            break
+        depth, width, _ = memories[name]
+        if tiles + spram_tiles(depth, width) <= board.sprams:
+            chosen.add(name)
+            tiles += spram_tiles(depth, width)
+            needed -= blocks[name]
+    return frozenset(chosen)
 
 
 def design_label(params: CoreParams) -> str:
@@ -185,22 +230,39 @@ class FitCheck:
     """Memory the core needs vs the device's block RAM, and an estimate of its logic vs the device."""
     board: Board
     label: str
-    memories: tuple          # (hierarchical name, depth, width) of every memory of the core
+    memories: tuple          # (hierarchical name, depth, width, kind) of every memory of the core
     logic_estimate: int
 
     @property
     def memory_bits(self):
-        return sum(depth * width for _, depth, width in self.memories)
+        return sum(depth * width for _, depth, width, _ in self.memories)
+
+    @property
+    def dual_port_bits(self):
+        """Bits in block RAM: every memory but the single-port ones on a board with SPRAM."""
+        return sum(depth * width for _, depth, width, kind in self.memories
+                   if kind == "dual" or not self.board.sprams)
+
+    @property
+    def spram_tiles(self):
+        """SPRAM blocks the single-port memories take (0 on a board without SPRAM)."""
+        if not self.board.sprams:
+            return 0
+        return sum(spram_tiles(depth, width) for _, depth, width, kind in self.memories if kind == "single")
+
+    @property
+    def block_rams_estimate(self):
+        """Block RAMs of the memories in block RAM, one or more whole blocks each (an upper bound)."""
+        return sum(block_rams(self.board.family, depth, width) for _, depth, width, kind in self.memories
+                   if kind == "dual" or not self.board.sprams)
 
     @property
     def block_ram_bits(self):
-        # SPRAM is not counted: the core's memories are simple dual-port with read-during-write,
-        # and nothing instantiates SB_SPRAM256KA (Yosys does not infer it), so the core cannot use it.
         return self.board.block_rams * self.board.family.block_ram_bits
 
     @property
     def memory_fits(self):
-        return self.memory_bits <= self.block_ram_bits
+        return self.dual_port_bits <= self.block_ram_bits and self.spram_tiles <= self.board.sprams
 
     @property
     def logic_fits(self):
@@ -213,19 +275,23 @@ class FitCheck:
     def summary(self) -> str:
         """One line with the numbers and a verdict per part, e.g. "... memory does not fit; ... logic fits"."""
         family = self.board.family
-        spram = f"; its {self.board.sprams} SPRAM are unused by the core" if self.board.sprams else ""
-        memory = (f"{self.label} needs {self.memory_bits:,} memory bits in block RAM; {self.board.device} has "
-                  f"{self.block_ram_bits:,} ({self.board.block_rams} {family.block_ram_name} x "
-                  f"{family.block_ram_bits:,}{spram}): {'fits' if self.memory_fits else 'does not fit'}")
-        logic = (f"the lanes alone need about {self.logic_estimate:,} LUTs ({LUTS_PER_LANE_PER_LAYER:,} per lane "
-                 f"and layer, measured on ECP5) of {self.board.logic_cells:,}: "
+        spram = ""
+        if self.board.sprams:
+            single = [name for name, _, _, kind in self.memories if kind == "single"]
+            spram = (f" and {self.spram_tiles} of {self.board.sprams} SPRAM blocks"
+                     f" ({', '.join(single) if single else 'none used'})")
+        memory = (f"{self.label} needs {self.dual_port_bits:,} memory bits in block RAM{spram}; {self.board.device} "
+                  f"has {self.block_ram_bits:,} ({self.board.block_rams} {family.block_ram_name} x "
+                  f"{family.block_ram_bits:,}): {'fits' if self.memory_fits else 'does not fit'}")
+        logic = (f"the lanes alone need about {self.logic_estimate:,} LUTs ({LUTS_PER_LANE:,} per lane, "
+                 f"measured on ECP5) of {self.board.logic_cells:,}: "
                  f"{'fits' if self.logic_fits else 'does not fit'}")
         return f"{memory}; {logic}"
 
 
 def fit_check(board: Board, params: CoreParams) -> FitCheck:
-    memories = tuple((name, depth, width) for name, (depth, width) in core_memories(params).items())
-    return FitCheck(board, design_label(params), memories, LUTS_PER_LANE_PER_LAYER * params.P * params.L)
+    memories = tuple((name, *shape) for name, shape in core_memories(params).items())
+    return FitCheck(board, design_label(params), memories, LUTS_PER_LANE * params.P)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -400,6 +466,8 @@ def synthesize(params: CoreParams, board: Board, out_dir, *, seed: int = 1, targ
     configuration cannot fit (unless ``force``). A tool that fails later is recorded in the report's
     ``problems``, as are DSP blocks (there must be none) and an Fmax below the board clock.
 
+    On a board with SPRAM the weight and trace memories that block RAM cannot hold are built
+    single-port and become SPRAM (``spram_plan``), unless ``params.single_port`` already names some.
     The design is built at the board clock (no PLL): nextpnr places and routes it for ``target_mhz``
     (the constraint file replaces the board's clock constraint), and the report gives the achieved
     Fmax against both.
@@ -409,6 +477,8 @@ def synthesize(params: CoreParams, board: Board, out_dir, *, seed: int = 1, targ
     if target_mhz is not None and not target_mhz > 0:
         raise ValueError(f"target_mhz must be positive, not {target_mhz}")
     family = board.family
+    if not params.single_port:
+        params = replace(params, single_port=spram_plan(board, params))
     fit = fit_check(board, params)
     if not fit.fits and not force:
         raise SynthError(f"{fit.summary()} (--force runs the tools anyway)")
@@ -466,14 +536,18 @@ def synthesize(params: CoreParams, board: Board, out_dir, *, seed: int = 1, targ
         "device": f"{platform.device}-{platform.package}",
         "design": {"rule": "desire", "topology": list(params.sizes), "weight_bits": params.cfg.weight_bits,
                    "parallelism": params.P, "time_steps": params.cfg.time_steps,
+                   "single_port_memories": sorted(params.single_port),
                    "harness_shift_register_bits": top.harness.input_bits},
         "seed": seed,
         "clock": {"board_mhz": board_mhz, "target_mhz": target_mhz, "pll": False,
                   "note": "the bitstream runs at the board clock; place and route is constrained to the target"},
         "precheck": {"memory_bits_needed": fit.memory_bits, "block_ram_bits": fit.block_ram_bits,
                      "logic_estimate": fit.logic_estimate, "logic_available": board.logic_cells,
-                     "luts_per_lane_per_layer": LUTS_PER_LANE_PER_LAYER, "fits": fit.fits, "forced": force,
-                     "memories": {name: f"{depth}x{width}" for name, depth, width in fit.memories}},
+                     "block_ram_bits_needed": fit.dual_port_bits, "spram_blocks_needed": fit.spram_tiles,
+                     "block_rams_estimate": fit.block_rams_estimate,
+                     "luts_per_lane": LUTS_PER_LANE, "fits": fit.fits, "forced": force,
+                     "memories": {name: f"{depth}x{width}{' single-port' if kind == 'single' else ''}"
+                                  for name, depth, width, kind in fit.memories}},
         "summary": summary,
         "yosys_cells": cells,
         "nextpnr": nextpnr,

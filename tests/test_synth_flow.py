@@ -2,6 +2,7 @@
 need no tool: the fit pre-check, option validation, reading the tools' output and the comparison table."""
 
 import argparse
+import dataclasses
 import json
 import os
 import re
@@ -14,7 +15,7 @@ from mfsnn import synth_cmd
 from mfsnn.golden.desire_config import DesireConfig
 from mfsnn.rtl.core import CoreParams
 from mfsnn.rtl.synth_flow import (BOARDS, SynthError, compare_reports, core_memories, fit_check, read_nextpnr,
-                                  report_problems, synthesize)
+                                  report_problems, spram_plan, synthesize)
 from mfsnn.rtl import synth_flow
 
 
@@ -64,7 +65,7 @@ def test_tiny_ice40_build_reports_what_the_tools_said(yosys, nextpnr_ice40, tmp_
     assert summary["yosys"]["lut4"] == int(re.findall(r"^\s+(\d+)\s+SB_LUT4$", (tmp_path / "top.rpt").read_text(),
                                                      re.M)[-1])
     # memory bits needed come from the elaborated core; the target constraint file was applied
-    assert summary["memory_bits"]["needed"] == sum(d * w for d, w in core_memories(params_for((8, 4, 2), 8)).values())
+    assert summary["memory_bits"]["needed"] == sum(d * w for d, w, _ in core_memories(params_for((8, 4, 2), 8)).values())
     assert "set_frequency clk12_0__io 30" in (tmp_path / "top.pcf").read_text()
     # every stage timed, tool versions and machine load recorded
     assert set(report["stages"]) == {"elaborate", "yosys", "nextpnr", "pack"}
@@ -82,19 +83,37 @@ def test_memories_are_read_from_the_elaborated_core():
     params = params_for((8, 4, 2), parallelism=2)
     memories = core_memories(params)
     # weight memory of layer 1: one word of P weights per (post block, input)
-    assert memories["w1"] == (params.blocks(1) * 8, 2 * 24)
-    assert fit_check(BOARDS["icebreaker"], params).memory_bits == sum(d * w for d, w in memories.values())
+    assert memories["w1"] == (params.blocks(1) * 8, 2 * 24, "dual")
+    assert fit_check(BOARDS["icebreaker"], params).memory_bits == sum(d * w for d, w, _ in memories.values())
+    single = core_memories(dataclasses.replace(params, single_port={"w1", "x2"}))
+    assert {name for name, (_, _, kind) in single.items() if kind == "single"} == {"w1", "x2"}
 
 
-def test_precheck_refuses_196_64_10_on_the_up5k(tmp_path):
-    fit = fit_check(BOARDS["icebreaker"], params_for((196, 64, 10)))
-    # the 196x64 weights alone (301,056 bits) exceed the 30 EBR
-    assert fit.memory_bits > 196 * 64 * 24 > fit.block_ram_bits == 30 * 4096
+@pytest.mark.parametrize("weight_bits,plan,tiles", [(24, {"w1", "x1", "x2"}, 4), (16, {"w1", "x1"}, 2)])
+def test_196_64_10_goes_into_the_up5k_spram(weight_bits, plan, tiles):
+    """The 196x64 weights (301,056 bits at W24) exceed the 30 EBR (122,880 bits): the plan moves the
+    largest weight and trace memories into the four 256-kbit SPRAM blocks until the rest fits."""
+    params = params_for((196, 64, 10), weight_bits)
+    assert not fit_check(BOARDS["icebreaker"], params).fits
+    assert spram_plan(BOARDS["icebreaker"], params) == plan
+    fit = fit_check(BOARDS["icebreaker"], dataclasses.replace(params, single_port=plan))
+    assert fit.fits and fit.spram_tiles == tiles and fit.block_rams_estimate <= 30
+    assert f"and {tiles} of 4 SPRAM blocks ({', '.join(sorted(plan))})" in fit.summary()
+    # boards without SPRAM keep every memory dual-port
+    assert spram_plan(BOARDS["ulx3s-85f"], params) == frozenset()
+
+
+def test_precheck_refuses_784_128_10_on_the_up5k(tmp_path):
+    params = params_for((784, 128, 10))
+    # 784x128 weights of 24 bits (2.4 Mbit) exceed the 4 SPRAM blocks (1 Mbit) and the 30 EBR together
+    plan = spram_plan(BOARDS["icebreaker"], params)
+    fit = fit_check(BOARDS["icebreaker"], dataclasses.replace(params, single_port=plan))
+    assert "w1" not in plan and fit.dual_port_bits > 784 * 128 * 24 > fit.block_ram_bits == 30 * 4096
     assert not fit.fits
-    assert "122,880 (30 EBR x 4,096; its 4 SPRAM are unused by the core): does not fit" in fit.summary()
+    assert "iCE40 UP5K has 122,880 (30 EBR x 4,096): does not fit" in fit.summary()
     out = tmp_path / "ice"
-    with pytest.raises(SynthError, match=r"^196-64-10 P=1 W24 needs [\d,]+ memory bits .* does not fit"):
-        synthesize(params_for((196, 64, 10)), BOARDS["icebreaker"], out, log=lambda line: None)
+    with pytest.raises(SynthError, match=r"^784-128-10 P=1 W24 needs [\d,]+ memory bits .* does not fit"):
+        synthesize(params, BOARDS["icebreaker"], out, log=lambda line: None)
     assert not out.exists()
 
 
@@ -104,7 +123,7 @@ def test_precheck_lets_196_64_10_onto_the_85f():
 
 def test_cli_refusal_is_one_line_and_writes_nothing(tmp_path, capsys):
     out = tmp_path / "ice"
-    assert run_cli("--board", "icebreaker", "--topology", "196-64-10", "--out", str(out)) == 2
+    assert run_cli("--board", "icebreaker", "--topology", "784-128-10", "--out", str(out)) == 2
     captured = capsys.readouterr()
     assert captured.err.count("\n") == 1 and "does not fit" in captured.err and "--force" in captured.err
     assert not out.exists()
