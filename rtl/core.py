@@ -332,13 +332,14 @@ class DesireCore(wiring.Component):
         j = Signal(range(N[-1] + 1))
 
         # dropout/rounding hashes: mix32 split over mix_lat registers (six carry chains in one cycle
-        # would set the clock); their inputs are registers or driven by the FSM state feeding them
+        # would set the clock). One bank of P pipelines serves the step keys (lane 0, MASK_KEY), the
+        # dropout masks (MASK_l) and the stochastic rounding offsets (UI): those phases never overlap,
+        # and each drives the inputs from its own state.
         mix_lat = len(MIX32_STAGES) - 1
-        k1_hash = mix32_pipeline(m, Const(cfg.seed, 32) ^ step, "k1")
-        skey_hash = mix32_pipeline(m, Const(cfg.seed ^ ROUNDING_SALT, 32) ^ step, "skey")
+        stochastic = cfg.rounding == "stochastic"
+        hash_in = Signal(lanes_of(unsigned(32)))
+        hash_out = [mix32_pipeline(m, hash_in[q], f"hash{q}") for q in range(P)]
         mask_layers = sorted(MASK)
-        mk_in = Signal(lanes_of(unsigned(32)))
-        mk_hash = [mix32_pipeline(m, mk_in[q], f"mask{q}") for q in range(P)] if mask_layers else []
         mk_v = [Signal(name=f"mk_v{n}") for n in range(mix_lat)]
         mk_k = [Signal.like(k, name=f"mk_k{n}") for n in range(mix_lat)]
         mk_l = [Signal(range(max(len(mask_layers), 2)), name=f"mk_l{n}") for n in range(mix_lat)]
@@ -375,8 +376,12 @@ class DesireCore(wiring.Component):
         ut1_v = Signal()
         ut1_xtb = Signal.like(xtb)
         nt = Signal(range(T + 1))
-        tl_x = Array(Signal.like(xtb, name=f"tl_x{n}") for n in range(T))
-        tl_r = Array(Signal(P, name=f"tl_r{n}") for n in range(T))
+        # The steps at which an active lane of the post block spiked (<= T entries: the X base address
+        # of the step and the lanes' raster bits), in a small memory rather than T registers: UT
+        # writes them in order, UI reads entry e (issued a cycle ahead) for every visited input.
+        step_list = Memory(shape=data.StructLayout({"x": xtb.shape(), "r": unsigned(P)}), depth=max(T, 2), init=[])
+        m.submodules.step_list = step_list
+        st_r, st_w = step_list.read_port(), step_list.write_port()
         u1_v, u1_last, u1_rbits, u1_lane, u1_i = Signal(), Signal(), Signal(P), Signal(max(lg, 1)), Signal(range(maxn_in + 1))
         accum = Signal(data.ArrayLayout(unsigned(p.accum_bits), P))
         # weight-word write address delayed along the UpdateLanes pipeline (same latency for every layer)
@@ -390,12 +395,11 @@ class DesireCore(wiring.Component):
         u2_w = Signal(lanes_of(signed(WB)))
         # stochastic rounding offsets, hashed from the synapse index issued in UI; due at UpdateLanes'
         # stage 2, three cycles after UI (u1 data arrival, u2 accumulate, stage 1)
-        if cfg.rounding == "stochastic":
+        if stochastic:
             offset_pad = 3 - mix_lat
             if offset_pad < 0:
                 raise ValueError(f"the rounding hash takes {mix_lat} cycles; UpdateLanes needs it after 3")
-            uo_in = Signal(lanes_of(unsigned(32)))
-            uo_offset = [mix32_pipeline(m, uo_in[q], f"round{q}") for q in range(P)]
+            uo_offset = hash_out
             for n in range(offset_pad):
                 delayed = [Signal(32, name=f"round{q}_pad{n}") for q in range(P)]
                 m.d.sync += [delayed[q].eq(uo_offset[q]) for q in range(P)]
@@ -532,9 +536,17 @@ class DesireCore(wiring.Component):
 
             # ======================= dropout masks ==============================================
             with m.State("MASK_KEY"):
-                # step is stable from here on; the key hashes are valid once through their pipelines
+                # step is stable from here on: the dropout key enters lane 0 at k = 0, the rounding
+                # key (stochastic rounding only) at k = 1; each is out mix_lat cycles later
+                m.d.comb += hash_in[0].eq(Mux(k == 0, Const(cfg.seed, 32) ^ step,
+                                              Const(cfg.seed ^ ROUNDING_SALT, 32) ^ step))
                 with m.If(k == mix_lat):
-                    m.d.sync += [k1.eq(k1_hash), skey.eq(skey_hash), k.eq(0)]
+                    m.d.sync += k1.eq(hash_out[0])
+                if stochastic:
+                    with m.If(k == mix_lat + 1):
+                        m.d.sync += skey.eq(hash_out[0])
+                with m.If(k == mix_lat + stochastic):
+                    m.d.sync += k.eq(0)
                     m.next = f"MASK_{mask_layers[0]}" if mask_layers else "SCAN_RD_1"
                     if mask_layers:
                         with m.If(~train):
@@ -546,7 +558,7 @@ class DesireCore(wiring.Component):
                     # word k enters the hash pipeline; the mask stage writes it mix_lat cycles later
                     for q in range(P):
                         n = Cat(Const(q, lg), k) if lg else k
-                        m.d.comb += mk_in[q].eq(k1 ^ (ml << 16) ^ n)
+                        m.d.comb += hash_in[q].eq(k1 ^ (ml << 16) ^ n)
                     m.d.sync += [mk_v[0].eq(1), mk_k[0].eq(k), mk_l[0].eq(idx)]
                     with m.If(k == p.blocks(ml) - 1):
                         m.d.sync += k.eq(0)
@@ -563,7 +575,7 @@ class DesireCore(wiring.Component):
                 with m.If(mk_v[-1]):
                     for idx, ml in enumerate(mask_layers):
                         with m.If(mk_l[-1] == idx):
-                            bits = [(mk_hash[q] >> 16)[:16] < cfg.keep_threshold(ml) for q in range(P)]
+                            bits = [(hash_out[q] >> 16)[:16] < cfg.keep_threshold(ml) for q in range(P)]
                             word = Cat(*bits) & valid_lanes(ml, mk_k[-1])
                             m.d.comb += [MASK[ml][2].addr.eq(mk_k[-1]), MASK[ml][2].data.eq(word),
                                          MASK[ml][2].en.eq(1)]
@@ -868,7 +880,9 @@ class DesireCore(wiring.Component):
                     m.next = f"UW_LD_{l}"
                 with m.State(f"UW_LD_{l}"):
                     m.d.sync += cur_l.eq(l)
-                    m.d.sync += [pend.eq(EVER[l][1].data), kbase.eq(k << lg), e.eq(0)]
+                    m.d.sync += [pend.eq(EVER[l][1].data), kbase.eq(k << lg), e.eq(0),
+]
+                    m.d.comb += st_r.addr.eq(0)
                     with m.If(EVER[l][1].data != 0):
                         m.next = f"UI_{l}"
                     with m.Elif(k == nw - 1):
@@ -883,18 +897,21 @@ class DesireCore(wiring.Component):
                         with m.If(pend[q]):
                             m.d.comb += ubit.eq(q)
                     i_cur = (kbase | ubit) if lg else kbase
-                    m.d.comb += [X[l][1].addr.eq(tl_x[e[:max(ceil_log2(T), 1)]] + k),
+                    m.d.comb += [X[l][1].addr.eq(st_r.data.x + k),
                                  W[l][1].addr.eq(bbase + i_cur)]
                     last_e = e == nt - 1
                     if cfg.rounding == "stochastic":
                         # synapse (jj, i_cur)'s rounding hash reaches UpdateLanes' stage 2 with its word
                         for q in range(P):
                             jj = Cat(Const(q, lg), rd_blk) if lg else rd_blk
-                            m.d.comb += uo_in[q].eq(skey ^ (l << 24) ^ (jj << 12) ^ i_cur)
+                            m.d.comb += hash_in[q].eq(skey ^ (l << 24) ^ (jj << 12) ^ i_cur)
                     # single-port W_l: the entry that reads the weight word waits while a word is written
                     w_busy = uw_v[-1] if f"w{l}" in p.single_port else Const(0)
+                    # the step-list entry of the next cycle: this one again (stalled), the first
+                    # (last entry of an input) or the next one
+                    m.d.comb += st_r.addr.eq(Mux(last_e, Mux(w_busy, e, 0), e + 1))
                     with m.If(~(last_e & w_busy)):
-                        m.d.sync += [u1_v.eq(1), u1_last.eq(last_e), u1_rbits.eq(tl_r[e[:max(ceil_log2(T), 1)]]),
+                        m.d.sync += [u1_v.eq(1), u1_last.eq(last_e), u1_rbits.eq(st_r.data.r),
                                      u1_i.eq(i_cur)]
                         if lg:
                             m.d.sync += u1_lane.eq(ubit)
@@ -919,7 +936,8 @@ class DesireCore(wiring.Component):
                     with m.If(ut1_v & (cur_l == l)):
                         rb = R[l][1].data & act
                         with m.If(rb != 0):
-                            m.d.sync += [tl_x[nt].eq(ut1_xtb), tl_r[nt].eq(rb), nt.eq(nt + 1)]
+                            m.d.comb += [st_w.addr.eq(nt), st_w.data.x.eq(ut1_xtb), st_w.data.r.eq(rb), st_w.en.eq(1)]
+                            m.d.sync += nt.eq(nt + 1)
                     # arrival stage: trace word (and on the last entry the weight word) -> registers
                     with m.If(u1_v & (cur_l == l)):
                         xw = X[l][1].data
