@@ -29,10 +29,11 @@ from amaranth.utils import ceil_log2
 
 from ..golden.desire_config import ROUNDING_SALT, DesireConfig
 from .memories import WordMemory
+from .skeleton import DebugTap, SampleLoader, WeightBank, WeightPortSignature
 from .lanes import (MIX32_STAGES, DesireLanes, EncoderLanes, NeuronLanes, TraceLanes, UpdateLanes,
                     mix32_pipeline)
 
-__all__ = ["CoreParams", "DebugKind", "WeightPortSignature", "DesireCore"]
+__all__ = ["CoreParams", "DebugKind", "DesireCore"]
 
 
 class DebugKind:
@@ -177,25 +178,6 @@ class CoreParams:
         })
 
 
-class WeightPortSignature(wiring.Signature):
-    """Host access to the weight memories while the core is idle (``busy`` low).
-
-    Seen from the host: ``layer`` (0-based weight layer, i.e. W_{layer+1}), ``addr`` word address
-    b*N_{l-1} + i, ``we`` writes ``wdata`` (P weights, lane k = post neuron b*P+k) this cycle;
-    ``rdata`` is the word at last cycle's ``addr`` (read latency 1).
-    """
-
-    def __init__(self, params: CoreParams):
-        word = params.P * params.cfg.weight_bits
-        super().__init__({
-            "layer": Out(range(max(params.L, 2))),
-            "addr": Out(params.addr_bits),
-            "we": Out(1),
-            "wdata": Out(word),
-            "rdata": In(word),
-        })
-
-
 class DesireCore(wiring.Component):
     """Desire-BP training/inference core for ``params.cfg.topology`` with ``params.P`` lanes.
 
@@ -216,7 +198,8 @@ class DesireCore(wiring.Component):
             "pixels": In(stream.Signature(unsigned(8))),
             "labels": In(stream.Signature(params.label_layout)),
             "results": Out(stream.Signature(params.result_layout)),
-            "wport": In(WeightPortSignature(params)),
+            "wport": In(WeightPortSignature(layers=params.L, addr_bits=params.addr_bits,
+                                            word_bits=params.P * params.cfg.weight_bits)),
             "cycles": Out(unsigned(32)),
             "busy": Out(1),
         }
@@ -257,6 +240,16 @@ class DesireCore(wiring.Component):
             m.submodules[name] = mem
             return mem, mem.read, mem.write
 
+        # sample input and the weight memories with the host's port: the parts every rule's core shares
+        loader = m.submodules.loader = SampleLoader(pixel_count=N[0], label_layout=p.label_layout)
+        wiring.connect(m, wiring.flipped(self.pixels), loader.pixels)
+        wiring.connect(m, wiring.flipped(self.labels), loader.labels)
+        label, train, step, shift = loader.label.label, loader.label.train, loader.label.step, loader.label.shift
+        bank = m.submodules.weights = WeightBank(
+            word_shape=lanes_of(signed(WB)),
+            memories=[(p.w_depth(l), f"w{l}" in p.single_port) for l in range(1, L + 1)])
+        wiring.connect(m, wiring.flipped(self.wport), bank.wport)
+
         pix_mem, pix_r, pix_w = memory("pix", lanes_of(unsigned(8)), p.blocks(0))
         enc = EncoderLanes(P, pixel_max=cfg.pixel_max)
         m.submodules.enc = enc
@@ -273,7 +266,7 @@ class DesireCore(wiring.Component):
 
         W, V, C, R, X, CARE, WANT, MASK, EVER = {}, {}, {}, {}, {}, {}, {}, {}, {}
         for l in range(1, L + 1):
-            W[l] = word_memory(f"w{l}", lanes_of(signed(WB)), p.w_depth(l))
+            W[l] = (None, bank.reads[l - 1], bank.writes[l - 1])
             V[l] = memory(f"v{l}", lanes_of(signed(VB)), p.blocks(l))
             C[l] = memory(f"c{l}", lanes_of(unsigned(CB)), p.blocks(l))
             R[l] = memory(f"r{l}", unsigned(P), T * p.blocks(l))
@@ -307,12 +300,6 @@ class DesireCore(wiring.Component):
         m.d.comb += self.cycles.eq(cyc)
         sample_cycles = Signal(32)
 
-        label = Signal(self.labels.payload.label.shape())
-        train = Signal()
-        step = Signal(32)
-        shift = Signal(signed(8))
-        have_label = Signal()
-        pcount = Signal(range(N[0] + 1))
 
         t = Signal(range(T + 1))
         tbase = {x: Signal(max(ceil_log2(T * p.blocks(x)), 1), name=f"tbase{x}") for x in range(0, L + 1)}
@@ -407,20 +394,7 @@ class DesireCore(wiring.Component):
         for n in range(1, ulat):
             m.d.sync += [uw_v[n].eq(uw_v[n - 1]), uw_addr[n].eq(uw_addr[n - 1])]
 
-        if p.debug:
-            dbg = self.debug.payload
-            dbg_v = self.debug.valid
-
-            def emit(kind, layer, time, n, value=None, aux=None):
-                stmts = [dbg_v.eq(1), dbg.kind.eq(kind), dbg.layer.eq(layer), dbg.t.eq(time), dbg.n.eq(n)]
-                for q, val in enumerate(value or []):
-                    stmts.append(dbg.value[q].eq(val))
-                for q, val in enumerate(aux or []):
-                    stmts.append(dbg.aux[q].eq(val))
-                m.d.comb += stmts
-        else:
-            def emit(*args, **kwargs):
-                pass
+        emit = DebugTap(m, self.debug if p.debug else None).emit
 
         # NEX control delayed along each layer's NeuronLanes pipeline: valid, block, the counts read
         # NEX control delayed along the NeuronLanes pipeline: valid, layer, block, the counts read
@@ -486,17 +460,7 @@ class DesireCore(wiring.Component):
         rd_blk = Signal.like(b)
 
         # host weight port: whenever no sample is being processed (the FSM leaves W alone then)
-        wsel = Signal.like(self.wport.layer)
-        m.d.sync += wsel.eq(self.wport.layer)
-        with m.If(~busy):
-            for l in range(1, L + 1):
-                m.d.comb += W[l][1].addr.eq(self.wport.addr)
-                with m.If(self.wport.we & (self.wport.layer == l - 1)):
-                    m.d.comb += [W[l][2].addr.eq(self.wport.addr), W[l][2].en.eq(1),
-                                 W[l][2].data.eq(self.wport.wdata)]
-        for l in range(1, L + 1):
-            with m.If(wsel == l - 1):
-                m.d.comb += self.wport.rdata.eq(W[l][1].data)
+        m.d.comb += bank.host_enable.eq(~busy)
 
         stages = []   # data-arrival pipeline stages, elaborated after the FSM
         cur_l = Signal(range(L + 1))  # layer of the read issued last cycle (selects the stage)
@@ -517,20 +481,15 @@ class DesireCore(wiring.Component):
                 m.next = "IDLE"
             # ======================= IDLE: load pixels and label; host weight port ==============
             with m.State("IDLE"):
-                m.d.comb += self.pixels.ready.eq(pcount != N[0])
-                m.d.comb += self.labels.ready.eq(~have_label)
-                with m.If(self.pixels.valid & (pcount != N[0])):
-                    m.d.comb += [pix_w.addr.eq(pcount >> lg), vin_w.addr.eq(pcount >> lg)]
-                    m.d.comb += [pix_w.en.eq(1 << pcount[:lg] if lg else 1), vin_w.en.eq(1 << pcount[:lg] if lg else 1)]
-                    m.d.comb += [pix_w.data[q].eq(self.pixels.payload) for q in range(P)]
+                m.d.comb += loader.idle.eq(1)
+                with m.If(loader.pixel.valid):
+                    index = loader.pixel.index
+                    m.d.comb += [pix_w.addr.eq(index >> lg), vin_w.addr.eq(index >> lg)]
+                    m.d.comb += [pix_w.en.eq(1 << index[:lg] if lg else 1), vin_w.en.eq(1 << index[:lg] if lg else 1)]
+                    m.d.comb += [pix_w.data[q].eq(loader.pixel.value) for q in range(P)]
                     m.d.comb += [vin_w.data[q].eq(0) for q in range(P)]
-                    m.d.sync += pcount.eq(pcount + 1)
-                with m.If(self.labels.valid & ~have_label):
-                    pl = self.labels.payload
-                    m.d.sync += [label.eq(pl.label), train.eq(pl.train), step.eq(pl.step), shift.eq(pl.shift),
-                                 have_label.eq(1)]
-                with m.If(have_label & (pcount == N[0])):
-                    m.d.sync += [busy.eq(1), sample_cycles.eq(0), have_label.eq(0), pcount.eq(0)]
+                with m.If(loader.start):
+                    m.d.sync += [busy.eq(1), sample_cycles.eq(0)]
                     m.d.sync += start_forward()
                     m.next = "MASK_KEY"
 
@@ -632,10 +591,13 @@ class DesireCore(wiring.Component):
                 def _scan_stage(l=l):
                     # the word scanned last cycle: its traces and "ever spiked" bits, from registers
                     # (the encoder's spikes and a trace update in one cycle after a read are too long)
+                    # X_l's write port unconditionally (en from the stage's valid bit): a single-port
+                    # memory addresses with its write enable, which must never be X, and Icarus leaves
+                    # a comb process X until one of its inputs changes
+                    m.d.comb += [X[l][2].addr.eq(tbase[l - 1] + sc_k), X[l][2].en.eq(sc_v[l]),
+                                 X[l][2].data.eq(tr.x_next)]
                     with m.If(sc_v[l]):
                         m.d.comb += [tr.x.eq(sc_x), tr.spike.eq(sc_spk)]
-                        m.d.comb += [X[l][2].addr.eq(tbase[l - 1] + sc_k), X[l][2].en.eq(1),
-                                     X[l][2].data.eq(tr.x_next)]
                         m.d.comb += [EVER[l][2].addr.eq(sc_k), EVER[l][2].en.eq(1),
                                      EVER[l][2].data.eq(sc_ever | sc_spk)]
                         emit(DebugKind.SCAN, l, t, sc_k << lg, value=[tr.x_next[q] for q in range(P)],
@@ -957,10 +919,10 @@ class DesireCore(wiring.Component):
                             m.d.sync += [accum[q].eq(0) for q in range(P)]
                         with m.Else():
                             m.d.sync += [accum[q].eq(new_acc[q]) for q in range(P)]
-                    # write stage: the updated weight word leaves UpdateLanes
-                    with m.If(uw_v[-1] & (cur_l == l)):
-                        m.d.comb += [W[l][2].addr.eq(uw_addr[-1]), W[l][2].en.eq(1),
-                                     W[l][2].data.eq(ul.w_next)]
+                    # write stage: the updated weight word leaves UpdateLanes (the port driven
+                    # unconditionally, as X_l's in the scan stage)
+                    m.d.comb += [W[l][2].addr.eq(uw_addr[-1]), W[l][2].en.eq(uw_v[-1] & (cur_l == l)),
+                                 W[l][2].data.eq(ul.w_next)]
                 stages.append(_update_stages)
 
             with m.State("OUT"):

@@ -206,7 +206,8 @@ def spram_plan(board: "Board", params: CoreParams) -> frozenset:
     Single-port costs stall cycles, so nothing moves that need not."""
     if not board.sprams:
         return frozenset()
-    memories = core_memories(replace(params, single_port=()))
+    # keyed by the memory's own name ("w1", "x2"), without the component it sits in
+    memories = {path.rsplit(".", 1)[-1]: shape for path, shape in core_memories(replace(params, single_port=())).items()}
     blocks = {name: block_rams(board.family, depth, width) for name, (depth, width, _) in memories.items()}
     needed = sum(blocks.values())
     chosen, tiles = set(), 0
@@ -277,7 +278,7 @@ class FitCheck:
         family = self.board.family
         spram = ""
         if self.board.sprams:
-            single = [name for name, _, _, kind in self.memories if kind == "single"]
+            single = [name.rsplit(".", 1)[-1] for name, _, _, kind in self.memories if kind == "single"]
             spram = (f" and {self.spram_tiles} of {self.board.sprams} SPRAM blocks"
                      f" ({', '.join(single) if single else 'none used'})")
         memory = (f"{self.label} needs {self.dual_port_bits:,} memory bits in block RAM{spram}; {self.board.device} "

@@ -83,10 +83,10 @@ def test_memories_are_read_from_the_elaborated_core():
     params = params_for((8, 4, 2), parallelism=2)
     memories = core_memories(params)
     # weight memory of layer 1: one word of P weights per (post block, input)
-    assert memories["w1"] == (params.blocks(1) * 8, 2 * 24, "dual")
+    assert memories["weights.w1"] == (params.blocks(1) * 8, 2 * 24, "dual")
     assert fit_check(BOARDS["icebreaker"], params).memory_bits == sum(d * w for d, w, _ in memories.values())
     single = core_memories(dataclasses.replace(params, single_port={"w1", "x2"}))
-    assert {name for name, (_, _, kind) in single.items() if kind == "single"} == {"w1", "x2"}
+    assert {name for name, (_, _, kind) in single.items() if kind == "single"} == {"weights.w1", "x2"}
 
 
 @pytest.mark.parametrize("weight_bits,plan,tiles", [(24, {"w1", "x1", "x2"}, 4), (16, {"w1", "x1"}, 2)])
