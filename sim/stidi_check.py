@@ -1,0 +1,556 @@
+"""Bit-exact check of the STiDi-BP core (rtl/stidi_core.py) under Amaranth's simulator.
+
+``rtl_run`` drives ``StidiCore`` as sim/amaranth_tb.py drives the desire core: it loads the latent
+weights through ``wport``, streams labelled samples (label beat first, then the pixels), takes the
+result beats, reads every weight word back after every training sample (and after the last sample)
+and, with the debug tap on, decodes the records into a ``Trace`` keyed like the golden model's
+(docs/golden-spec-stidi.md §13). Every wait is bounded by ``sample_cycle_limit`` cycles and a timeout
+names what the testbench waited for.
+
+``check_stidi`` runs the golden integer learner (``golden.stidi``: ``FixedStidiLearner``,
+``stidi_fixed.train_step`` / ``forward`` / ``decide``) on the same samples and compares, sample after
+sample: the prediction and the output spike times of the result beat, every latent weight, and with
+the tap every intermediate of the golden trace (input times, I and U of every layer and step, spike
+times, decision and §8 case, targets and ternary error, displacements, error signs and levels). The
+first difference is reported in execution order: sample, phase, layer, step, neuron, expected, got.
+"""
+
+import copy
+import dataclasses
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from amaranth.sim import Simulator
+
+from ..golden import stidi_fixed
+from ..golden.stidi import (FixedStidiLearner, build_stages, init_weights, parse_stidi_topology,
+                            weight_layers)
+from ..golden.trace import Trace, first_divergence
+from ..rtl.stidi_core import StidiCore, StidiCoreParams, StidiDebugKind
+from .model import Sample, pack_weights, unpack_layout, unpack_weights
+
+__all__ = ["Sample", "StidiReport", "SimulationTimeout", "golden_learner", "initial_weights", "sample_cycle_limit",
+           "rtl_run", "check_stidi", "StidiDebugDecoder", "VALUE_KINDS"]
+
+MISSING = -(1 << 62)   # a trace position the RTL never reported
+
+#: Kinds of compared values, in report order: the debug tap's (first eight), then the result
+#: beat's and the weight read-back's.
+VALUE_KINDS = ("input times", "currents", "membranes", "spike times", "decisions", "targets", "displacements",
+               "error levels", "predictions", "output times", "weights")
+DEBUG_KINDS = VALUE_KINDS[:8]
+
+
+def value_kind(key: str) -> str:
+    """Report kind of a golden trace key ("forward/1/U" -> "membranes")."""
+    phase, _, name = key.split("/")
+    if phase == "encode":
+        return "input times"
+    if phase == "forward":
+        return {"I": "currents", "U": "membranes", "times": "spike times"}[name]
+    if phase == "decision":
+        return "decisions"
+    if phase == "target":
+        return "targets"
+    if phase == "error":
+        return "displacements" if name == "D" else "error levels"
+    raise KeyError(key)
+
+
+# ------------------------------------------------------------------------------------------------
+# The golden side
+# ------------------------------------------------------------------------------------------------
+
+def golden_learner(params: StidiCoreParams, weights=None) -> FixedStidiLearner:
+    """The golden integer learner of ``params.cfg`` with ``weights`` (canonical (N_l, N_{l-1}) arrays
+    per layer; None: the golden xorshift init).
+
+    With ``params.input_size`` replacing the topology's image input, the learner is built for the
+    config's topology and then given the flat input's stages: the golden topology syntax takes image
+    inputs only, and every fc function of ``stidi_fixed`` works on any input size.
+    """
+    cfg = params.cfg
+    topology = parse_stidi_topology(cfg.topology)
+    stages = build_stages(topology)
+    flat = params.input_size is not None and params.sizes[0] != topology.n_pixels
+    if flat:
+        topology = dataclasses.replace(topology, text=params.topology, input_shape=(params.sizes[0],),
+                                       n_pixels=params.sizes[0])
+        stages = build_stages(topology)
+    if weights is None:
+        canonical, _ = init_weights(cfg, stages)
+        weights = [canonical[l] for l in weight_layers(stages)]
+    arrays = {f"w{l}": np.asarray(w, dtype=np.int64) for l, w in zip(weight_layers(stages), weights)}
+    learner = FixedStidiLearner(cfg, weights=arrays)
+    if flat:
+        learner.topo, learner.stages = topology, stages
+    for l, w in zip(learner.layers, weights):
+        assert learner.w[l].shape == np.asarray(w).T.shape, (l, learner.w[l].shape)
+    return learner
+
+
+def initial_weights(params: StidiCoreParams) -> list:
+    """The golden initial latent weights (xorshift32 from ``cfg.seed``, §10.2) per layer, (N_l, N_{l-1})."""
+    learner = golden_learner(params)
+    return [learner.w[l].T.copy() for l in learner.layers]
+
+
+def learner_weights(learner) -> list:
+    return [learner.w[l].T.copy() for l in learner.layers]
+
+
+def set_epoch(learner, epoch: int) -> None:
+    """The step schedule's position in ``epoch`` (§9.1), as ``train_samples`` sets it."""
+    k = learner.cfg.lr_halving_epochs
+    learner.halvings = epoch // k if k else 0
+
+
+def label_shifts(learner, epoch: int) -> list:
+    """LR_SHIFT of every weight layer in ``epoch``: what the host puts on the label beat."""
+    set_epoch(learner, epoch)
+    return [learner.step_shift(l) for l in learner.layers]
+
+
+@dataclass
+class Expected:
+    trace: Trace
+    pred: int
+    times: np.ndarray              # output spike times
+    weights: list                  # latent weights after the sample, (N_l, N_{l-1}) per layer
+
+
+def expected_sample(learner, sample: Sample) -> Expected:
+    """The golden outcome of one sample; a training sample updates ``learner`` in place.
+
+    ``sample.pixels`` are the N0 values the core receives, so the encoding is the ROM lookup that
+    ``learner.encode`` does after its reshaping (§4).
+    """
+    t0 = learner.table[np.asarray(sample.pixels, dtype=np.int64)]
+    top = learner.layers[-1]
+    trace = Trace()
+    if sample.train:
+        set_epoch(learner, sample.epoch)
+        pred = stidi_fixed.train_step(learner, t0, int(sample.label), int(sample.step), trace)
+        times = trace[f"forward/{top}/times"]
+    else:
+        trace.record("encode", 0, "times", t0)
+        all_times, _, membrane = stidi_fixed.forward(learner, t0, trace)
+        pred = stidi_fixed.decide(all_times[top], membrane, learner.T)
+        assert pred == stidi_fixed.predict_one(learner, t0)
+        trace.record("decision", top, "pred", pred)
+        times = all_times[top]
+    return Expected(trace, int(pred), np.asarray(times, dtype=np.int64), learner_weights(learner))
+
+
+# ------------------------------------------------------------------------------------------------
+# Debug records -> trace
+# ------------------------------------------------------------------------------------------------
+
+class StidiDebugDecoder:
+    """The core's debug records of one sample as a ``Trace`` with the golden keys.
+
+    A record of an unknown kind, for a layer, step or neuron outside the network, or repeating a
+    position already reported is a protocol error (``errors``), never dropped. Lanes past a layer's
+    last neuron are block padding, the only values ignored. Positions never reported keep
+    ``MISSING`` and show up as a divergence.
+    """
+
+    def __init__(self, params: StidiCoreParams, train: bool):
+        self.p, self.train = params, train
+        self.trace = Trace()
+        self.seen = {}
+        self.errors = []
+        self.records = {}
+
+    def _error(self, text):
+        self.errors.append(f"record {sum(self.records.values())}: {text}")
+
+    def _array(self, key, shape):
+        if key not in self.trace:
+            self.trace[key] = np.full(shape, MISSING, dtype=np.int64)
+            self.seen[key] = np.zeros(shape, dtype=bool)
+        return self.trace[key], self.seen[key]
+
+    def _put(self, key, shape, n0, values, t=None):
+        arr, seen = self._array(key, shape)
+        size = shape[-1] if shape else 1
+        if shape and n0 >= size:
+            self._error(f"{key}: neuron {n0} outside 0..{size - 1}")
+            return
+        if t is not None and t >= shape[0]:
+            self._error(f"{key}: time step {t} outside 0..{shape[0] - 1}")
+            return
+        for q, value in enumerate(values[:size - n0] if shape else values[:1]):
+            where = () if not shape else (n0 + q,) if t is None else (t, n0 + q)
+            if seen[where]:
+                step = f"step {t}, " if t is not None else ""
+                self._error(f"{key}: duplicate report of {step}neuron {n0 + q}")
+                return
+            seen[where] = True
+            arr[where] = value
+
+    def add_word(self, word: int):
+        rec = unpack_layout(self.p.debug_layout, word)
+        self.add(rec["kind"], rec["layer"], rec["t"], rec["n"], rec["value"], rec["aux"])
+
+    def add(self, kind, layer, t, n, value, aux):
+        p, K = self.p, StidiDebugKind
+        L, N, T = p.L, p.sizes, p.T
+        names = {v: k for k, v in vars(K).items() if k.isupper()}
+        name = names.get(kind, f"unknown {kind}")
+        self.records[name] = self.records.get(name, 0) + 1
+        if kind not in names:
+            self._error(f"unknown record kind {kind}")
+            return
+        expected_layers = {K.ENCODE: (0, 0), K.STEP: (1, L), K.TIMES: (1, L), K.DECISION: (L, L),
+                           K.TARGET: (L, L), K.DISP: (1, L - 1), K.LEVEL: (1, L - 1)}[kind]
+        if not expected_layers[0] <= layer <= expected_layers[1]:
+            self._error(f"{name} record for layer {layer}, expected {expected_layers[0]}..{expected_layers[1]}")
+            return
+        if kind != K.STEP and t != 0:
+            self._error(f"{name} record at time step {t}")
+            return
+        training_only = kind in (K.TARGET, K.DISP, K.LEVEL)
+        if training_only and not self.train:
+            self._error(f"{name} record in an inference sample")
+            return
+        if kind == K.ENCODE:
+            self._put("encode/0/times", (N[0],), n, value[:1])
+        elif kind == K.STEP:
+            self._put(f"forward/{layer}/I", (T, N[layer]), n, aux, t)
+            self._put(f"forward/{layer}/U", (T, N[layer]), n, value, t)
+        elif kind == K.TIMES:
+            self._put(f"forward/{layer}/times", (N[layer],), n, value)
+        elif kind == K.DECISION:
+            self._put(f"decision/{layer}/pred", (), 0, value[:1])
+            if self.train:
+                self._put(f"target/{layer}/case", (), 0, aux[:1])
+        elif kind == K.TARGET:
+            self._put(f"target/{layer}/target", (N[layer],), n, value)
+            self._put(f"target/{layer}/d", (N[layer],), n, aux)
+        elif kind == K.DISP:
+            self._put(f"error/{layer}/D", (N[layer],), n, value)
+        elif kind == K.LEVEL:
+            self._put(f"error/{layer}/sign", (N[layer],), n, value)
+            self._put(f"error/{layer}/lvl", (N[layer],), n, aux)
+
+
+# ------------------------------------------------------------------------------------------------
+# The RTL side
+# ------------------------------------------------------------------------------------------------
+
+class SimulationTimeout(RuntimeError):
+    """The core did not finish a sample within ``sample_cycle_limit`` cycles: a hang."""
+
+
+def sample_cycle_limit(params: StidiCoreParams) -> int:
+    """Cycles within which the core finishes any one sample, whatever its spikes and errors: every
+    phase's worst case (every pre spiking, every pre eligible, every stage updated), times 2, plus
+    pipeline fill. Waiting longer than this is a hang, not a slow sample."""
+    p = params
+    N, T, L = p.sizes, p.T, p.L
+    cycles = 0
+    for l in range(1, L + 1):
+        cycles += T + N[l - 1] + 4 + p.blocks(l) * (T + N[l - 1] + 2)            # forward
+        cycles += p.blocks(l - 1) + 8 + N[l - 1] * (2 + p.blocks(l)) + 16          # backward
+        cycles += 3 * (p.blocks(l - 1) + 2)                                        # quantisation
+    cycles += 2 * (N[-1] + 2) + p.blocks(L) + 8 + 8                                # decision, targets, key
+    return 2 * cycles + 200
+
+
+@dataclass
+class SampleResult:
+    pred: int
+    times: np.ndarray
+    cycles: int
+    weights: list | None = None
+    debug: StidiDebugDecoder | None = None
+
+
+def reads_back_weights(train: bool, last: bool) -> bool:
+    """After every training sample (the weights it may change) and after the last sample of a run."""
+    return train or last
+
+
+def rtl_run(params: StidiCoreParams, weights, samples, *, vcd=None):
+    """Simulate ``samples`` on a fresh ``StidiCore(params)`` loaded with ``weights`` (per layer,
+    (N_l, N_{l-1})). Returns (results, total cycles, debug records outside any sample)."""
+    dut = StidiCore(params)
+    host = golden_learner(params, weights)        # the host side: LR_SHIFT of each sample's epoch
+    limit = sample_cycle_limit(params)
+    n_out = params.sizes[-1]
+    results, decoders = [], []
+    state = {"cycles": 0, "sample_start": 0, "waiting_for": "the weight load", "in_sample": False, "stray": 0}
+
+    async def load_weights(ctx):
+        for l in range(1, params.L + 1):
+            ctx.set(dut.wport.layer, l - 1)
+            for a, word in enumerate(pack_weights(params, l, weights[l - 1])):
+                ctx.set(dut.wport.addr, a)
+                ctx.set(dut.wport.wdata, word)
+                ctx.set(dut.wport.we, 1)
+                await ctx.tick()
+        ctx.set(dut.wport.we, 0)
+
+    async def read_weights(ctx):
+        out = []
+        for l in range(1, params.L + 1):
+            ctx.set(dut.wport.layer, l - 1)
+            words = []
+            for a in range(params.w_depth(l)):
+                ctx.set(dut.wport.addr, a)
+                await ctx.tick()
+                words.append(ctx.get(dut.wport.rdata))
+            out.append(unpack_weights(params, l, words))
+        return out
+
+    async def driver(ctx):
+        await load_weights(ctx)
+        for q, s in enumerate(samples):
+            mode = "training" if s.train else "inference"
+            if params.debug:
+                decoders.append(StidiDebugDecoder(params, s.train))
+            state.update(sample_start=state["cycles"], in_sample=True,
+                         waiting_for=f"sample {q} ({mode}): labels.ready")
+            ctx.set(dut.labels.payload.label, int(s.label))
+            ctx.set(dut.labels.payload.train, int(s.train))
+            ctx.set(dut.labels.payload.step, int(s.step))
+            for l, shift in enumerate(label_shifts(host, s.epoch)):
+                ctx.set(dut.labels.payload.lr_shift[l], shift)
+            ctx.set(dut.labels.valid, 1)
+            await ctx.tick().until(dut.labels.ready)
+            ctx.set(dut.labels.valid, 0)
+            state["waiting_for"] = f"sample {q} ({mode}): pixels.ready"
+            for px in np.asarray(s.pixels).tolist():
+                ctx.set(dut.pixels.payload, int(px))
+                ctx.set(dut.pixels.valid, 1)
+                await ctx.tick().until(dut.pixels.ready)
+            ctx.set(dut.pixels.valid, 0)
+            state["waiting_for"] = f"sample {q} ({mode}): results.valid"
+            ctx.set(dut.results.ready, 1)
+            pred, cycles, *times = await ctx.tick().sample(
+                dut.results.payload.pred, dut.results.payload.cycles,
+                *[dut.results.payload.times[k] for k in range(n_out)]).until(dut.results.valid)
+            ctx.set(dut.results.ready, 0)
+            state["in_sample"] = False
+            result = SampleResult(int(pred), np.array(times, dtype=np.int64), int(cycles))
+            if reads_back_weights(s.train, q == len(samples) - 1):
+                state["waiting_for"] = f"sample {q}: weight read-back"
+                result.weights = await read_weights(ctx)
+            if params.debug:
+                result.debug = decoders[-1]
+            results.append(result)
+
+    async def monitor(ctx):
+        async for _, _, valid, word in ctx.tick().sample(dut.debug.valid, dut.debug.payload.as_value()):
+            if valid:
+                if state["in_sample"]:
+                    decoders[-1].add_word(word)
+                else:
+                    state["stray"] += 1
+
+    async def counter(ctx):
+        async for _ in ctx.tick():
+            state["cycles"] += 1
+            if state["in_sample"] and state["cycles"] - state["sample_start"] > limit:
+                raise SimulationTimeout(f"timed out after {limit} cycles waiting for {state['waiting_for']}")
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(driver)
+    if params.debug:
+        sim.add_process(monitor)
+    sim.add_process(counter)
+    if vcd:
+        with sim.write_vcd(vcd):
+            sim.run()
+    else:
+        sim.run()
+    return results, state["cycles"], state["stray"]
+
+
+# ------------------------------------------------------------------------------------------------
+# The comparison
+# ------------------------------------------------------------------------------------------------
+
+@dataclass
+class StidiReport:
+    """Outcome of a bit-exact run: values expected and compared per kind, cycles, first divergence.
+    ``ok`` only if every sample was compared and every expected value was compared and equal."""
+    config: str = ""
+    debug_tap: bool = False
+    samples_in_job: int = 0
+    samples: int = 0
+    train_samples: int = 0
+    updating_samples: int = 0
+    expected: dict = field(default_factory=lambda: dict.fromkeys(VALUE_KINDS, 0))
+    compared: dict = field(default_factory=lambda: dict.fromkeys(VALUE_KINDS, 0))
+    records: dict = field(default_factory=dict)
+    # what the golden run exercised (so a test can show its samples reach every branch)
+    cases: dict = field(default_factory=dict)          # §8 target case -> training samples
+    hidden_changes: int = 0                            # weights of layers below the output changed
+    dropped_fired: int = 0                             # fired pres the dropout excluded from an update
+    cycles_train: list = field(default_factory=list)
+    cycles_infer: list = field(default_factory=list)
+    mismatch: str | None = None
+    sim_cycles: int = 0
+    sim_seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return (self.mismatch is None and self.samples > 0 and self.samples == self.samples_in_job
+                and self.compared == self.expected)
+
+    def __str__(self) -> str:
+        kinds = VALUE_KINDS if self.debug_tap else VALUE_KINDS[8:]
+        lines = [f"STiDi-BP bit-exact check {self.config} on amaranth: " + ("ALL MATCHED" if self.ok else "MISMATCH"),
+                 f"  samples compared: {self.samples} of {self.samples_in_job} ({self.train_samples} training, "
+                 f"{self.updating_samples} of them updating; {self.samples - self.train_samples} inference)",
+                 f"  debug tap {'on' if self.debug_tap else 'off: only predictions, output times and weights'}",
+                 "  values (expected / compared): " + ", ".join(
+                     f"{k} {self.expected[k]}/{self.compared[k]}" for k in kinds)]
+        if self.cases:
+            lines.append("  golden run: target cases " + ", ".join(f"{k}: {v}" for k, v in sorted(self.cases.items()))
+                         + f"; {self.hidden_changes} hidden weight changes; {self.dropped_fired} fired pres dropped")
+        if self.records:
+            lines.append("  debug records: " + ", ".join(f"{k} {v}" for k, v in sorted(self.records.items())))
+        for name, cycles in (("training", self.cycles_train), ("inference", self.cycles_infer)):
+            if cycles:
+                lines.append(f"  cycles per {name} sample: mean {np.mean(cycles):.0f} "
+                             f"(min {min(cycles)}, max {max(cycles)})")
+        if self.sim_seconds:
+            lines.append(f"  simulation: {self.sim_cycles} cycles in {self.sim_seconds:.1f} s")
+        if self.mismatch:
+            lines.append("  " + self.mismatch)
+        return "\n".join(lines)
+
+
+def describe(d, sample_index: int) -> str:
+    """'first divergence at sample s, phase p, layer l, name, [time step t,] neuron n: expected x, got y'."""
+    parts = [f"first divergence at sample {sample_index}", f"phase {d.phase}", f"layer {d.layer}", d.name]
+    if d.name == "w" and len(d.index) == 2:
+        parts.append(f"post neuron {d.index[0]}, input {d.index[1]}")
+    elif len(d.index) == 2:
+        parts += [f"time step {d.index[0]}", f"neuron {d.index[1]}"]
+    elif len(d.index) == 1:
+        parts.append(f"{'input' if d.phase == 'encode' else 'neuron'} {d.index[0]}")
+    got = "never reported" if d.got == MISSING else d.got
+    parts.append(f"expected {d.expected}, got {got}")
+    return ", ".join(parts)
+
+
+class StidiChecker:
+    """Compares the RTL's sample results with the golden learner, sample after sample."""
+
+    def __init__(self, learner, report: StidiReport):
+        self.learner, self.report = learner, report
+        self.index = 0
+
+    def _fail(self, text):
+        self.report.mismatch = text
+        return False
+
+    def _coverage(self, sample, expected):
+        r, trace, learner = self.report, expected.trace, self.learner
+        top = learner.layers[-1]
+        if f"target/{top}/case" in trace:
+            case = int(trace[f"target/{top}/case"])
+            r.cases[case] = r.cases.get(case, 0) + 1
+        r.updating_samples += int(f"update/{top}/w" in trace)
+        for l in learner.layers:
+            if l == top or f"update/{l + 1}/w" not in trace:
+                continue
+            if f"update/{l}/dw" in trace:
+                r.hidden_changes += int(np.count_nonzero(trace[f"update/{l}/dw"]))
+            fired = trace[f"forward/{l}/times"] < learner.T          # pres of layer l + 1's update
+            r.dropped_fired += int(np.count_nonzero(fired & ~learner.keep_mask(sample.step, l, fired.shape)))
+
+    def check(self, sample: Sample, got: SampleResult, last: bool) -> bool:
+        r, idx = self.report, self.index
+        self.index += 1
+        expected = expected_sample(self.learner, sample)
+        L = len(expected.weights)
+        r.samples += 1
+        r.train_samples += int(sample.train)
+        self._coverage(sample, expected)
+        (r.cycles_train if sample.train else r.cycles_infer).append(got.cycles)
+        golden_keys = [k for k in expected.trace if not k.startswith("update/")]
+        if r.debug_tap:
+            for key in golden_keys:
+                r.expected[value_kind(key)] += int(np.asarray(expected.trace[key]).size)
+        r.expected["predictions"] += 1
+        r.expected["output times"] += int(expected.times.size)
+        if reads_back_weights(sample.train, last):
+            r.expected["weights"] += sum(int(w.size) for w in expected.weights)
+            if got.weights is None:
+                return self._fail(f"sample {idx}: the testbench did not read the weights back")
+        if r.debug_tap:
+            decoder = got.debug
+            for kind, n in decoder.records.items():
+                r.records[kind] = r.records.get(kind, 0) + n
+            if decoder.errors:
+                more = f" (and {len(decoder.errors) - 1} more)" if len(decoder.errors) > 1 else ""
+                return self._fail(f"debug tap protocol error at sample {idx}: {decoder.errors[0]}{more}")
+            got_trace = Trace(decoder.trace)
+            if got.weights is not None:
+                for l in range(1, L + 1):
+                    got_trace[f"update/{l}/w"] = np.asarray(got.weights[l - 1], dtype=np.int64)
+            # in execution order; update/<l>/w is the read-back (each layer changes once per sample)
+            keys = [k for k in expected.trace if not k.endswith("/dw") and (k in got_trace or not k.startswith("update/"))]
+            d = first_divergence(expected.trace, got_trace, keys=keys)
+            if d is not None:
+                if d.expected == "present":
+                    return self._fail(f"sample {idx}: the RTL reported nothing for {d.phase}/{d.layer}/{d.name}")
+                return self._fail(describe(d, idx))
+            extra = [k for k in decoder.trace if k not in expected.trace]
+            if extra:
+                return self._fail(f"sample {idx}: the RTL reported {', '.join(extra)}, which the golden model "
+                                  f"did not record (the backward went further)")
+            for key in golden_keys:
+                r.compared[value_kind(key)] += int(np.asarray(expected.trace[key]).size)
+        top = L
+        if got.pred != expected.pred:
+            return self._fail(f"first divergence at sample {idx}, phase decision, layer {top}, result pred: "
+                              f"expected {expected.pred}, got {got.pred}")
+        r.compared["predictions"] += 1
+        if not np.array_equal(got.times, expected.times):
+            k = int(np.flatnonzero(got.times != expected.times)[0])
+            return self._fail(f"first divergence at sample {idx}, phase forward, layer {top}, result times, "
+                              f"neuron {k}: expected {expected.times[k]}, got {got.times[k]}")
+        r.compared["output times"] += int(expected.times.size)
+        if got.weights is not None:
+            for l, (w_exp, w_got) in enumerate(zip(expected.weights, got.weights), start=1):
+                if not np.array_equal(w_exp, w_got):
+                    k, j = (int(x) for x in np.argwhere(w_exp != w_got)[0])
+                    return self._fail(f"first divergence at sample {idx}, phase update, layer {l}, w, post neuron "
+                                      f"{k}, input {j}: expected {w_exp[k, j]}, got {w_got[k, j]}")
+                r.compared["weights"] += int(w_exp.size)
+        return True
+
+
+def check_stidi(params: StidiCoreParams, weights, samples, *, reference: StidiCoreParams | None = None,
+                vcd=None) -> StidiReport:
+    """Bit-exact comparison of ``StidiCore(params)`` under Amaranth's simulator with the golden learner
+    of ``reference`` (default ``params``; a different one is the fault-injection check), both
+    starting from ``weights``."""
+    report = StidiReport(config=f"{params.topology} P={params.P}", debug_tap=params.debug,
+                         samples_in_job=len(samples))
+    learner = golden_learner(reference or params, copy.deepcopy(weights))
+    checker = StidiChecker(learner, report)
+    start = time.monotonic()
+    try:
+        results, cycles, stray = rtl_run(params, weights, samples, vcd=vcd)
+    except SimulationTimeout as timeout:
+        report.mismatch = str(timeout)
+        return report
+    report.sim_seconds, report.sim_cycles = time.monotonic() - start, cycles
+    if stray:
+        report.mismatch = f"{stray} debug records arrived outside any sample"
+        return report
+    for q, (sample, got) in enumerate(zip(samples, results)):
+        if not checker.check(sample, got, last=q == len(samples) - 1):
+            break
+    if len(results) < len(samples) and report.mismatch is None:
+        report.mismatch = f"the RTL returned {len(results)} results for {len(samples)} samples"
+    return report

