@@ -20,6 +20,7 @@ import pytest
 from amaranth.back import rtlil
 
 from mfsnn.golden import stidi_fixed
+from mfsnn.golden.data import input_pixels, load_dataset
 from mfsnn.golden.stidi import StidiConfig
 from mfsnn.rtl.stidi_core import StidiCore, StidiCoreParams
 from mfsnn.rtl.synth_check import forbidden_cells, yosys_command
@@ -106,6 +107,49 @@ def test_training_sample_without_update():
     report = check_stidi(params, weights, samples)
     assert report.ok, str(report)
     assert report.cases.get(2) == 1, report.cases
+
+
+def test_single_weight_layer_skips_background_inputs_as_the_golden_model():
+    """16-5: the only weight layer reads the input. The golden ``fc_backward`` leaves out inputs at
+    T-1 (pixel 0) there, although §9 would give them a step of 1 to a silent post with an error; the
+    core follows the code. The samples contain such pairs (case 1: every output silent)."""
+    params = flat((16, 5), 4, (30,), init_signed=True)
+    samples = make_samples(params, 8, seed=5)
+    report = check_stidi(params, initial_weights(params), samples)
+    assert report.ok, str(report)
+    assert set(report.cases) == {1, 2, 3, 4, 5}, report.cases
+    learner, pairs = golden_learner(params), 0
+    for sample in samples:
+        trace = expected_sample(learner, sample).trace
+        if "update/1/w" in trace:
+            background = trace["encode/0/times"] == T - 1
+            silent_error = (trace["forward/1/times"] == T) & (trace["target/1/d"] != 0)
+            pairs += int(background.sum()) * int(silent_error.sum())
+    assert pairs > 0
+
+
+def test_default_config_on_builtin_mnist():
+    """196-32-10 with every default of the golden config (T = 101, Theta 300/37, Q = 6, L2 norm)
+    and dropout, on the first built-in MNIST images."""
+    params = StidiCoreParams(StidiConfig(topology="196-32-10", drop8=40), 8, debug=True)
+    images = load_dataset("builtin").train
+    pixels = input_pixels(images.images[:3], 196)
+    samples = [Sample(pixels[q], int(images.labels[q]), q != 2, q, 0) for q in range(3)]
+    report = check_stidi(params, initial_weights(params), samples)
+    assert report.ok, str(report)
+    assert report.hidden_changes > 0 and report.dropped_fired > 0
+
+
+@pytest.mark.slow
+def test_784_128_10_on_builtin_mnist():
+    """The reference FC topology with every default, P = 16 (about 7,000 cycles per training sample)."""
+    params = StidiCoreParams(StidiConfig(topology="784-128-10"), 16, debug=True)
+    images = load_dataset("builtin").train
+    pixels = input_pixels(images.images[:3], 784)
+    samples = [Sample(pixels[q], int(images.labels[q]), q != 2, q, 0) for q in range(3)]
+    report = check_stidi(params, initial_weights(params), samples)
+    assert report.ok, str(report)
+    assert report.hidden_changes > 0
 
 
 def test_core_bitexact_without_debug_tap():
