@@ -211,7 +211,8 @@ class StidiCoreParams:
     @property
     def label_layout(self):
         """label; train (0 = inference); step (global training-sample counter, dropout key §10.3);
-        lr_shift[l-1] = R of weight layer l for this sample's epoch (§9.1 schedule, host side)."""
+        lr_shift[l-1] = R of weight layer l for this sample's epoch (§9.1 schedule, host side). An R
+        of time_bits + Q + 1 or more gives every step 0, so the host may clamp R to 255."""
         return data.StructLayout({
             "label": unsigned(max(ceil_log2(self.sizes[-1]), 1)),
             "train": 1,
@@ -283,37 +284,37 @@ class StidiCore(wiring.Component):
     def elaborate(self, platform):
         p = self.params
         m = Module()
-        c = _Context(p)
-        self._build_parts(m, c)
-        self._build_registers(m, c)
+        ctx = _Context(p)
+        self._build_parts(m, ctx)
+        self._build_registers(m, ctx)
         with m.FSM(name="ctrl"):
             with m.State("START"):          # one cycle after reset (see rtl/core.py: Icarus and X)
                 m.next = "IDLE"
-            self._idle_states(m, c)
+            self._idle_states(m, ctx)
             for l in range(1, p.L + 1):
-                self._forward_states(m, c, l)
-            self._decision_states(m, c)
+                self._forward_states(m, ctx, l)
+            self._decision_states(m, ctx)
             for l in range(p.L, 0, -1):
-                self._backward_states(m, c, l)
+                self._backward_states(m, ctx, l)
             for stage in range(p.L - 1, 0, -1):
-                self._quantise_states(m, c, stage)
+                self._quantise_states(m, ctx, stage)
             with m.State("OUT"):
                 m.d.comb += self.results.valid.eq(1)
                 with m.If(self.results.ready):
-                    m.d.sync += c.busy.eq(0)
+                    m.d.sync += ctx.busy.eq(0)
                     m.next = "IDLE"
         # data-arrival stages: they act on read data one or more cycles after a state issued the
         # read, so they sit outside the FSM (and after it: their port assignments win)
-        self._host_sign_writes(m, c)
-        self._encode_stage(m, c)
-        self._list_stage(m, c)
-        self._decision_stages(m, c)
-        self._update_stages(m, c)
-        self._quantise_stage(m, c)
+        self._host_sign_writes(m, ctx)
+        self._encode_stage(m, ctx)
+        self._list_stage(m, ctx)
+        self._decision_stages(m, ctx)
+        self._update_stages(m, ctx)
+        self._quantise_stage(m, ctx)
         return m
 
     # ---------------------------------------------------------------- parts
-    def _build_parts(self, m, c):
+    def _build_parts(self, m, ctx):
         p = self.params
         P, L, N, T, TB = p.P, p.L, p.sizes, p.T, p.time_bits
         cfg = p.cfg
@@ -323,400 +324,404 @@ class StidiCore(wiring.Component):
             m.submodules[name] = mem
             return mem.read_port(), mem.write_port(granularity=1 if granular else None)
 
-        c.loader = m.submodules.loader = SampleLoader(pixel_count=N[0], label_layout=p.label_layout)
-        wiring.connect(m, wiring.flipped(self.pixels), c.loader.pixels)
-        wiring.connect(m, wiring.flipped(self.labels), c.loader.labels)
-        c.bank = m.submodules.weights = WeightBank(
-            word_shape=c.lanes(signed(cfg.weight_bits)),
+        ctx.loader = m.submodules.loader = SampleLoader(pixel_count=N[0], label_layout=p.label_layout)
+        wiring.connect(m, wiring.flipped(self.pixels), ctx.loader.pixels)
+        wiring.connect(m, wiring.flipped(self.labels), ctx.loader.labels)
+        ctx.bank = m.submodules.weights = WeightBank(
+            word_shape=ctx.lanes(signed(cfg.weight_bits)),
             memories=[(p.w_depth(l), False) for l in range(1, L + 1)])
-        wiring.connect(m, wiring.flipped(self.wport), c.bank.wport)
+        wiring.connect(m, wiring.flipped(self.wport), ctx.bank.wport)
 
         # forward sign plane and spike times
-        c.sign = {l: memory(f"s{l}", unsigned(P), p.w_depth(l)) for l in range(1, L + 1)}
-        c.time = {x: memory(f"time{x}", c.lanes(unsigned(TB)), p.blocks(x), granular=True) for x in range(L + 1)}
+        ctx.sign = {l: memory(f"s{l}", unsigned(P), p.w_depth(l)) for l in range(1, L + 1)}
+        ctx.time = {x: memory(f"time{x}", ctx.lanes(unsigned(TB)), p.blocks(x), granular=True) for x in range(L + 1)}
         # per-step spike lists of the stage being read: head[t] -> next[i] -> ... -> NIL
-        c.nil = p.max_fan_in
-        pointer = unsigned(c.nil.bit_length())
-        c.head = memory("head", pointer, T)
-        c.next = memory("next", pointer, p.max_fan_in)
-        c.u_out = memory("u_out", c.lanes(signed(c.membrane_bits)), p.blocks(L) * T)
+        ctx.nil = p.max_fan_in
+        pointer = unsigned(ctx.nil.bit_length())
+        ctx.head = memory("head", pointer, T)
+        ctx.next = memory("next", pointer, p.max_fan_in)
+        ctx.u_out = memory("u_out", ctx.lanes(signed(ctx.membrane_bits)), p.blocks(L) * T)
         # backward: error of the layer being updated, displacement and dropout bits of the stage below
-        c.err = memory("err", c.err_layout, max(p.blocks(l) for l in range(1, L + 1)))
+        ctx.err = memory("err", ctx.err_layout, max(p.blocks(l) for l in range(1, L + 1)))
         if L >= 2:
-            c.disp = memory("disp", c.lanes(signed(p.disp_bits)), p.hidden_blocks, granular=True)
-            if c.dropout:
-                c.keep = memory("keep", unsigned(P), p.hidden_blocks)
+            ctx.disp = memory("disp", ctx.lanes(signed(p.disp_bits)), p.hidden_blocks, granular=True)
+            if ctx.dropout:
+                ctx.keep = memory("keep", unsigned(P), p.hidden_blocks)
 
-        c.enc = m.submodules.enc = EncoderRom(lanes=1, time_steps=T)
-        c.acc = m.submodules.sign_acc = SignAccumulateLanes(lanes=P, fan_in=p.max_fan_in)
-        c.integ = m.submodules.integrate = IntegrateLanes(lanes=P, fan_in=p.max_fan_in + 1, time_steps=T)
-        c.upd = m.submodules.update = FcUpdateLanes(lanes=P, weight_bits=cfg.weight_bits, levels=cfg.levels,
-                                                    max_lr_shift=c.max_lr_shift, time_steps=T)
+        ctx.enc = m.submodules.enc = EncoderRom(lanes=1, time_steps=T)
+        ctx.acc = m.submodules.sign_acc = SignAccumulateLanes(lanes=P, fan_in=p.max_fan_in)
+        ctx.integ = m.submodules.integrate = IntegrateLanes(lanes=P, fan_in=p.max_fan_in + 1, time_steps=T)
+        ctx.upd = m.submodules.update = FcUpdateLanes(lanes=P, weight_bits=cfg.weight_bits, levels=cfg.levels,
+                                                    max_lr_shift=ctx.max_lr_shift, time_steps=T)
         if L >= 2:
-            c.dsp = m.submodules.displace = DisplacementLanes(lanes=P, weight_bits=cfg.weight_bits,
+            ctx.dsp = m.submodules.displace = DisplacementLanes(lanes=P, weight_bits=cfg.weight_bits,
                                                               levels=cfg.levels, time_steps=T)
-            c.norm = m.submodules.l2 = L2Normaliser(lanes=P, words=max(N[1:-1]),
+            ctx.norm = m.submodules.l2 = L2Normaliser(lanes=P, words=max(N[1:-1]),
                                                     offset_bits=signed_bits(p.disp_bits), guard=NORM_GUARD)
-            c.lvl = m.submodules.levels = ErrorLevelLanes(lanes=P, d_bits=p.disp_bits, levels=cfg.levels,
-                                                          max_norm_shift=c.norm.max_shift, time_steps=T)
-        if c.dropout:
-            c.hash = [Mix32() for _ in range(P)]
-            for q, h in enumerate(c.hash):
+            ctx.lvl = m.submodules.levels = ErrorLevelLanes(lanes=P, d_bits=p.disp_bits, levels=cfg.levels,
+                                                          max_norm_shift=ctx.norm.max_shift, time_steps=T)
+        if ctx.dropout:
+            ctx.hash = [Mix32() for _ in range(P)]
+            for q, h in enumerate(ctx.hash):
                 m.submodules[f"hash{q}"] = h
-        c.emit = DebugTap(m, self.debug if p.debug else None).emit
+        ctx.emit = DebugTap(m, self.debug if p.debug else None).emit
 
     # ---------------------------------------------------------------- registers
-    def _build_registers(self, m, c):
+    def _build_registers(self, m, ctx):
         p = self.params
         P, L, N, T = p.P, p.L, p.sizes, p.T
-        c.busy = Signal()
-        m.d.comb += self.busy.eq(c.busy)
+        ctx.busy = Signal()
+        m.d.comb += self.busy.eq(ctx.busy)
         cycle = Signal(32)
         m.d.sync += cycle.eq(cycle + 1)
         m.d.comb += self.cycles.eq(cycle)
-        c.sample_cycles = Signal(32)
-        with m.If(c.busy):
-            m.d.sync += c.sample_cycles.eq(c.sample_cycles + 1)
-        m.d.comb += c.bank.host_enable.eq(~c.busy)
-        label = c.loader.label
-        c.label, c.train, c.step = label.label, label.train, label.step
+        ctx.sample_cycles = Signal(32)
+        with m.If(ctx.busy):
+            m.d.sync += ctx.sample_cycles.eq(ctx.sample_cycles + 1)
+        m.d.comb += ctx.bank.host_enable.eq(~ctx.busy)
+        label = ctx.loader.label
+        ctx.label, ctx.train, ctx.step = label.label, label.train, label.step
         # R per layer from the label beat; any R above the step's width gives step 0, as the clamp does
-        c.lr_shift = {l: Mux(label.lr_shift[l - 1] > c.max_lr_shift, c.max_lr_shift, label.lr_shift[l - 1])
+        ctx.lr_shift = {l: Mux(label.lr_shift[l - 1] > ctx.max_lr_shift, ctx.max_lr_shift, label.lr_shift[l - 1])
                       for l in range(1, L + 1)}
 
         # results
-        c.pred = Signal(self.results.payload.pred.shape())
-        c.out_times = Signal(data.ArrayLayout(unsigned(p.time_bits), N[-1]))
-        m.d.comb += [self.results.payload.pred.eq(c.pred), self.results.payload.times.eq(c.out_times),
-                     self.results.payload.cycles.eq(c.sample_cycles)]
+        ctx.pred = Signal(self.results.payload.pred.shape())
+        ctx.out_times = Signal(data.ArrayLayout(unsigned(p.time_bits), N[-1]))
+        m.d.comb += [self.results.payload.pred.eq(ctx.pred), self.results.payload.times.eq(ctx.out_times),
+                     self.results.payload.cycles.eq(ctx.sample_cycles)]
 
         # forward
-        c.fw_block = Signal(range(max(p.blocks(l) for l in range(1, L + 1))))
-        c.fw_step = Signal(range(T))
-        c.fw_pre = Signal(range(p.max_fan_in))
-        c.fw_layer = Signal(range(L + 1))
-        c.sign_base = Signal(p.addr_bits + 1)         # b * N_{l-1}: block b's sign words
-        c.u_base = Signal(range(p.blocks(L) * T + 1))  # b * T: block b's membranes in u_out
-        c.walk_first = Signal()                       # the walk's pointer comes from head (else next)
-        c.sign_valid = Signal()                       # a sign word arrives this cycle
-        c.cur_i = Signal(c.integ.i.shape())
-        c.cur_u = Signal(c.integ.u.shape())
-        c.cur_t = Signal(c.integ.t_fire.shape())
-        c.delta = Signal(c.acc.delta.shape())
+        ctx.fw_block = Signal(range(max(p.blocks(l) for l in range(1, L + 1))))
+        ctx.fw_step = Signal(range(T))
+        ctx.fw_pre = Signal(range(p.max_fan_in))
+        ctx.fw_layer = Signal(range(L + 1))
+        ctx.sign_base = Signal(p.addr_bits + 1)         # b * N_{l-1}: block b's sign words
+        ctx.u_base = Signal(range(p.blocks(L) * T + 1))  # b * T: block b's membranes in u_out
+        ctx.walk_first = Signal()                       # the walk's pointer comes from head (else next)
+        ctx.sign_valid = Signal()                       # a sign word arrives this cycle
+        ctx.cur_i = Signal(ctx.integ.i.shape())
+        ctx.cur_u = Signal(ctx.integ.u.shape())
+        ctx.cur_t = Signal(ctx.integ.t_fire.shape())
+        ctx.delta = Signal(ctx.acc.delta.shape())
         # list build pipeline: time word read (lst), head read (ins), head/next write (prev = last write)
-        c.lst_v, c.lst_pre = Signal(), Signal.like(c.fw_pre)
-        c.ins_v, c.ins_pre, c.ins_t = Signal(), Signal.like(c.fw_pre), Signal(range(T + 1))
-        c.prev_v, c.prev_pre, c.prev_t = Signal(), Signal.like(c.fw_pre), Signal(range(T + 1))
+        ctx.lst_v, ctx.lst_pre = Signal(), Signal.like(ctx.fw_pre)
+        ctx.ins_v, ctx.ins_pre, ctx.ins_t = Signal(), Signal.like(ctx.fw_pre), Signal(range(T + 1))
+        ctx.prev_v, ctx.prev_pre, ctx.prev_t = Signal(), Signal.like(ctx.fw_pre), Signal(range(T + 1))
 
         # decision and targets
-        c.dec_k = Signal(range(N[-1]))
-        c.dec_base = Signal.like(c.u_base)
-        c.scan_v, c.scan_k = Signal(), Signal.like(c.dec_k)
-        c.pick_v, c.pick_k = Signal(), Signal.like(c.dec_k)
-        c.t_min, c.t_max, c.t_label = Signal(range(T + 1)), Signal(range(T + 1)), Signal(range(T + 1))
-        c.first_min = Signal.like(c.dec_k)           # index-first argmin
-        c.tied = Signal()                            # more than one output at t_min
-        c.best_u = Signal(signed(c.membrane_bits))
-        c.have_best = Signal()
-        c.tgt_block = Signal(range(p.blocks(L)))
-        c.tgt_v, c.tgt_b = Signal(), Signal.like(c.tgt_block)
-        c.any_error = Signal()
-        c.case = Signal(range(6))                    # §8 branch 1..5, from the decision's summary
+        ctx.dec_k = Signal(range(N[-1]))
+        ctx.dec_base = Signal.like(ctx.u_base)
+        ctx.scan_v, ctx.scan_k = Signal(), Signal.like(ctx.dec_k)
+        ctx.pick_v, ctx.pick_k = Signal(), Signal.like(ctx.dec_k)
+        ctx.t_min, ctx.t_max, ctx.t_label = Signal(range(T + 1)), Signal(range(T + 1)), Signal(range(T + 1))
+        ctx.first_min = Signal.like(ctx.dec_k)           # index-first argmin
+        ctx.tied = Signal()                            # more than one output at t_min
+        ctx.best_u = Signal(signed(ctx.membrane_bits))
+        ctx.have_best = Signal()
+        ctx.tgt_block = Signal(range(p.blocks(L)))
+        ctx.tgt_v, ctx.tgt_b = Signal(), Signal.like(ctx.tgt_block)
+        ctx.any_error = Signal()
+        ctx.case = Signal(range(6))                    # §8 branch 1..5, from the decision's summary
 
         # backward
-        c.bw_layer = Signal(range(L + 1))
-        c.bw_pre = Signal(range(p.max_fan_in))
-        c.bw_block = Signal(range(max(p.blocks(l) for l in range(1, L + 1))))
-        c.w_base = Signal(p.addr_bits + 1)           # b * N_{l-1}
-        c.t_pre = Signal(range(T + 1))
-        c.prep_word = Signal(range(p.hidden_blocks))
-        c.key_wait = Signal(range(Mix32.latency + 1))
-        c.drop_key = Signal(32)
+        ctx.bw_layer = Signal(range(L + 1))
+        ctx.bw_pre = Signal(range(p.max_fan_in))
+        ctx.bw_block = Signal(range(max(p.blocks(l) for l in range(1, L + 1))))
+        ctx.w_base = Signal(p.addr_bits + 1)           # b * N_{l-1}
+        ctx.t_pre = Signal(range(T + 1))
+        ctx.prep_word = Signal(range(p.hidden_blocks))
+        ctx.key_wait = Signal(range(Mix32.latency + 1))
+        ctx.drop_key = Signal(32)
         lat = Mix32.latency
-        c.kp_v = [Signal(name=f"kp_v{n}") for n in range(lat)]
-        c.kp_word = [Signal.like(c.prep_word, name=f"kp_word{n}") for n in range(lat)]
-        m.d.sync += c.kp_v[0].eq(0)
+        ctx.kp_v = [Signal(name=f"kp_v{n}") for n in range(lat)]
+        ctx.kp_word = [Signal.like(ctx.prep_word, name=f"kp_word{n}") for n in range(lat)]
+        m.d.sync += ctx.kp_v[0].eq(0)
         for n in range(1, lat):
-            m.d.sync += [c.kp_v[n].eq(c.kp_v[n - 1]), c.kp_word[n].eq(c.kp_word[n - 1])]
-        # update pipeline: u1 = read data arrives (FcUpdateLanes in), u2, u3 = its new word out
-        def stage(name):
-            return {"v": Signal(name=f"{name}_v"), "addr": Signal(p.addr_bits, name=f"{name}_addr"),
-                    "last": Signal(name=f"{name}_last"), "pre": Signal.like(c.bw_pre, name=f"{name}_pre"),
-                    "t_pre": Signal(range(T + 1), name=f"{name}_t_pre"),
-                    "t_post": Signal(c.lanes(unsigned(p.time_bits)), name=f"{name}_t_post"),
-                    "err": Signal(c.err_layout, name=f"{name}_err")}
-        c.u1, c.u2, c.u3 = stage("u1"), stage("u2"), stage("u3")
-        m.d.sync += c.u1["v"].eq(0)
+            m.d.sync += [ctx.kp_v[n].eq(ctx.kp_v[n - 1]), ctx.kp_word[n].eq(ctx.kp_word[n - 1])]
+        # update pipeline: u1 = read data arrives (FcUpdateLanes in), u2, u3 = its new word out;
+        # u2 and u3 also carry the block's error and post times for DisplacementLanes
+        def stage(name, with_data):
+            regs = {"v": Signal(name=f"{name}_v"), "addr": Signal(p.addr_bits, name=f"{name}_addr"),
+                    "last": Signal(name=f"{name}_last"), "pre": Signal.like(ctx.bw_pre, name=f"{name}_pre"),
+                    "t_pre": Signal(range(T + 1), name=f"{name}_t_pre")}
+            if with_data:
+                regs["t_post"] = Signal(ctx.lanes(unsigned(p.time_bits)), name=f"{name}_t_post")
+                regs["err"] = Signal(ctx.err_layout, name=f"{name}_err")
+            return regs
+        ctx.u1, ctx.u2, ctx.u3 = stage("u1", False), stage("u2", True), stage("u3", True)
+        m.d.sync += ctx.u1["v"].eq(0)
         # displacement pipeline control (DisplacementLanes' latency after u3)
-        dlat = c.dsp.latency if L >= 2 else 0
-        c.dq_v = [Signal(name=f"dq_v{n}") for n in range(dlat)]
-        c.dq_last = [Signal(name=f"dq_last{n}") for n in range(dlat)]
-        c.dq_pre = [Signal.like(c.bw_pre, name=f"dq_pre{n}") for n in range(dlat)]
-        c.disp_acc = Signal(signed(p.disp_bits))
+        dlat = ctx.dsp.latency if L >= 2 else 0
+        ctx.dq_v = [Signal(name=f"dq_v{n}") for n in range(dlat)]
+        ctx.dq_last = [Signal(name=f"dq_last{n}") for n in range(dlat)]
+        ctx.dq_pre = [Signal.like(ctx.bw_pre, name=f"dq_pre{n}") for n in range(dlat)]
+        ctx.disp_acc = Signal(signed(p.disp_bits))
 
         # quantisation
-        c.q_word = Signal(range(p.hidden_blocks))
-        c.q_stage = Signal(range(L + 1))
-        c.q_pass = Signal(2)                         # 0 largest leading one, 1 L2 norm, 2 levels
-        c.q_v, c.q_w = Signal(), Signal.like(c.q_word)
-        c.top_length = Signal(range(p.disp_bits + 1))
-        c.norm_shift = Signal(range(c.norm.max_shift + 1)) if L >= 2 else None
-        c.any_sign = Signal()
+        ctx.q_word = Signal(range(p.hidden_blocks))
+        ctx.q_stage = Signal(range(L + 1))
+        ctx.q_pass = Signal(2)                         # 0 largest leading one, 1 L2 norm, 2 levels
+        ctx.q_v, ctx.q_w = Signal(), Signal.like(ctx.q_word)
+        ctx.top_length = Signal(range(p.disp_bits + 1))
+        ctx.norm_shift = Signal(range(ctx.norm.max_shift + 1)) if L >= 2 else None
+        ctx.any_sign = Signal()
 
         # the pipelines' valid bits are set by the states that issue reads, cleared otherwise
-        m.d.sync += [c.lst_v.eq(0), c.scan_v.eq(0), c.pick_v.eq(0), c.tgt_v.eq(0), c.q_v.eq(0),
-                     c.sign_valid.eq(0)]
+        m.d.sync += [ctx.lst_v.eq(0), ctx.scan_v.eq(0), ctx.pick_v.eq(0), ctx.tgt_v.eq(0), ctx.q_v.eq(0),
+                     ctx.sign_valid.eq(0)]
 
     # ---------------------------------------------------------------- IDLE and encoding
-    def _idle_states(self, m, c):
+    def _idle_states(self, m, ctx):
         with m.State("IDLE"):
-            m.d.comb += c.loader.idle.eq(1)
-            m.d.comb += c.enc.pixel[0].eq(c.loader.pixel.value)
-            with m.If(c.loader.start):
-                m.d.sync += [c.busy.eq(1), c.sample_cycles.eq(0)]
-                self._start_layer(m, c, 1)
+            m.d.comb += ctx.loader.idle.eq(1)
+            m.d.comb += ctx.enc.pixel[0].eq(ctx.loader.pixel.value)
+            with m.If(ctx.loader.start):
+                m.d.sync += [ctx.busy.eq(1), ctx.sample_cycles.eq(0)]
+                self._start_layer(m, ctx, 1)
 
-    def _host_sign_writes(self, m, c):
+    def _host_sign_writes(self, m, ctx):
         """A host write of latent weights (only while idle, as ``WeightBank`` takes them) also writes
         their MSBs into the sign plane."""
         p = self.params
         wp = self.wport
         for l in range(1, p.L + 1):
-            with m.If(~c.busy & wp.we & (wp.layer == l - 1)):
+            with m.If(~ctx.busy & wp.we & (wp.layer == l - 1)):
                 msbs = Cat(*(wp.wdata[(k + 1) * p.cfg.weight_bits - 1] for k in range(p.P)))
-                m.d.comb += [c.sign[l][1].addr.eq(wp.addr), c.sign[l][1].data.eq(msbs), c.sign[l][1].en.eq(1)]
+                m.d.comb += [ctx.sign[l][1].addr.eq(wp.addr), ctx.sign[l][1].data.eq(msbs), ctx.sign[l][1].en.eq(1)]
 
-    def _encode_stage(self, m, c):
+    def _encode_stage(self, m, ctx):
         """A pixel beat's spike time (``EncoderRom``, latency 1) into its lane of ``time_0``."""
         p = self.params
-        enc_v, enc_index = Signal(), Signal.like(c.loader.pixel.index)
-        m.d.sync += [enc_v.eq(c.loader.pixel.valid), enc_index.eq(c.loader.pixel.index)]
+        enc_v, enc_index = Signal(), Signal.like(ctx.loader.pixel.index)
+        m.d.sync += [enc_v.eq(ctx.loader.pixel.valid), enc_index.eq(ctx.loader.pixel.index)]
         with m.If(enc_v):
-            write = c.time[0][1]
-            m.d.comb += [write.addr.eq(enc_index >> p.lg), write.en.eq(1 << c.lane_of(enc_index))]
-            m.d.comb += [write.data[q].eq(c.enc.time[0]) for q in range(p.P)]
-            c.emit(StidiDebugKind.ENCODE, 0, 0, enc_index, value=[c.enc.time[0]])
+            write = ctx.time[0][1]
+            m.d.comb += [write.addr.eq(enc_index >> p.lg), write.en.eq(1 << ctx.lane_of(enc_index))]
+            m.d.comb += [write.data[q].eq(ctx.enc.time[0]) for q in range(p.P)]
+            ctx.emit(StidiDebugKind.ENCODE, 0, 0, enc_index, value=[ctx.enc.time[0]])
 
     # ---------------------------------------------------------------- forward (§5)
-    def _start_layer(self, m, c, l):
+    def _start_layer(self, m, ctx, l):
         """Go to the forward pass of layer ``l``: clear its step lists first."""
-        m.d.sync += [c.fw_step.eq(0), c.fw_layer.eq(l)]
+        m.d.sync += [ctx.fw_step.eq(0), ctx.fw_layer.eq(l)]
         m.next = f"FW_CLEAR_{l}"
 
-    def _forward_states(self, m, c, l):
+    def _forward_states(self, m, ctx, l):
         p = self.params
         T, n_in, blocks = p.T, p.sizes[l - 1], p.blocks(l)
-        head_r, head_w = c.head
-        next_r = c.next[0]
-        sign_r = c.sign[l][0]
+        head_r, head_w = ctx.head
+        next_r = ctx.next[0]
+        sign_r = ctx.sign[l][0]
 
         with m.State(f"FW_CLEAR_{l}"):
             # every step's list starts empty
-            m.d.comb += [head_w.addr.eq(c.fw_step), head_w.data.eq(c.nil), head_w.en.eq(1)]
-            m.d.sync += c.fw_step.eq(c.fw_step + 1)
-            with m.If(c.fw_step == T - 1):
-                m.d.sync += [c.fw_step.eq(0), c.fw_pre.eq(0)]
+            m.d.comb += [head_w.addr.eq(ctx.fw_step), head_w.data.eq(ctx.nil), head_w.en.eq(1)]
+            m.d.sync += ctx.fw_step.eq(ctx.fw_step + 1)
+            with m.If(ctx.fw_step == T - 1):
+                m.d.sync += [ctx.fw_step.eq(0), ctx.fw_pre.eq(0)]
                 m.next = f"FW_LIST_{l}"
 
         with m.State(f"FW_LIST_{l}"):
             # read pre i's spike time; the list stage links it into its step's list
-            m.d.comb += c.time[l - 1][0].addr.eq(c.fw_pre >> p.lg)
-            m.d.sync += [c.lst_v.eq(1), c.lst_pre.eq(c.fw_pre), c.fw_pre.eq(c.fw_pre + 1)]
-            with m.If(c.fw_pre == n_in - 1):
+            m.d.comb += ctx.time[l - 1][0].addr.eq(ctx.fw_pre >> p.lg)
+            m.d.sync += [ctx.lst_v.eq(1), ctx.lst_pre.eq(ctx.fw_pre), ctx.fw_pre.eq(ctx.fw_pre + 1)]
+            with m.If(ctx.fw_pre == n_in - 1):
                 m.next = f"FW_LIST_DRAIN_{l}"
 
         with m.State(f"FW_LIST_DRAIN_{l}"):
             # the last head/next write happens in the last cycle with ins_v
-            with m.If(~c.lst_v & ~c.ins_v):
+            with m.If(~ctx.lst_v & ~ctx.ins_v):
                 m.d.comb += head_r.addr.eq(0)
-                m.d.sync += [c.fw_block.eq(0), c.sign_base.eq(0), c.u_base.eq(0), c.fw_step.eq(0)]
-                self._clear_neurons(m, c)
+                m.d.sync += [ctx.fw_block.eq(0), ctx.sign_base.eq(0), ctx.u_base.eq(0), ctx.fw_step.eq(0)]
+                self._clear_neurons(m, ctx)
                 m.next = f"FW_WALK_{l}"
 
         with m.State(f"FW_WALK_{l}"):
             # one list entry per cycle: fetch its sign word and the next pointer; at the list's end
             # (NIL) step t of the block's P neurons integrates, and the next step's head is read
-            pointer = Mux(c.walk_first, head_r.data, next_r.data)
-            m.d.sync += c.walk_first.eq(0)
-            m.d.comb += [c.acc.spike.eq(c.sign_valid), c.acc.negative.eq(sign_r.data), c.acc.delta.eq(c.delta)]
-            with m.If(pointer != c.nil):
-                m.d.comb += [next_r.addr.eq(pointer), sign_r.addr.eq(c.sign_base + pointer)]
-                m.d.sync += [c.sign_valid.eq(1), c.delta.eq(c.acc.delta_next)]
+            pointer = Mux(ctx.walk_first, head_r.data, next_r.data)
+            m.d.sync += ctx.walk_first.eq(0)
+            m.d.comb += [ctx.acc.spike.eq(ctx.sign_valid), ctx.acc.negative.eq(sign_r.data),
+                         ctx.acc.delta.eq(ctx.delta)]
+            with m.If(pointer != ctx.nil):
+                m.d.comb += [next_r.addr.eq(pointer), sign_r.addr.eq(ctx.sign_base + pointer)]
+                m.d.sync += [ctx.sign_valid.eq(1), ctx.delta.eq(ctx.acc.delta_next)]
             with m.Else():
-                integ = c.integ
-                m.d.comb += [integ.i.eq(c.cur_i), integ.u.eq(c.cur_u), integ.t_fire.eq(c.cur_t),
-                             integ.delta.eq(c.acc.delta_next), integ.t.eq(c.fw_step),
-                             integ.threshold.eq(c.threshold(l))]
-                m.d.sync += [c.cur_i.eq(integ.i_next), c.cur_u.eq(integ.u_next), c.cur_t.eq(integ.t_fire_next),
-                             c.delta.eq(0), c.walk_first.eq(1)]
-                c.emit(StidiDebugKind.STEP, l, c.fw_step, c.fw_block << p.lg,
-                       value=[integ.u_next[q] for q in range(p.P)], aux=[integ.i_next[q] for q in range(p.P)])
+                integ = ctx.integ
+                m.d.comb += [integ.i.eq(ctx.cur_i), integ.u.eq(ctx.cur_u), integ.t_fire.eq(ctx.cur_t),
+                             integ.delta.eq(ctx.acc.delta_next), integ.t.eq(ctx.fw_step),
+                             integ.threshold.eq(ctx.threshold(l))]
+                m.d.sync += [ctx.cur_i.eq(integ.i_next), ctx.cur_u.eq(integ.u_next),
+                             ctx.cur_t.eq(integ.t_fire_next), ctx.delta.eq(0), ctx.walk_first.eq(1)]
+                ctx.emit(StidiDebugKind.STEP, l, ctx.fw_step, ctx.fw_block << p.lg,
+                         value=[integ.u_next[q] for q in range(p.P)], aux=[integ.i_next[q] for q in range(p.P)])
                 if l == p.L:
-                    u_w = c.u_out[1]
-                    m.d.comb += [u_w.addr.eq(c.u_base + c.fw_step), u_w.data.eq(integ.u_next), u_w.en.eq(1)]
-                with m.If(c.fw_step == T - 1):
+                    u_w = ctx.u_out[1]
+                    m.d.comb += [u_w.addr.eq(ctx.u_base + ctx.fw_step), u_w.data.eq(integ.u_next), u_w.en.eq(1)]
+                with m.If(ctx.fw_step == T - 1):
                     m.next = f"FW_BLOCK_END_{l}"
                 with m.Else():
-                    m.d.comb += head_r.addr.eq(c.fw_step + 1)
-                    m.d.sync += c.fw_step.eq(c.fw_step + 1)
+                    m.d.comb += head_r.addr.eq(ctx.fw_step + 1)
+                    m.d.sync += ctx.fw_step.eq(ctx.fw_step + 1)
 
         with m.State(f"FW_BLOCK_END_{l}"):
-            time_w = c.time[l][1]
-            m.d.comb += [time_w.addr.eq(c.fw_block), time_w.data.eq(c.cur_t), time_w.en.eq(c.all_lanes)]
-            c.emit(StidiDebugKind.TIMES, l, 0, c.fw_block << p.lg, value=[c.cur_t[q] for q in range(p.P)])
-            self._clear_neurons(m, c)
-            m.d.sync += c.fw_step.eq(0)
-            with m.If(c.fw_block == blocks - 1):
+            time_w = ctx.time[l][1]
+            m.d.comb += [time_w.addr.eq(ctx.fw_block), time_w.data.eq(ctx.cur_t), time_w.en.eq(ctx.all_lanes)]
+            ctx.emit(StidiDebugKind.TIMES, l, 0, ctx.fw_block << p.lg, value=[ctx.cur_t[q] for q in range(p.P)])
+            self._clear_neurons(m, ctx)
+            m.d.sync += ctx.fw_step.eq(0)
+            with m.If(ctx.fw_block == blocks - 1):
                 if l < p.L:
-                    self._start_layer(m, c, l + 1)
+                    self._start_layer(m, ctx, l + 1)
                 else:
-                    m.d.sync += c.dec_k.eq(0)
+                    m.d.sync += ctx.dec_k.eq(0)
                     m.next = "DEC_SCAN"
             with m.Else():
                 m.d.comb += head_r.addr.eq(0)
-                m.d.sync += [c.fw_block.eq(c.fw_block + 1), c.sign_base.eq(c.sign_base + n_in),
-                             c.u_base.eq(c.u_base + T)]
+                m.d.sync += [ctx.fw_block.eq(ctx.fw_block + 1), ctx.sign_base.eq(ctx.sign_base + n_in),
+                             ctx.u_base.eq(ctx.u_base + T)]
                 m.next = f"FW_WALK_{l}"
 
-    def _clear_neurons(self, m, c):
+    def _clear_neurons(self, m, ctx):
         p = self.params
-        m.d.sync += [c.cur_i.eq(0), c.cur_u.eq(0), c.delta.eq(0), c.walk_first.eq(1)]
-        m.d.sync += [c.cur_t[q].eq(p.T) for q in range(p.P)]
+        m.d.sync += [ctx.cur_i.eq(0), ctx.cur_u.eq(0), ctx.delta.eq(0), ctx.walk_first.eq(1)]
+        m.d.sync += [ctx.cur_t[q].eq(p.T) for q in range(p.P)]
 
-    def _list_stage(self, m, c):
+    def _list_stage(self, m, ctx):
         """Spike-list build: pre i's time arrived -> read the head of its step (if it spikes before T-1:
         a later spike cannot change a membrane, §5); one cycle later i becomes the head and points at
         the old head. Only the write of the cycle before can be missing from that read (the memory is
         not transparent), and it is forwarded."""
         p = self.params
-        head_r, head_w = c.head
-        next_w = c.next[1]
-        m.d.sync += [c.ins_v.eq(0), c.prev_v.eq(c.ins_v), c.prev_pre.eq(c.ins_pre), c.prev_t.eq(c.ins_t)]
+        head_r, head_w = ctx.head
+        next_w = ctx.next[1]
+        m.d.sync += [ctx.ins_v.eq(0), ctx.prev_v.eq(ctx.ins_v), ctx.prev_pre.eq(ctx.ins_pre), ctx.prev_t.eq(ctx.ins_t)]
         for l in range(1, p.L + 1):
-            with m.If(c.lst_v & (c.fw_layer == l)):
-                t = c.pick(c.time[l - 1][0].data, c.lst_pre)
+            with m.If(ctx.lst_v & (ctx.fw_layer == l)):
+                t = ctx.pick(ctx.time[l - 1][0].data, ctx.lst_pre)
                 with m.If(t < p.T - 1):
                     m.d.comb += head_r.addr.eq(t)
-                    m.d.sync += [c.ins_v.eq(1), c.ins_pre.eq(c.lst_pre), c.ins_t.eq(t)]
-        with m.If(c.ins_v):
-            old = Mux(c.prev_v & (c.prev_t == c.ins_t), c.prev_pre, head_r.data)
-            m.d.comb += [head_w.addr.eq(c.ins_t), head_w.data.eq(c.ins_pre), head_w.en.eq(1),
-                         next_w.addr.eq(c.ins_pre), next_w.data.eq(old), next_w.en.eq(1)]
+                    m.d.sync += [ctx.ins_v.eq(1), ctx.ins_pre.eq(ctx.lst_pre), ctx.ins_t.eq(t)]
+        with m.If(ctx.ins_v):
+            old = Mux(ctx.prev_v & (ctx.prev_t == ctx.ins_t), ctx.prev_pre, head_r.data)
+            m.d.comb += [head_w.addr.eq(ctx.ins_t), head_w.data.eq(ctx.ins_pre), head_w.en.eq(1),
+                         next_w.addr.eq(ctx.ins_pre), next_w.data.eq(old), next_w.en.eq(1)]
 
     # ---------------------------------------------------------------- decision (§7) and targets (§8)
-    def _decision_states(self, m, c):
+    def _decision_states(self, m, ctx):
         p = self.params
         P, L, T, n_out = p.P, p.L, p.T, p.sizes[-1]
-        time_r = c.time[L][0]
+        time_r = ctx.time[L][0]
 
         with m.State("DEC_SCAN"):
             # output neuron k's time -> min, max, index-first argmin, ties, the label's time
-            m.d.comb += time_r.addr.eq(c.dec_k >> p.lg)
-            m.d.sync += [c.scan_v.eq(1), c.scan_k.eq(c.dec_k), c.dec_k.eq(c.dec_k + 1)]
-            with m.If(c.dec_k == n_out - 1):
+            m.d.comb += time_r.addr.eq(ctx.dec_k >> p.lg)
+            m.d.sync += [ctx.scan_v.eq(1), ctx.scan_k.eq(ctx.dec_k), ctx.dec_k.eq(ctx.dec_k + 1)]
+            with m.If(ctx.dec_k == n_out - 1):
                 m.next = "DEC_SCAN_DRAIN"
         with m.State("DEC_SCAN_DRAIN"):
-            with m.If(~c.scan_v):
-                m.d.sync += [c.dec_k.eq(0), c.dec_base.eq(0), c.have_best.eq(0)]
+            with m.If(~ctx.scan_v):
+                m.d.sync += [ctx.dec_k.eq(0), ctx.dec_base.eq(0), ctx.have_best.eq(0)]
                 m.next = "DEC_PICK"
 
         with m.State("DEC_PICK"):
             # output neuron k's time and U(min(m, T-1)) -> the largest U among the earliest
-            step = Mux(c.t_min == T, T - 1, c.t_min)
-            m.d.comb += [time_r.addr.eq(c.dec_k >> p.lg), c.u_out[0].addr.eq(c.dec_base + step)]
-            m.d.sync += [c.pick_v.eq(1), c.pick_k.eq(c.dec_k), c.dec_k.eq(c.dec_k + 1)]
+            step = Mux(ctx.t_min == T, T - 1, ctx.t_min)
+            m.d.comb += [time_r.addr.eq(ctx.dec_k >> p.lg), ctx.u_out[0].addr.eq(ctx.dec_base + step)]
+            m.d.sync += [ctx.pick_v.eq(1), ctx.pick_k.eq(ctx.dec_k), ctx.dec_k.eq(ctx.dec_k + 1)]
             if P > 1:
-                with m.If(c.lane_of(c.dec_k) == P - 1):
-                    m.d.sync += c.dec_base.eq(c.dec_base + T)
+                with m.If(ctx.lane_of(ctx.dec_k) == P - 1):
+                    m.d.sync += ctx.dec_base.eq(ctx.dec_base + T)
             else:
-                m.d.sync += c.dec_base.eq(c.dec_base + T)
-            with m.If(c.dec_k == n_out - 1):
+                m.d.sync += ctx.dec_base.eq(ctx.dec_base + T)
+            with m.If(ctx.dec_k == n_out - 1):
                 m.next = "DEC_PICK_DRAIN"
         with m.State("DEC_PICK_DRAIN"):
-            with m.If(~c.pick_v):
+            with m.If(~ctx.pick_v):
                 m.next = "DEC_DONE"
 
         with m.State("DEC_DONE"):
-            c.emit(StidiDebugKind.DECISION, L, 0, 0, value=[c.pred], aux=[c.case])
-            with m.If(c.train):
-                m.d.sync += [c.tgt_block.eq(0), c.any_error.eq(0)]
+            ctx.emit(StidiDebugKind.DECISION, L, 0, 0, value=[ctx.pred], aux=[ctx.case])
+            with m.If(ctx.train):
+                m.d.sync += [ctx.tgt_block.eq(0), ctx.any_error.eq(0)]
                 m.next = "TGT"
             with m.Else():
                 m.next = "OUT"
 
         with m.State("TGT"):
-            m.d.comb += time_r.addr.eq(c.tgt_block)
-            m.d.sync += [c.tgt_v.eq(1), c.tgt_b.eq(c.tgt_block), c.tgt_block.eq(c.tgt_block + 1)]
-            with m.If(c.tgt_block == p.blocks(L) - 1):
+            m.d.comb += time_r.addr.eq(ctx.tgt_block)
+            m.d.sync += [ctx.tgt_v.eq(1), ctx.tgt_b.eq(ctx.tgt_block), ctx.tgt_block.eq(ctx.tgt_block + 1)]
+            with m.If(ctx.tgt_block == p.blocks(L) - 1):
                 m.next = "TGT_DRAIN"
         with m.State("TGT_DRAIN"):
-            with m.If(~c.tgt_v):
-                with m.If(c.any_error):
-                    self._start_backward(m, c)
+            with m.If(~ctx.tgt_v):
+                with m.If(ctx.any_error):
+                    self._start_backward(m, ctx)
                 with m.Else():
                     m.next = "OUT"
 
-    def _decision_stages(self, m, c):
+    def _decision_stages(self, m, ctx):
         p = self.params
         P, L, T, n_out = p.P, p.L, p.T, p.sizes[-1]
-        time_r = c.time[L][0]
+        time_r = ctx.time[L][0]
         cfg = p.cfg
 
-        with m.If(c.scan_v):
-            t = c.pick(time_r.data, c.scan_k)
-            with m.Switch(c.scan_k):
+        with m.If(ctx.scan_v):
+            t = ctx.pick(time_r.data, ctx.scan_k)
+            with m.Switch(ctx.scan_k):
                 for k in range(n_out):
                     with m.Case(k):
-                        m.d.sync += c.out_times[k].eq(t)
-            with m.If(c.scan_k == c.label):
-                m.d.sync += c.t_label.eq(t)
-            with m.If((c.scan_k == 0) | (t < c.t_min)):
-                m.d.sync += [c.t_min.eq(t), c.first_min.eq(c.scan_k), c.tied.eq(0)]
-            with m.Elif(t == c.t_min):
-                m.d.sync += c.tied.eq(1)
-            with m.If((c.scan_k == 0) | (t > c.t_max)):
-                m.d.sync += c.t_max.eq(t)
+                        m.d.sync += ctx.out_times[k].eq(t)
+            with m.If(ctx.scan_k == ctx.label):
+                m.d.sync += ctx.t_label.eq(t)
+            with m.If((ctx.scan_k == 0) | (t < ctx.t_min)):
+                m.d.sync += [ctx.t_min.eq(t), ctx.first_min.eq(ctx.scan_k), ctx.tied.eq(0)]
+            with m.Elif(t == ctx.t_min):
+                m.d.sync += ctx.tied.eq(1)
+            with m.If((ctx.scan_k == 0) | (t > ctx.t_max)):
+                m.d.sync += ctx.t_max.eq(t)
 
-        with m.If(c.pick_v):
-            t = c.pick(time_r.data, c.pick_k)
-            u = c.pick(c.u_out[0].data, c.pick_k)
-            candidate = (c.t_min == T) | (t == c.t_min)
-            with m.If(candidate & (~c.have_best | (u > c.best_u))):     # strict: ties keep the lower index
-                m.d.sync += [c.best_u.eq(u), c.pred.eq(c.pick_k), c.have_best.eq(1)]
+        with m.If(ctx.pick_v):
+            t = ctx.pick(time_r.data, ctx.pick_k)
+            u = ctx.pick(ctx.u_out[0].data, ctx.pick_k)
+            candidate = (ctx.t_min == T) | (t == ctx.t_min)
+            with m.If(candidate & (~ctx.have_best | (u > ctx.best_u))):     # strict: ties keep the lower index
+                m.d.sync += [ctx.best_u.eq(u), ctx.pred.eq(ctx.pick_k), ctx.have_best.eq(1)]
 
         # the §8 case from the scan's summary (pred is the vwin of case 5: the same rule, §7)
-        case = c.case
-        label_first = c.first_min == c.label
-        with m.If(c.t_min == T):
+        case = ctx.case
+        label_first = ctx.first_min == ctx.label
+        with m.If(ctx.t_min == T):
             m.d.comb += case.eq(1)
-        with m.Elif(label_first & ~c.tied):
+        with m.Elif(label_first & ~ctx.tied):
             m.d.comb += case.eq(2)
         with m.Elif(label_first):
             m.d.comb += case.eq(3)
-        with m.Elif((c.t_min == c.t_max) | (c.t_label == c.t_min)):
+        with m.Elif((ctx.t_min == ctx.t_max) | (ctx.t_label == ctx.t_min)):
             m.d.comb += case.eq(4)
         with m.Else():
             m.d.comb += case.eq(5)
 
-        with m.If(c.tgt_v):
+        with m.If(ctx.tgt_v):
             early = Signal(range(T + 1))             # max(m - NEG, 0): the label's target
             late = Signal(range(T + 1))              # min(m + ADD, T) (cases 3, 4) or min(m + ADD, M) (5)
-            m.d.comb += early.eq(Mux(c.t_min > cfg.neg, c.t_min - cfg.neg, 0))
-            bound = Mux(case == 5, c.t_max, T)
-            m.d.comb += late.eq(Mux(c.t_min + cfg.add > bound, bound, c.t_min + cfg.add))
+            m.d.comb += early.eq(Mux(ctx.t_min > cfg.neg, ctx.t_min - cfg.neg, 0))
+            bound = Mux(case == 5, ctx.t_max, T)
+            m.d.comb += late.eq(Mux(ctx.t_min + cfg.add > bound, bound, ctx.t_min + cfg.add))
             words = time_r.data
-            err_w = c.err[1]
+            err_w = ctx.err[1]
             signs, targets = [], []
             for q in range(P):
-                k = Cat(Const(q, p.lg), c.tgt_b) if p.lg else c.tgt_b
+                k = Cat(Const(q, p.lg), ctx.tgt_b) if p.lg else ctx.tgt_b
                 t = words[q]
-                is_label, is_winner = k == c.label, k == c.pred
+                is_label, is_winner = k == ctx.label, k == ctx.pred
                 target = Signal(range(T + 1), name=f"target_{q}")
                 with m.Switch(case):
                     with m.Case(1):
                         m.d.comb += target.eq(Mux(is_label, T - cfg.add, T))
                     with m.Case(3, 4):
-                        m.d.comb += target.eq(Mux(is_label, early, Mux(t == c.t_min, late, t)))
+                        m.d.comb += target.eq(Mux(is_label, early, Mux(t == ctx.t_min, late, t)))
                     with m.Case(5):
                         m.d.comb += target.eq(Mux(is_label, early, Mux(is_winner, late, t)))
                     with m.Default():
@@ -726,202 +731,203 @@ class StidiCore(wiring.Component):
                 signs.append(d)
                 targets.append(target)
                 m.d.comb += [err_w.data.sign[q].eq(d), err_w.data.level[q].eq(0)]
-            m.d.comb += [err_w.addr.eq(c.tgt_b), err_w.en.eq(1)]
+            m.d.comb += [err_w.addr.eq(ctx.tgt_b), err_w.en.eq(1)]
             with m.If(Cat(*(s != 0 for s in signs)).any()):
-                m.d.sync += c.any_error.eq(1)
-            c.emit(StidiDebugKind.TARGET, L, 0, c.tgt_b << p.lg, value=targets, aux=signs)
+                m.d.sync += ctx.any_error.eq(1)
+            ctx.emit(StidiDebugKind.TARGET, L, 0, ctx.tgt_b << p.lg, value=targets, aux=signs)
 
     # ---------------------------------------------------------------- backward (§9)
-    def _start_backward(self, m, c):
+    def _start_backward(self, m, ctx):
         p = self.params
-        if c.dropout and p.L >= 2:
-            m.d.sync += c.key_wait.eq(0)
+        if ctx.dropout and p.L >= 2:
+            m.d.sync += ctx.key_wait.eq(0)
             m.next = "BW_KEY"
         else:
-            self._start_layer_update(m, c, p.L)
+            self._start_layer_update(m, ctx, p.L)
 
-    def _start_layer_update(self, m, c, l):
-        m.d.sync += [c.bw_layer.eq(l), c.prep_word.eq(0), c.bw_pre.eq(0)]
+    def _start_layer_update(self, m, ctx, l):
+        m.d.sync += [ctx.bw_layer.eq(l), ctx.prep_word.eq(0), ctx.bw_pre.eq(0)]
         m.next = f"BW_PREP_{l}" if l >= 2 else f"BW_PRE_{l}"
 
-    def _backward_states(self, m, c, l):
+    def _backward_states(self, m, ctx, l):
         p = self.params
         P, T, n_in, blocks = p.P, p.T, p.sizes[l - 1], p.blocks(l)
-        if l == p.L and c.dropout and p.L >= 2:
+        if l == p.L and ctx.dropout and p.L >= 2:
             with m.State("BW_KEY"):
                 # key = mix32(SEED ^ step): one hash per sample (§10.3)
-                m.d.comb += c.hash[0].i.eq(Const(p.cfg.seed, 32) ^ c.step)
-                m.d.sync += [c.key_wait.eq(c.key_wait + 1), c.drop_key.eq(c.hash[0].o)]
-                with m.If(c.key_wait == Mix32.latency):
-                    self._start_layer_update(m, c, l)
+                m.d.comb += ctx.hash[0].i.eq(Const(p.cfg.seed, 32) ^ ctx.step)
+                m.d.sync += [ctx.key_wait.eq(ctx.key_wait + 1), ctx.drop_key.eq(ctx.hash[0].o)]
+                with m.If(ctx.key_wait == Mix32.latency):
+                    self._start_layer_update(m, ctx, l)
 
         if l >= 2:
             stage = l - 1
             with m.State(f"BW_PREP_{l}"):
                 # D of the stage below starts at 0; its dropout bits enter the hash pipelines
-                disp_w = c.disp[1]
-                m.d.comb += [disp_w.addr.eq(c.prep_word), disp_w.en.eq(c.all_lanes)]
+                disp_w = ctx.disp[1]
+                m.d.comb += [disp_w.addr.eq(ctx.prep_word), disp_w.en.eq(ctx.all_lanes)]
                 m.d.comb += [disp_w.data[q].eq(0) for q in range(P)]
-                if c.dropout:
+                if ctx.dropout:
                     for q in range(P):
-                        index = Cat(Const(q, p.lg), c.prep_word) if p.lg else c.prep_word
-                        m.d.comb += c.hash[q].i.eq(c.drop_key ^ (stage << 16) ^ index)
-                    m.d.sync += [c.kp_v[0].eq(1), c.kp_word[0].eq(c.prep_word)]
-                m.d.sync += c.prep_word.eq(c.prep_word + 1)
-                with m.If(c.prep_word == p.blocks(stage) - 1):
+                        index = Cat(Const(q, p.lg), ctx.prep_word) if p.lg else ctx.prep_word
+                        m.d.comb += ctx.hash[q].i.eq(ctx.drop_key ^ (stage << 16) ^ index)
+                    m.d.sync += [ctx.kp_v[0].eq(1), ctx.kp_word[0].eq(ctx.prep_word)]
+                m.d.sync += ctx.prep_word.eq(ctx.prep_word + 1)
+                with m.If(ctx.prep_word == p.blocks(stage) - 1):
                     m.next = f"BW_PREP_DRAIN_{l}"
             with m.State(f"BW_PREP_DRAIN_{l}"):
-                with m.If(~Cat(*c.kp_v).any()):
+                with m.If(~Cat(*ctx.kp_v).any()):
                     m.next = f"BW_PRE_{l}"
 
         def next_pre():
-            with m.If(c.bw_pre == n_in - 1):
+            with m.If(ctx.bw_pre == n_in - 1):
                 m.next = f"BW_DRAIN_{l}"
             with m.Else():
-                m.d.sync += c.bw_pre.eq(c.bw_pre + 1)
+                m.d.sync += ctx.bw_pre.eq(ctx.bw_pre + 1)
                 m.next = f"BW_PRE_{l}"
 
         with m.State(f"BW_PRE_{l}"):
-            m.d.comb += c.time[l - 1][0].addr.eq(c.bw_pre >> p.lg)
-            if c.dropout and l >= 2:
-                m.d.comb += c.keep[0].addr.eq(c.bw_pre >> p.lg)
+            m.d.comb += ctx.time[l - 1][0].addr.eq(ctx.bw_pre >> p.lg)
+            if ctx.dropout and l >= 2:
+                m.d.comb += ctx.keep[0].addr.eq(ctx.bw_pre >> p.lg)
             m.next = f"BW_PRE_EX_{l}"
         with m.State(f"BW_PRE_EX_{l}"):
             # eligible pre: fired, not dropped; layer 1 also skips inputs at T-1 as the golden
             # fc_backward does (their step to any post is 0 unless the post is silent)
-            t = c.pick(c.time[l - 1][0].data, c.bw_pre)
+            t = ctx.pick(ctx.time[l - 1][0].data, ctx.bw_pre)
             eligible = t < (T if l >= 2 else T - 1)
-            if c.dropout and l >= 2:
-                eligible &= c.keep[0].data.bit_select(c.lane_of(c.bw_pre), 1)
+            if ctx.dropout and l >= 2:
+                eligible &= ctx.keep[0].data.bit_select(ctx.lane_of(ctx.bw_pre), 1)
             with m.If(eligible):
-                m.d.sync += [c.t_pre.eq(t), c.bw_block.eq(0), c.w_base.eq(0)]
+                m.d.sync += [ctx.t_pre.eq(t), ctx.bw_block.eq(0), ctx.w_base.eq(0)]
                 m.next = f"BW_BLOCK_{l}"
             with m.Else():
                 next_pre()
         with m.State(f"BW_BLOCK_{l}"):
             # read W_l[b, j], the block's error and post times; the update stages do the rest
-            m.d.comb += [c.bank.reads[l - 1].addr.eq(c.w_base + c.bw_pre), c.err[0].addr.eq(c.bw_block),
-                         c.time[l][0].addr.eq(c.bw_block)]
-            u1 = c.u1
-            m.d.sync += [u1["v"].eq(1), u1["addr"].eq(c.w_base + c.bw_pre), u1["last"].eq(c.bw_block == blocks - 1),
-                         u1["pre"].eq(c.bw_pre), u1["t_pre"].eq(c.t_pre)]
-            with m.If(c.bw_block == blocks - 1):
+            m.d.comb += [ctx.bank.reads[l - 1].addr.eq(ctx.w_base + ctx.bw_pre), ctx.err[0].addr.eq(ctx.bw_block),
+                         ctx.time[l][0].addr.eq(ctx.bw_block)]
+            u1 = ctx.u1
+            m.d.sync += [u1["v"].eq(1), u1["addr"].eq(ctx.w_base + ctx.bw_pre),
+                         u1["last"].eq(ctx.bw_block == blocks - 1), u1["pre"].eq(ctx.bw_pre),
+                         u1["t_pre"].eq(ctx.t_pre)]
+            with m.If(ctx.bw_block == blocks - 1):
                 next_pre()
             with m.Else():
-                m.d.sync += [c.bw_block.eq(c.bw_block + 1), c.w_base.eq(c.w_base + n_in)]
+                m.d.sync += [ctx.bw_block.eq(ctx.bw_block + 1), ctx.w_base.eq(ctx.w_base + n_in)]
         with m.State(f"BW_DRAIN_{l}"):
-            busy = c.u1["v"] | c.u2["v"] | c.u3["v"] | Cat(*c.dq_v).any()
+            busy = ctx.u1["v"] | ctx.u2["v"] | ctx.u3["v"] | Cat(*ctx.dq_v).any()
             with m.If(~busy):
                 if l >= 2:
-                    m.d.sync += [c.q_word.eq(0), c.q_stage.eq(l - 1), c.q_pass.eq(0), c.top_length.eq(0)]
+                    m.d.sync += [ctx.q_word.eq(0), ctx.q_stage.eq(l - 1), ctx.q_pass.eq(0), ctx.top_length.eq(0)]
                     m.next = f"Q_PASS_{l - 1}"
                 else:
                     m.next = "OUT"
 
-    def _update_stages(self, m, c):
+    def _update_stages(self, m, ctx):
         """The read-modify-write of one weight word per cycle: u1 read data -> ``FcUpdateLanes`` ->
         u3 new word -> W_l, S_l and ``DisplacementLanes`` -> D_j summed over the post blocks."""
         p = self.params
         P, L = p.P, p.L
-        u1, u2, u3 = c.u1, c.u2, c.u3
+        u1, u2, u3 = ctx.u1, ctx.u2, ctx.u3
         # u1: the words of W_l, err and the post times arrive -> FcUpdateLanes (registered inside);
         # the error and post times travel on beside it for DisplacementLanes
         for l in range(1, L + 1):
-            with m.If(u1["v"] & (c.bw_layer == l)):
-                m.d.comb += [c.upd.w.eq(c.bank.reads[l - 1].data), c.upd.lr_shift.eq(c.lr_shift[l])]
-                m.d.comb += [c.upd.t_pre[q].eq(u1["t_pre"]) for q in range(P)]
-                m.d.comb += [c.upd.t_post.eq(c.time[l][0].data), c.upd.keep.eq(c.all_lanes),
-                             c.upd.sign.eq(c.err[0].data.sign), c.upd.level.eq(c.err[0].data.level)]
-                m.d.sync += [u2["t_post"].eq(c.time[l][0].data), u2["err"].eq(c.err[0].data)]
-        m.d.sync += [u2[key].eq(u1[key]) for key in ("v", "addr", "last", "pre", "t_pre")]
+            with m.If(u1["v"] & (ctx.bw_layer == l)):
+                m.d.comb += [ctx.upd.w.eq(ctx.bank.reads[l - 1].data), ctx.upd.lr_shift.eq(ctx.lr_shift[l])]
+                m.d.comb += [ctx.upd.t_pre[q].eq(u1["t_pre"]) for q in range(P)]
+                m.d.comb += [ctx.upd.t_post.eq(ctx.time[l][0].data), ctx.upd.keep.eq(ctx.all_lanes),
+                             ctx.upd.sign.eq(ctx.err[0].data.sign), ctx.upd.level.eq(ctx.err[0].data.level)]
+                m.d.sync += [u2["t_post"].eq(ctx.time[l][0].data), u2["err"].eq(ctx.err[0].data)]
+        m.d.sync += [u2[key].eq(u1[key]) for key in u1]
         m.d.sync += [u3[key].eq(u2[key]) for key in u2]
         for l in range(1, L + 1):
-            with m.If(u3["v"] & (c.bw_layer == l)):
-                write = c.bank.writes[l - 1]
-                m.d.comb += [write.addr.eq(u3["addr"]), write.data.eq(c.upd.w_next), write.en.eq(1)]
-                sign_w = c.sign[l][1]
-                m.d.comb += [sign_w.addr.eq(u3["addr"]), sign_w.data.eq(c.upd.negative), sign_w.en.eq(1)]
+            with m.If(u3["v"] & (ctx.bw_layer == l)):
+                write = ctx.bank.writes[l - 1]
+                m.d.comb += [write.addr.eq(u3["addr"]), write.data.eq(ctx.upd.w_next), write.en.eq(1)]
+                sign_w = ctx.sign[l][1]
+                m.d.comb += [sign_w.addr.eq(u3["addr"]), sign_w.data.eq(ctx.upd.negative), sign_w.en.eq(1)]
         if L < 2:
             return
-        dsp = c.dsp
-        m.d.comb += [dsp.w.eq(c.upd.w_next), dsp.t_post.eq(u3["t_post"]), dsp.sign.eq(u3["err"].sign),
+        dsp = ctx.dsp
+        m.d.comb += [dsp.w.eq(ctx.upd.w_next), dsp.t_post.eq(u3["t_post"]), dsp.sign.eq(u3["err"].sign),
                      dsp.level.eq(u3["err"].level), dsp.t_pre.eq(u3["t_pre"]), dsp.keep.eq(1)]
-        m.d.sync += [c.dq_v[0].eq(u3["v"] & (c.bw_layer >= 2)), c.dq_last[0].eq(u3["last"]),
-                     c.dq_pre[0].eq(u3["pre"])]
-        for n in range(1, len(c.dq_v)):
-            m.d.sync += [c.dq_v[n].eq(c.dq_v[n - 1]), c.dq_last[n].eq(c.dq_last[n - 1]),
-                         c.dq_pre[n].eq(c.dq_pre[n - 1])]
-        with m.If(c.dq_v[-1]):
+        m.d.sync += [ctx.dq_v[0].eq(u3["v"] & (ctx.bw_layer >= 2)), ctx.dq_last[0].eq(u3["last"]),
+                     ctx.dq_pre[0].eq(u3["pre"])]
+        for n in range(1, len(ctx.dq_v)):
+            m.d.sync += [ctx.dq_v[n].eq(ctx.dq_v[n - 1]), ctx.dq_last[n].eq(ctx.dq_last[n - 1]),
+                         ctx.dq_pre[n].eq(ctx.dq_pre[n - 1])]
+        with m.If(ctx.dq_v[-1]):
             total = Signal(signed(p.disp_bits))
-            m.d.comb += total.eq(c.disp_acc + dsp.term)
-            with m.If(c.dq_last[-1]):
-                pre = c.dq_pre[-1]
-                disp_w = c.disp[1]
-                m.d.comb += [disp_w.addr.eq(pre >> p.lg), disp_w.en.eq(1 << c.lane_of(pre))]
+            m.d.comb += total.eq(ctx.disp_acc + dsp.term)
+            with m.If(ctx.dq_last[-1]):
+                pre = ctx.dq_pre[-1]
+                disp_w = ctx.disp[1]
+                m.d.comb += [disp_w.addr.eq(pre >> p.lg), disp_w.en.eq(1 << ctx.lane_of(pre))]
                 m.d.comb += [disp_w.data[q].eq(total) for q in range(P)]
-                m.d.sync += c.disp_acc.eq(0)
+                m.d.sync += ctx.disp_acc.eq(0)
             with m.Else():
-                m.d.sync += c.disp_acc.eq(total)
+                m.d.sync += ctx.disp_acc.eq(total)
         # dropout bits leave the hash pipelines into ``keep``
-        if c.dropout:
-            with m.If(c.kp_v[-1]):
-                bits = Cat(*((h.o >> 24)[:8] >= p.cfg.drop8 for h in c.hash))
-                m.d.comb += [c.keep[1].addr.eq(c.kp_word[-1]), c.keep[1].data.eq(bits), c.keep[1].en.eq(1)]
+        if ctx.dropout:
+            with m.If(ctx.kp_v[-1]):
+                bits = Cat(*((h.o >> 24)[:8] >= p.cfg.drop8 for h in ctx.hash))
+                m.d.comb += [ctx.keep[1].addr.eq(ctx.kp_word[-1]), ctx.keep[1].data.eq(bits), ctx.keep[1].en.eq(1)]
 
     # ---------------------------------------------------------------- quantisation (§9.5, §9.6)
-    def _quantise_states(self, m, c, stage):
+    def _quantise_states(self, m, ctx, stage):
         p = self.params
         blocks = p.blocks(stage)
         passes = (0, 1, 2) if p.cfg.error_norm == "l2" else (0, 2)
         with m.State(f"Q_PASS_{stage}"):
-            m.d.comb += [c.disp[0].addr.eq(c.q_word), c.time[stage][0].addr.eq(c.q_word)]
-            m.d.sync += [c.q_v.eq(1), c.q_w.eq(c.q_word), c.q_word.eq(c.q_word + 1)]
-            with m.If(c.q_word == blocks - 1):
+            m.d.comb += [ctx.disp[0].addr.eq(ctx.q_word), ctx.time[stage][0].addr.eq(ctx.q_word)]
+            m.d.sync += [ctx.q_v.eq(1), ctx.q_w.eq(ctx.q_word), ctx.q_word.eq(ctx.q_word + 1)]
+            with m.If(ctx.q_word == blocks - 1):
                 m.next = f"Q_PASS_DRAIN_{stage}"
         with m.State(f"Q_PASS_DRAIN_{stage}"):
             # L2Normaliser's shift is out the cycle after its last words: this one
-            with m.If(~c.q_v):
-                m.d.sync += c.q_word.eq(0)
-                with m.Switch(c.q_pass):
+            with m.If(~ctx.q_v):
+                m.d.sync += ctx.q_word.eq(0)
+                with m.Switch(ctx.q_pass):
                     with m.Case(0):
-                        m.d.sync += [c.q_pass.eq(passes[1]), c.norm_shift.eq(0), c.any_sign.eq(0)]
+                        m.d.sync += [ctx.q_pass.eq(passes[1]), ctx.norm_shift.eq(0), ctx.any_sign.eq(0)]
                         m.next = f"Q_PASS_{stage}"
                     with m.Case(1):
-                        m.d.sync += [c.q_pass.eq(2), c.norm_shift.eq(c.norm.shift)]
+                        m.d.sync += [ctx.q_pass.eq(2), ctx.norm_shift.eq(ctx.norm.shift)]
                         m.next = f"Q_PASS_{stage}"
                     with m.Default():
-                        with m.If(c.any_sign):
-                            self._start_layer_update(m, c, stage)
+                        with m.If(ctx.any_sign):
+                            self._start_layer_update(m, ctx, stage)
                         with m.Else():
                             m.next = "OUT"
 
-    def _quantise_stage(self, m, c):
+    def _quantise_stage(self, m, ctx):
         p = self.params
         if p.L < 2:
             return
         P = p.P
-        lv = c.lvl
+        lv = ctx.lvl
         for stage in range(1, p.L):
-            with m.If(c.q_v & (c.q_stage == stage)):
-                m.d.comb += [lv.d.eq(c.disp[0].data), lv.time.eq(c.time[stage][0].data)]
-        m.d.comb += [lv.top_length.eq(c.top_length), lv.norm_shift.eq(c.norm_shift),
-                     c.norm.offset.eq(lv.offset), c.norm.counted.eq(lv.counted), c.norm.first.eq(c.q_w == 0)]
-        with m.If(c.q_v):
-            with m.Switch(c.q_pass):
+            with m.If(ctx.q_v & (ctx.q_stage == stage)):
+                m.d.comb += [lv.d.eq(ctx.disp[0].data), lv.time.eq(ctx.time[stage][0].data)]
+        m.d.comb += [lv.top_length.eq(ctx.top_length), lv.norm_shift.eq(ctx.norm_shift),
+                     ctx.norm.offset.eq(lv.offset), ctx.norm.counted.eq(lv.counted), ctx.norm.first.eq(ctx.q_w == 0)]
+        with m.If(ctx.q_v):
+            with m.Switch(ctx.q_pass):
                 with m.Case(0):
-                    with m.If(lv.length_max > c.top_length):
-                        m.d.sync += c.top_length.eq(lv.length_max)
-                    c.emit(StidiDebugKind.DISP, c.q_stage, 0, c.q_w << p.lg,
-                           value=[c.disp[0].data[q] for q in range(P)])
+                    with m.If(lv.length_max > ctx.top_length):
+                        m.d.sync += ctx.top_length.eq(lv.length_max)
+                    ctx.emit(StidiDebugKind.DISP, ctx.q_stage, 0, ctx.q_w << p.lg,
+                           value=[ctx.disp[0].data[q] for q in range(P)])
                 with m.Case(1):
                     pass                                  # L2Normaliser sums (its inputs above)
                 with m.Case(2):
-                    err_w = c.err[1]
-                    m.d.comb += [err_w.addr.eq(c.q_w), err_w.data.sign.eq(lv.sign), err_w.data.level.eq(lv.level),
+                    err_w = ctx.err[1]
+                    m.d.comb += [err_w.addr.eq(ctx.q_w), err_w.data.sign.eq(lv.sign), err_w.data.level.eq(lv.level),
                                  err_w.en.eq(1)]
                     with m.If(Cat(*(lv.sign[q] != 0 for q in range(P))).any()):
-                        m.d.sync += c.any_sign.eq(1)
-                    c.emit(StidiDebugKind.LEVEL, c.q_stage, 0, c.q_w << p.lg,
+                        m.d.sync += ctx.any_sign.eq(1)
+                    ctx.emit(StidiDebugKind.LEVEL, ctx.q_stage, 0, ctx.q_w << p.lg,
                            value=[lv.sign[q] for q in range(P)], aux=[lv.level[q] for q in range(P)])
 
 

@@ -107,9 +107,10 @@ def set_epoch(learner, epoch: int) -> None:
 
 
 def label_shifts(learner, epoch: int) -> list:
-    """LR_SHIFT of every weight layer in ``epoch``: what the host puts on the label beat."""
+    """LR_SHIFT of every weight layer in ``epoch``: what the host puts on the label beat (clamped to
+    the field's 255: any R past the step's width already gives a zero step)."""
     set_epoch(learner, epoch)
-    return [learner.step_shift(l) for l in learner.layers]
+    return [min(learner.step_shift(l), 255) for l in learner.layers]
 
 
 @dataclass
@@ -497,7 +498,8 @@ class StidiChecker:
                 for l in range(1, L + 1):
                     got_trace[f"update/{l}/w"] = np.asarray(got.weights[l - 1], dtype=np.int64)
             # in execution order; update/<l>/w is the read-back (each layer changes once per sample)
-            keys = [k for k in expected.trace if not k.endswith("/dw") and (k in got_trace or not k.startswith("update/"))]
+            keys = [k for k in expected.trace
+                    if not k.endswith("/dw") and (k in got_trace or not k.startswith("update/"))]
             d = first_divergence(expected.trace, got_trace, keys=keys)
             if d is not None:
                 if d.expected == "present":
