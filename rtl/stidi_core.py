@@ -356,8 +356,10 @@ class StidiCore(wiring.Component):
         if L >= 2:
             ctx.dsp = m.submodules.displace = DisplacementLanes(lanes=P, weight_bits=cfg.weight_bits,
                                                               levels=cfg.levels, time_steps=T)
-            ctx.norm = m.submodules.l2 = L2Normaliser(lanes=P, words=max(N[1:-1]),
-                                                    offset_bits=signed_bits(p.disp_bits), guard=NORM_GUARD)
+            # offsets of D words lie in [-disp_bits, 0]; the normaliser also needs -G representable
+            offset_bits = max(signed_bits(p.disp_bits), signed_bits(NORM_GUARD))
+            ctx.norm = m.submodules.l2 = L2Normaliser(lanes=P, words=max(N[1:-1]), offset_bits=offset_bits,
+                                                      guard=NORM_GUARD)
             ctx.lvl = m.submodules.levels = ErrorLevelLanes(lanes=P, d_bits=p.disp_bits, levels=cfg.levels,
                                                           max_norm_shift=ctx.norm.max_shift, time_steps=T)
         if ctx.dropout:
@@ -550,15 +552,16 @@ class StidiCore(wiring.Component):
             with m.Else():
                 integ = ctx.integ
                 m.d.comb += [integ.i.eq(ctx.cur_i), integ.u.eq(ctx.cur_u), integ.t_fire.eq(ctx.cur_t),
-                             integ.delta.eq(ctx.acc.delta_next), integ.t.eq(ctx.fw_step),
-                             integ.threshold.eq(ctx.threshold(l))]
+                             integ.t.eq(ctx.fw_step), integ.threshold.eq(ctx.threshold(l))]
+                m.d.comb += ctx.each(integ.delta, ctx.acc.delta_next)   # I is one bit wider at F + 1 = 2**n
                 m.d.sync += [ctx.cur_i.eq(integ.i_next), ctx.cur_u.eq(integ.u_next),
                              ctx.cur_t.eq(integ.t_fire_next), ctx.delta.eq(0), ctx.walk_first.eq(1)]
                 ctx.emit(StidiDebugKind.STEP, l, ctx.fw_step, ctx.fw_block << p.lg,
                          value=[integ.u_next[q] for q in range(p.P)], aux=[integ.i_next[q] for q in range(p.P)])
                 if l == p.L:
                     u_w = ctx.u_out[1]
-                    m.d.comb += [u_w.addr.eq(ctx.u_base + ctx.fw_step), u_w.data.eq(integ.u_next), u_w.en.eq(1)]
+                    m.d.comb += [u_w.addr.eq(ctx.u_base + ctx.fw_step), u_w.en.eq(1)]
+                    m.d.comb += ctx.each(u_w.data, integ.u_next)
                 with m.If(ctx.fw_step == T - 1):
                     m.next = f"FW_BLOCK_END_{l}"
                 with m.Else():
@@ -567,7 +570,8 @@ class StidiCore(wiring.Component):
 
         with m.State(f"FW_BLOCK_END_{l}"):
             time_w = ctx.time[l][1]
-            m.d.comb += [time_w.addr.eq(ctx.fw_block), time_w.data.eq(ctx.cur_t), time_w.en.eq(ctx.all_lanes)]
+            m.d.comb += [time_w.addr.eq(ctx.fw_block), time_w.en.eq(ctx.all_lanes)]
+            m.d.comb += ctx.each(time_w.data, ctx.cur_t)
             ctx.emit(StidiDebugKind.TIMES, l, 0, ctx.fw_block << p.lg, value=[ctx.cur_t[q] for q in range(p.P)])
             self._clear_neurons(m, ctx)
             m.d.sync += ctx.fw_step.eq(0)
@@ -834,24 +838,28 @@ class StidiCore(wiring.Component):
         # the error and post times travel on beside it for DisplacementLanes
         for l in range(1, L + 1):
             with m.If(u1["v"] & (ctx.bw_layer == l)):
-                m.d.comb += [ctx.upd.w.eq(ctx.bank.reads[l - 1].data), ctx.upd.lr_shift.eq(ctx.lr_shift[l])]
+                m.d.comb += [ctx.upd.lr_shift.eq(ctx.lr_shift[l]), ctx.upd.keep.eq(ctx.all_lanes)]
                 m.d.comb += [ctx.upd.t_pre[q].eq(u1["t_pre"]) for q in range(P)]
-                m.d.comb += [ctx.upd.t_post.eq(ctx.time[l][0].data), ctx.upd.keep.eq(ctx.all_lanes),
-                             ctx.upd.sign.eq(ctx.err[0].data.sign), ctx.upd.level.eq(ctx.err[0].data.level)]
+                m.d.comb += ctx.each(ctx.upd.w, ctx.bank.reads[l - 1].data)
+                m.d.comb += ctx.each(ctx.upd.t_post, ctx.time[l][0].data)
+                m.d.comb += ctx.each(ctx.upd.sign, ctx.err[0].data.sign)
+                m.d.comb += ctx.each(ctx.upd.level, ctx.err[0].data.level)
                 m.d.sync += [u2["t_post"].eq(ctx.time[l][0].data), u2["err"].eq(ctx.err[0].data)]
         m.d.sync += [u2[key].eq(u1[key]) for key in u1]
         m.d.sync += [u3[key].eq(u2[key]) for key in u2]
         for l in range(1, L + 1):
             with m.If(u3["v"] & (ctx.bw_layer == l)):
                 write = ctx.bank.writes[l - 1]
-                m.d.comb += [write.addr.eq(u3["addr"]), write.data.eq(ctx.upd.w_next), write.en.eq(1)]
+                m.d.comb += [write.addr.eq(u3["addr"]), write.en.eq(1)]
+                m.d.comb += ctx.each(write.data, ctx.upd.w_next)
                 sign_w = ctx.sign[l][1]
                 m.d.comb += [sign_w.addr.eq(u3["addr"]), sign_w.data.eq(ctx.upd.negative), sign_w.en.eq(1)]
         if L < 2:
             return
         dsp = ctx.dsp
-        m.d.comb += [dsp.w.eq(ctx.upd.w_next), dsp.t_post.eq(u3["t_post"]), dsp.sign.eq(u3["err"].sign),
-                     dsp.level.eq(u3["err"].level), dsp.t_pre.eq(u3["t_pre"]), dsp.keep.eq(1)]
+        m.d.comb += [dsp.t_pre.eq(u3["t_pre"]), dsp.keep.eq(1)]
+        m.d.comb += ctx.each(dsp.w, ctx.upd.w_next) + ctx.each(dsp.t_post, u3["t_post"])
+        m.d.comb += ctx.each(dsp.sign, u3["err"].sign) + ctx.each(dsp.level, u3["err"].level)
         m.d.sync += [ctx.dq_v[0].eq(u3["v"] & (ctx.bw_layer >= 2)), ctx.dq_last[0].eq(u3["last"]),
                      ctx.dq_pre[0].eq(u3["pre"])]
         for n in range(1, len(ctx.dq_v)):
@@ -909,9 +917,10 @@ class StidiCore(wiring.Component):
         lv = ctx.lvl
         for stage in range(1, p.L):
             with m.If(ctx.q_v & (ctx.q_stage == stage)):
-                m.d.comb += [lv.d.eq(ctx.disp[0].data), lv.time.eq(ctx.time[stage][0].data)]
+                m.d.comb += ctx.each(lv.d, ctx.disp[0].data) + ctx.each(lv.time, ctx.time[stage][0].data)
         m.d.comb += [lv.top_length.eq(ctx.top_length), lv.norm_shift.eq(ctx.norm_shift),
-                     ctx.norm.offset.eq(lv.offset), ctx.norm.counted.eq(lv.counted), ctx.norm.first.eq(ctx.q_w == 0)]
+                     ctx.norm.counted.eq(lv.counted), ctx.norm.first.eq(ctx.q_w == 0)]
+        m.d.comb += ctx.each(ctx.norm.offset, lv.offset)       # the normaliser's port may be wider
         with m.If(ctx.q_v):
             with m.Switch(ctx.q_pass):
                 with m.Case(0):
@@ -923,8 +932,8 @@ class StidiCore(wiring.Component):
                     pass                                  # L2Normaliser sums (its inputs above)
                 with m.Case(2):
                     err_w = ctx.err[1]
-                    m.d.comb += [err_w.addr.eq(ctx.q_w), err_w.data.sign.eq(lv.sign), err_w.data.level.eq(lv.level),
-                                 err_w.en.eq(1)]
+                    m.d.comb += [err_w.addr.eq(ctx.q_w), err_w.en.eq(1)]
+                    m.d.comb += ctx.each(err_w.data.sign, lv.sign) + ctx.each(err_w.data.level, lv.level)
                     with m.If(Cat(*(lv.sign[q] != 0 for q in range(P))).any()):
                         m.d.sync += ctx.any_sign.eq(1)
                     ctx.emit(StidiDebugKind.LEVEL, ctx.q_stage, 0, ctx.q_w << p.lg,
@@ -950,6 +959,11 @@ class _Context:
 
     def lanes(self, shape):
         return data.ArrayLayout(shape, self.p.P)
+
+    def each(self, target, source):
+        """Lane-by-lane assignment of two P-lane arrays. Whole-view assignment would copy raw bits,
+        which misaligns the lanes when the two components size their elements differently."""
+        return [target[q].eq(source[q]) for q in range(self.p.P)]
 
     def lane_of(self, index):
         """The lane (low ``lg`` bits) of a neuron index."""

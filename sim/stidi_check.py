@@ -274,9 +274,10 @@ def reads_back_weights(train: bool, last: bool) -> bool:
     return train or last
 
 
-def rtl_run(params: StidiCoreParams, weights, samples, *, vcd=None):
+def rtl_run(params: StidiCoreParams, weights, samples, *, vcd=None, probe=None):
     """Simulate ``samples`` on a fresh ``StidiCore(params)`` loaded with ``weights`` (per layer,
-    (N_l, N_{l-1})). Returns (results, total cycles, debug records outside any sample)."""
+    (N_l, N_{l-1})). Returns (results, total cycles, debug records outside any sample).
+    ``probe(dut)`` -> an async process added to the simulation (for debugging)."""
     dut = StidiCore(params)
     host = golden_learner(params, weights)        # the host side: LR_SHIFT of each sample's epoch
     limit = sample_cycle_limit(params)
@@ -363,6 +364,8 @@ def rtl_run(params: StidiCoreParams, weights, samples, *, vcd=None):
     if params.debug:
         sim.add_process(monitor)
     sim.add_process(counter)
+    if probe is not None:
+        sim.add_process(probe(dut))
     if vcd:
         with sim.write_vcd(vcd):
             sim.run()

@@ -59,6 +59,9 @@ CASES = [
     # three weight layers: D into two hidden stages; the LR schedule halves the step every epoch
     ("10-9-8-7 P1 3 layers signed dropout schedule",
      flat((10, 9, 8, 7), 1, (20, 6, 5), init_signed=True, drop8=60, lr_halving_epochs=1), 8, {"epochs": (0, 1, 2)}),
+    # fan-in 15: I (sized for F + 1 = 16) is a bit wider than the sign accumulator; 2-bit weights
+    # give 4-bit displacements, narrower than the L2 guard's offsets
+    ("7-15-3 P2 W2", flat((7, 15, 3), 2, (10, 6), weight_bits=2, lr_shift=(0, 0), init_signed=True), 8, {}),
     # 8-bit weights with full steps: saturation at both rails, many sign flips; max-scaled error, Q = 3
     ("16-12-4 P2 W8 max Q3", flat((16, 12, 4), 2, (40, 12), weight_bits=8, lr_shift=(0, 0), init_signed=True,
                                   error_norm="max", levels=3), 10, {}),
