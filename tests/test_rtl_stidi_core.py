@@ -83,8 +83,8 @@ def test_core_bitexact_amaranth(name, params, n, extra):
         assert report.dropped_fired > 0      # dropout excluded fired neurons from an update
 
 
-def test_cases_cover_every_target_branch_but_two():
-    """The samples above reach §8 cases 1, 3, 4 and 5 (case 2, no update, has its own test)."""
+def test_cases_cover_every_target_branch():
+    """The samples above reach all five §8 cases (case 2, no update, also has its own test)."""
     seen = set()
     for name, params, n, extra in CASES:
         learner = golden_learner(params)
@@ -93,7 +93,7 @@ def test_cases_cover_every_target_branch_but_two():
             key = f"target/{params.L}/case"
             if key in trace:
                 seen.add(int(trace[key]))
-    assert seen == {1, 3, 4, 5}, seen
+    assert seen == {1, 2, 3, 4, 5}, seen
 
 
 def test_training_sample_without_update():
