@@ -49,8 +49,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
-from ..golden.stidi import (StidiConfig, build_stages, default_thresholds, parse_stidi_topology,
-                            weight_layers)
+from ..golden.stidi import StidiConfig, build_stages, default_thresholds, parse_stidi_topology
 from ..golden.stidi_fixed import NORM_GUARD
 from .lanes import Mix32
 from .skeleton import DebugTap, SampleLoader, WeightBank, WeightPortSignature
@@ -243,7 +242,7 @@ class StidiCoreParams:
     def debug_layout(self):
         return data.StructLayout({
             "kind": unsigned(4),
-            "layer": unsigned(4),
+            "layer": range(self.L + 1),
             "t": unsigned(self.time_bits),
             "n": unsigned(max(self.sizes).bit_length()),
             "value": data.ArrayLayout(signed(self.debug_value_bits), self.P),
