@@ -13,6 +13,8 @@ Topology syntax (``parse_stidi_topology``)::
 
     INPUT-LAYER-...-LAYER-CLASSES
     INPUT  = 784 | 196          flat input (196 = 2x2-downsampled image)
+           | <n>                any other flat input of n pixels, taken as it is (no image, no
+                                downsampling: small RTL test networks such as 16-12-4)
            | 28x28 | 14x14      the same as a 1-channel map (needed before conv/pool layers)
     LAYER  = c<k>x<ch>          stride-1 'same' convolution, odd kernel k, ch output channels
            | p<k>               k x k min-time pooling, stride k (map size must be a multiple of k)
@@ -39,7 +41,7 @@ ARITHS = ("fixed", "float")
 ERROR_NORMS = ("max", "l2")
 
 TOPOLOGY_SYNTAX = (
-    "syntax: INPUT-LAYER-...-CLASSES with INPUT = 784 | 196 | 28x28 | 14x14, "
+    "syntax: INPUT-LAYER-...-CLASSES with INPUT = 784 | 196 | <n> (flat) | 28x28 | 14x14, "
     "LAYER = c<k>x<channels> (stride-1 'same' conv, odd k) | p<k> (k x k min-time pooling, stride k) "
     "| <n> (fully connected), CLASSES = <n> >= 2; e.g. 784-128-10 or 28x28-c5x8-p2-c5x16-p2-10"
 )
@@ -57,7 +59,7 @@ CSNN_LARGE = "28x28-c5x16-p2-c5x32-p2-128-10"
 @dataclass(frozen=True)
 class StidiTopology:
     text: str
-    n_pixels: int                 # 784 or 196: what data.input_pixels is asked for
+    n_pixels: int                 # 784 or 196: what data.input_pixels is asked for; n: a flat n-pixel input
     input_shape: tuple            # (N,) flat or (1, H, W) map
     layers: tuple                 # ("conv", k, ch) | ("pool", k) | ("fc", n), in order
 
@@ -76,14 +78,16 @@ def parse_stidi_topology(text: str) -> StidiTopology:
         raise ValueError(f"topology {text!r}: empty; {TOPOLOGY_SYNTAX}")
     tokens = text.strip().lower().split("-")
     head = tokens[0]
-    if head in ("784", "196"):
+    if head.isdigit():
+        if int(head) < 1:
+            raise _bad(text, tokens[0], "a flat input needs at least one pixel")
         shape = (int(head),)
     elif head in ("28x28", "14x14"):
         side = int(head.split("x")[0])
         shape = (1, side, side)
     else:
-        raise _bad(text, tokens[0], "the input must be 784, 196, 28x28 or 14x14")
-    n_pixels = 784 if shape[-1] in (784, 28) else 196
+        raise _bad(text, tokens[0], "the input must be 784, 196, a flat <n>, 28x28 or 14x14")
+    n_pixels = int(np.prod(shape))         # 28x28: 784, 14x14: 196 (the downsampled image)
     if len(tokens) < 2:
         raise ValueError(f"topology {text!r}: needs at least an output layer; {TOPOLOGY_SYNTAX}")
     layers = []
@@ -267,7 +271,8 @@ def default_thresholds(stages: list, cfg: StidiConfig) -> tuple:
             continue
         pre = stages[l - 1]
         if pre.kind == "input":
-            theta = {784: 1000, 196: 300}.get(pre.size, 0)
+            # a flat input of another size (no image) takes the rule of an fc layer after fc(n)
+            theta = {784: 1000, 196: 300}.get(pre.size, round(1.17 * pre.size))
             if stage.kind == "conv":
                 theta = 160 if stage.k == 5 else 60
         elif stage.kind == "conv":
@@ -440,7 +445,7 @@ class _StidiLearner:
         self._theta_u = per_layer(cfg.thresholds or default_thresholds(self.stages, cfg))
         self.lr_shift = per_layer(cfg.lr_shift or default_lr_shift(self.stages, cfg))
         self.lr = per_layer(cfg.lr or default_lr(self.stages))
-        self.halvings = 0        # of the update step so far (the schedule's position, set per epoch)
+        self.halvings = 0        # of the update step so far (the schedule's position: set_epoch)
         if weights is None:
             canonical, _ = init_weights(cfg, self.stages)
         else:
@@ -454,6 +459,13 @@ class _StidiLearner:
         self._init_arith(weights)
 
     # --- shared ---
+    def set_epoch(self, epoch: int) -> None:
+        """Put the step schedule at ``epoch`` (0-based): ``epoch // lr_halving_epochs`` halvings (§9.1)."""
+        if epoch < 0:
+            raise ValueError(f"epoch must be >= 0, not {epoch}")
+        k = self.cfg.lr_halving_epochs
+        self.halvings = epoch // k if k else 0
+
     def step_shift(self, layer: int) -> int:
         """The integer update's right shift of weight layer ``layer`` at the schedule's position."""
         return self.lr_shift[layer] + self.halvings
@@ -470,18 +482,29 @@ class _StidiLearner:
         n = int(np.prod(shape))
         return ((mix32(key ^ np.arange(n, dtype=np.uint32)) >> np.uint32(24)) >= self.cfg.drop8).reshape(shape)
 
+    @property
+    def image_input(self) -> bool:
+        """The input is a 28x28 image (784 / 28x28) or its downsampling (196 / 14x14), not a flat <n>."""
+        return self.topo.n_pixels in (784, 196)
+
     def encode(self, images) -> np.ndarray:
-        """uint8 (N, 28, 28) -> input spike times (N,) + input shape."""
+        """uint8 (N, 28, 28) -> input spike times (N,) + input shape. A flat <n> input takes (N, n)
+        pixels as they are."""
         images = np.asarray(images)
         if self.topo.n_pixels == 784:
             pixels = images.reshape(len(images), -1)
-        else:
+        elif self.topo.n_pixels == 196:
             from .data import input_pixels
             pixels = input_pixels(images, 196)
+        else:
+            pixels = images.reshape(len(images), -1)
+            if pixels.shape[1] != self.topo.n_pixels:
+                raise ValueError(f"topology {self.topo.text!r} takes {self.topo.n_pixels} pixels per sample, "
+                                 f"not {pixels.shape[1]}")
         return self.table[pixels.astype(np.int64)].reshape((len(images),) + self.topo.input_shape)
 
     def train_samples(self, images, labels, first_step: int, epoch: int) -> np.ndarray:
-        self.halvings = epoch // self.cfg.lr_halving_epochs if self.cfg.lr_halving_epochs else 0
+        self.set_epoch(epoch)
         times = self.encode(images)
         labels = np.asarray(labels, dtype=np.int64)
         correct = np.empty(len(times), dtype=bool)
@@ -589,10 +612,13 @@ def stidi_learner_from_saved(settings: dict, arrays: dict):
 
 
 def record_stidi_trace(learner, image, label: int, step: int, epoch: int) -> Trace:
-    """Every intermediate of training ``learner`` on one sample, in execution order (keys in
-    docs/golden-spec-stidi.md). The learner itself is left unchanged (a copy is trained)."""
+    """Every intermediate of training ``learner`` on one sample (a 28x28 image, or the n pixels of a
+    flat <n> input) at global step ``step`` in epoch ``epoch`` (the step schedule's position, as
+    ``train_samples`` sets it), in execution order (keys in docs/golden-spec-stidi.md). The learner
+    itself is left unchanged (a copy is trained)."""
     twin = copy.deepcopy(learner)
-    image = np.asarray(image).reshape(1, 28, 28)
+    twin.set_epoch(int(epoch))
+    image = np.asarray(image).reshape((1, 28, 28) if twin.image_input else (1, -1))
     trace = Trace()
     trace.record("encode", 0, "pixels", image[0])
     t0 = twin.encode(image)[0]

@@ -334,7 +334,7 @@ def test_topology_parsing():
 
 
 @pytest.mark.parametrize("text, token", [
-    ("784-c5x8-10", "c5x8"), ("28x28-c4x8-10", "c4x8"), ("28x28-p3-10", "p3"), ("100-10", "100"),
+    ("784-c5x8-10", "c5x8"), ("28x28-c4x8-10", "c4x8"), ("28x28-p3-10", "p3"), ("0-10", "0"),
     ("784-128-x", "x"), ("28x28-c5x8", "c5x8"), ("784-128-1", "1"), ("28x28-10-p2-10", "p2"),
 ])
 def test_topology_errors_name_the_token_and_the_syntax(text, token):
@@ -445,6 +445,38 @@ def test_trace_records_one_training_step_without_changing_the_learner(arith, tmp
         # the membrane trace is the direct sum of the sign-plane ramps
         w_fwd = np.where(before["w1"] >= 0, 1, -1).T
         assert np.array_equal(trace["forward/1/U"], direct_membrane(trace["encode/0/times"], w_fwd))
+
+
+def test_flat_input_takes_its_pixels_as_they_are():
+    """A flat <n> input (n not 784/196): n pixels encoded one by one, the fc threshold rule."""
+    topo = stidi.parse_stidi_topology("16-12-4")
+    assert topo.n_pixels == 16 and topo.input_shape == (16,) and topo.layers == (("fc", 12), ("fc", 4))
+    assert stidi.parse_stidi_topology("28-5-3").n_pixels == 28          # flat 28, not the 28x28 map
+    learner = stidi.make_stidi_learner("fixed", "16-12-4", seed=2)
+    assert learner.thresholds == {1: round(1.17 * 16), 2: round(1.17 * 12)}
+    pixels = np.arange(32, dtype=np.uint8).reshape(2, 16) * 8
+    assert np.array_equal(learner.encode(pixels), learner.table[pixels.astype(np.int64)])
+    with pytest.raises(ValueError, match="takes 16 pixels per sample, not 15"):
+        learner.encode(pixels[:, :15])
+    trace = stidi.record_stidi_trace(learner, pixels[0], 1, step=0, epoch=0)
+    assert trace["encode/0/pixels"].shape == (16,) and trace["forward/1/U"].shape == (T, 12)
+
+
+def test_trace_follows_the_step_schedule():
+    """record_stidi_trace at epoch e trains as train_samples does in epoch e (§9.1: one more right
+    shift every lr_halving_epochs epochs)."""
+    data = builtin()
+    image, label = data.train.images[0], int(data.train.labels[0])
+    learner = stidi.make_stidi_learner("fixed", "196-16-10", seed=4, lr_halving_epochs=1)
+    first = stidi.record_stidi_trace(learner, image, label, step=0, epoch=0)
+    third = stidi.record_stidi_trace(learner, image, label, step=0, epoch=2)
+    assert learner.halvings == 0                      # the learner itself is unchanged
+    assert not np.array_equal(first["update/2/dw"], third["update/2/dw"])
+    learner.train_samples(data.train.images[:1], data.train.labels[:1], 0, 2)
+    assert learner.halvings == 2
+    assert np.array_equal(third["update/2/w"], learner.weight_arrays()["w2"])
+    learner.set_epoch(1)
+    assert learner.step_shift(1) == learner.lr_shift[1] + 1
 
 
 class _Net:
