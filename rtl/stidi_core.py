@@ -78,33 +78,42 @@ def _pow2(n):
 class StidiCoreParams:
     """Hardware shape of a STiDi-BP core: the golden ``StidiConfig`` (fully connected, integer,
     binary forward, ternary output error), parallelism P (a power of two) and the debug tap.
-
-    ``input_size`` (None: the topology's own, 784 or 196) gives a flat input of any size: the golden
-    topology syntax only takes image inputs, so a small test network such as 16-12-4 is a config
-    of ``784-12-4`` with ``input_size=16`` (``StidiCoreParams.flat``). It then needs explicit
-    ``thresholds`` (the defaults are for image inputs); the checker runs the golden model on the
-    same flat input.
+    A small test network is an ordinary config with a flat input, e.g. ``StidiConfig(topology="16-12-4")``.
     """
     cfg: StidiConfig
     parallelism: int = 1
     debug: bool = False
-    input_size: int | None = None
 
-    def __post_init__(self):
-        cfg = self.cfg
-        if not isinstance(cfg, StidiConfig):
-            raise TypeError(f"cfg must be a StidiConfig, not {cfg!r}")
-        if cfg.arith != "fixed":
-            raise ValueError(f"StidiCore implements the integer model: arith must be 'fixed', not {cfg.arith!r}")
-        if cfg.forward != "binary":
-            raise ValueError(f"StidiCore has 1-bit forward weights: forward must be 'binary', not {cfg.forward!r}")
+    @staticmethod
+    def config_problems(cfg: StidiConfig) -> list:
+        """What of ``cfg`` this core does not build, as (config fields concerned, why) pairs; empty
+        when it builds it. The constructor raises the first; the CLI names the option of each field."""
+        problems = []
         topology = parse_stidi_topology(cfg.topology)
         if topology.is_conv:
-            raise ValueError(f"StidiCore supports fully connected topologies only for now; "
-                             f"{cfg.topology!r} has conv/pool layers")
+            problems.append((("topology",), f"StidiCore supports fully connected topologies only for now; "
+                                            f"{cfg.topology!r} has conv/pool layers"))
+        if cfg.arith != "fixed":
+            problems.append((("arith",), f"StidiCore implements the integer model: arith must be 'fixed', "
+                                         f"not {cfg.arith!r}"))
+        if cfg.forward != "binary":
+            problems.append((("forward",), f"StidiCore has 1-bit forward weights: forward must be 'binary', "
+                                           f"not {cfg.forward!r}"))
         if cfg.output_levels != 0:
-            raise ValueError(f"StidiCore builds the ternary output error only: output_levels must be 0, "
-                             f"not {cfg.output_levels}")
+            problems.append((("output_levels",), f"StidiCore builds the ternary output error only: output_levels "
+                                                 f"must be 0, not {cfg.output_levels}"))
+        hidden = [layer[1] for layer in topology.layers[:-1]]
+        if cfg.drop8 and max(hidden, default=0) > 1 << 16:
+            problems.append((("drop8", "topology"), "dropout hashes hidden neuron indices below 2**16 (§10.3): "
+                                                    "a hidden layer is larger"))
+        return problems
+
+    def __post_init__(self):
+        if not isinstance(self.cfg, StidiConfig):
+            raise TypeError(f"cfg must be a StidiConfig, not {self.cfg!r}")
+        problems = self.config_problems(self.cfg)
+        if problems:
+            raise ValueError(problems[0][1])
         try:
             p = operator.index(self.parallelism)
         except TypeError:
@@ -113,43 +122,18 @@ class StidiCoreParams:
             raise ValueError(f"parallelism must be a power of two in 1..256, not {self.parallelism!r}")
         if not isinstance(self.debug, bool):
             raise TypeError(f"debug must be a bool, not {self.debug!r}")
-        if self.input_size is not None:
-            try:
-                n = operator.index(self.input_size)
-            except TypeError:
-                raise TypeError(f"input_size must be an integer or None, not {self.input_size!r}") from None
-            if n < 1:
-                raise ValueError(f"input_size must be >= 1, not {n}")
-            if n != topology.input_shape[0] and cfg.thresholds is None:
-                raise ValueError(f"input_size {n} replaces the topology's {topology.input_shape[0]} inputs: "
-                                 f"give cfg.thresholds (the defaults are for image inputs)")
-        if cfg.drop8 and max(self.sizes[1:-1], default=0) > 1 << 16:
-            raise ValueError("dropout hashes hidden neuron indices below 2**16 (§10.3): a hidden layer is larger")
-
-    @classmethod
-    def flat(cls, sizes, *, parallelism=1, debug=False, **options):
-        """A core for layer sizes ``(N0, N1, ..., NL)`` with a flat input of N0 pixels (test networks
-        such as 16-12-4); ``options`` are ``StidiConfig`` fields (``thresholds`` is required)."""
-        sizes = tuple(operator.index(n) for n in sizes)
-        if len(sizes) < 2:
-            raise ValueError(f"sizes needs an input and an output layer, not {sizes!r}")
-        cfg = StidiConfig(topology="-".join(map(str, (784,) + sizes[1:])), **options)
-        return cls(cfg, parallelism, debug, sizes[0])
 
     # ---------------------------------------------------------------- shape
     @property
     def topology(self):
-        """The network as text, with the real input size (e.g. ``16-12-4``)."""
+        """The network as layer sizes (``16-12-4``; a 14x14 map input is ``196-...``)."""
         return "-".join(map(str, self.sizes))
 
     @property
     def sizes(self):
-        """Neurons per stage, (N0, N1, ..., NL)."""
+        """Neurons per stage, (N0, N1, ..., NL); N0 = the pixels the core takes per sample."""
         topology = parse_stidi_topology(self.cfg.topology)
-        n0 = topology.input_shape[0] if self.input_size is None else self.input_size
-        if len(topology.input_shape) == 3:
-            n0 = topology.n_pixels if self.input_size is None else self.input_size
-        return (n0,) + tuple(layer[1] for layer in topology.layers)
+        return (topology.n_pixels,) + tuple(layer[1] for layer in topology.layers)
 
     @property
     def L(self):

@@ -16,7 +16,6 @@ first difference is reported in execution order: sample, phase, layer, step, neu
 """
 
 import copy
-import dataclasses
 import time
 from dataclasses import dataclass, field
 
@@ -24,8 +23,7 @@ import numpy as np
 from amaranth.sim import Simulator
 
 from ..golden import stidi_fixed
-from ..golden.stidi import (FixedStidiLearner, build_stages, init_weights, parse_stidi_topology,
-                            weight_layers)
+from ..golden.stidi import FixedStidiLearner
 from ..golden.trace import Trace, first_divergence
 from ..rtl.stidi_core import StidiCore, StidiCoreParams, StidiDebugKind
 from .model import Sample, pack_weights, unpack_layout, unpack_weights
@@ -64,30 +62,19 @@ def value_kind(key: str) -> str:
 
 def golden_learner(params: StidiCoreParams, weights=None) -> FixedStidiLearner:
     """The golden integer learner of ``params.cfg`` with ``weights`` (canonical (N_l, N_{l-1}) arrays
-    per layer; None: the golden xorshift init).
-
-    With ``params.input_size`` replacing the topology's image input, the learner is built for the
-    config's topology and then given the flat input's stages: the golden topology syntax takes image
-    inputs only, and every fc function of ``stidi_fixed`` works on any input size.
-    """
-    cfg = params.cfg
-    topology = parse_stidi_topology(cfg.topology)
-    stages = build_stages(topology)
-    flat = params.input_size is not None and params.sizes[0] != topology.n_pixels
-    if flat:
-        topology = dataclasses.replace(topology, text=params.topology, input_shape=(params.sizes[0],),
-                                       n_pixels=params.sizes[0])
-        stages = build_stages(topology)
+    per layer; None: the golden xorshift init)."""
     if weights is None:
-        canonical, _ = init_weights(cfg, stages)
-        weights = [canonical[l] for l in weight_layers(stages)]
-    arrays = {f"w{l}": np.asarray(w, dtype=np.int64) for l, w in zip(weight_layers(stages), weights)}
-    learner = FixedStidiLearner(cfg, weights=arrays)
-    if flat:
-        learner.topo, learner.stages = topology, stages
-    for l, w in zip(learner.layers, weights):
-        assert learner.w[l].shape == np.asarray(w).T.shape, (l, learner.w[l].shape)
-    return learner
+        return FixedStidiLearner(params.cfg)
+    if len(weights) != params.L:
+        raise ValueError(f"{params.topology} has {params.L} weight layers, got {len(weights)} weight arrays")
+    arrays = {}
+    for l, w in enumerate(weights, start=1):
+        w = np.asarray(w, dtype=np.int64)
+        if w.shape != (params.sizes[l], params.sizes[l - 1]):
+            raise ValueError(f"weights of layer {l} have shape {w.shape}, {params.topology} needs "
+                             f"{(params.sizes[l], params.sizes[l - 1])}")
+        arrays[f"w{l}"] = w
+    return FixedStidiLearner(params.cfg, weights=arrays)
 
 
 def initial_weights(params: StidiCoreParams) -> list:
@@ -100,16 +87,10 @@ def learner_weights(learner) -> list:
     return [learner.w[l].T.copy() for l in learner.layers]
 
 
-def set_epoch(learner, epoch: int) -> None:
-    """The step schedule's position in ``epoch`` (§9.1), as ``train_samples`` sets it."""
-    k = learner.cfg.lr_halving_epochs
-    learner.halvings = epoch // k if k else 0
-
-
 def label_shifts(learner, epoch: int) -> list:
     """LR_SHIFT of every weight layer in ``epoch``: what the host puts on the label beat (clamped to
     the field's 255: any R past the step's width already gives a zero step)."""
-    set_epoch(learner, epoch)
+    learner.set_epoch(epoch)
     return [min(learner.step_shift(l), 255) for l in learner.layers]
 
 
@@ -131,14 +112,13 @@ def expected_sample(learner, sample: Sample) -> Expected:
     top = learner.layers[-1]
     trace = Trace()
     if sample.train:
-        set_epoch(learner, sample.epoch)
+        learner.set_epoch(sample.epoch)
         pred = stidi_fixed.train_step(learner, t0, int(sample.label), int(sample.step), trace)
         times = trace[f"forward/{top}/times"]
     else:
         trace.record("encode", 0, "times", t0)
         all_times, _, membrane = stidi_fixed.forward(learner, t0, trace)
         pred = stidi_fixed.decide(all_times[top], membrane, learner.T)
-        assert pred == stidi_fixed.predict_one(learner, t0)
         trace.record("decision", top, "pred", pred)
         times = all_times[top]
     return Expected(trace, int(pred), np.asarray(times, dtype=np.int64), learner_weights(learner))

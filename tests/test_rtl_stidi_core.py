@@ -46,8 +46,9 @@ def make_samples(params, n, seed, pattern=(True, True, False), epochs=(0,)):
 
 
 def flat(sizes, parallelism, thresholds, debug=True, **options):
-    return StidiCoreParams.flat(sizes, parallelism=parallelism, debug=debug, thresholds=thresholds,
-                                time_steps=T, **options)
+    """A core for a flat-input topology (e.g. 16-12-4) at T = 24 with explicit thresholds."""
+    cfg = StidiConfig(topology="-".join(map(str, sizes)), time_steps=T, thresholds=thresholds, **options)
+    return StidiCoreParams(cfg, parallelism, debug)
 
 
 CASES = [
@@ -210,6 +211,10 @@ def test_params_shape():
     assert params.thresholds == (60, 25)
     default = StidiCoreParams(StidiConfig(topology="784-128-10"), 16)
     assert default.sizes == (784, 128, 10) and default.thresholds == (1000, 150) and default.T == 101
+    # a flat input without thresholds: the golden defaults (the fc rule round(1.17 n))
+    small = StidiCoreParams(StidiConfig(topology="16-12-4"))
+    assert small.sizes == (16, 12, 4) and small.thresholds == (19, 14)
+    assert StidiCoreParams(StidiConfig(topology="14x14-32-10")).sizes == (196, 32, 10)
 
 
 @pytest.mark.parametrize("kwargs,error,text", [
@@ -222,8 +227,7 @@ def test_params_shape():
     ({"cfg": StidiConfig(output_levels=2)}, ValueError,
      "StidiCore builds the ternary output error only: output_levels must be 0, not 2"),
     ({"cfg": StidiConfig(), "parallelism": 3}, ValueError, "parallelism must be a power of two in 1..256, not 3"),
-    ({"cfg": StidiConfig(), "input_size": 16}, ValueError,
-     "input_size 16 replaces the topology's 784 inputs: give cfg.thresholds"),
+    ({"cfg": StidiConfig(), "debug": 1}, TypeError, "debug must be a bool, not 1"),
     ({"cfg": "784-128-10"}, TypeError, "cfg must be a StidiConfig, not '784-128-10'"),
 ])
 def test_params_errors(kwargs, error, text):
