@@ -229,8 +229,13 @@ class DesireCore(wiring.Component):
             return Mux(word == nb - 1, Const((1 << rem) - 1, P), Const(full, P))
 
         # ---------------- memories ----------------
+        # On iCE40 every state memory goes into block RAM (EBR): in logic, Yosys' choice for the small
+        # ones, a read is a wide multiplexer behind the controller's address decode, the UP5K's
+        # longest path. Elsewhere Yosys chooses (ECP5: LUT RAM for the small ones).
+        memory_attrs = {"ram_style": "block"} if str(getattr(platform, "device", "")).startswith("iCE40") else {}
+
         def memory(name, shape, depth):
-            mem = Memory(shape=shape, depth=max(depth, 2), init=[])
+            mem = Memory(shape=shape, depth=max(depth, 2), init=[], attrs=memory_attrs)
             m.submodules[name] = mem
             return mem, mem.read_port(), mem.write_port(granularity=1 if isinstance(shape, data.ArrayLayout) else None)
 
@@ -324,15 +329,24 @@ class DesireCore(wiring.Component):
         # and each drives the inputs from its own state.
         mix_lat = len(MIX32_STAGES) - 1
         stochastic = cfg.rounding == "stochastic"
-        hash_in = Signal(lanes_of(unsigned(32)))
-        hash_out = [mix32_pipeline(m, hash_in[q], f"hash{q}") for q in range(P)]
+        # With stochastic rounding an update word needs P offsets at once, so there are P lanes;
+        # otherwise only the keys and the masks use them, and one lane hashes one neuron per cycle
+        # (a mask word takes P cycles, a few dozen per sample): one mix32 pipeline instead of P.
+        hash_lanes = P if stochastic else 1
+        hash_in = Signal(data.ArrayLayout(unsigned(32), hash_lanes))
+        hash_out = [mix32_pipeline(m, hash_in[q], f"hash{q}") for q in range(hash_lanes)]
         mask_layers = sorted(MASK)
+        mk_sub = Signal(max(lg, 1))        # one-lane hashing: the lane of word k entering this cycle
+        mk_word = Signal(P)                 # one-lane hashing: the word's keep bits gathered so far
         mk_v = [Signal(name=f"mk_v{n}") for n in range(mix_lat)]
         mk_k = [Signal.like(k, name=f"mk_k{n}") for n in range(mix_lat)]
         mk_l = [Signal(range(max(len(mask_layers), 2)), name=f"mk_l{n}") for n in range(mix_lat)]
+        mk_s = [Signal.like(mk_sub, name=f"mk_s{n}") for n in range(mix_lat)]
         m.d.sync += mk_v[0].eq(0)
         for n in range(1, mix_lat):
-            m.d.sync += [mk_v[n].eq(mk_v[n - 1]), mk_k[n].eq(mk_k[n - 1]), mk_l[n].eq(mk_l[n - 1])]
+            m.d.sync += [mk_v[n].eq(mk_v[n - 1]), mk_k[n].eq(mk_k[n - 1]), mk_l[n].eq(mk_l[n - 1]),
+                         mk_s[n].eq(mk_s[n - 1])]
+        one_lane_masks = hash_lanes < P
 
         res_counts = Signal(data.ArrayLayout(unsigned(CB), N[-1]))
         best = Signal(CB)
@@ -353,6 +367,8 @@ class DesireCore(wiring.Component):
             m.d.sync += [hp_v[n].eq(hp_v[n - 1]), hp_last[n].eq(hp_last[n - 1]), hp_zero[n].eq(hp_zero[n - 1]),
                          hp_i[n].eq(hp_i[n - 1])]
         dacc = Signal(signed(max([p.desire_bits(l) for l in range(2, L + 1)] + [2])))
+        fin_v, fin_sum, fin_i = Signal(), Signal.like(dacc), Signal(range(maxn_in + 1))
+        m.d.sync += fin_v.eq(0)
         care_word, want_word = Signal(P), Signal(P)
 
         # update
@@ -514,31 +530,45 @@ class DesireCore(wiring.Component):
                     m.d.sync += k.eq(k + 1)
             for idx, ml in enumerate(mask_layers):
                 with m.State(f"MASK_{ml}"):
-                    # word k enters the hash pipeline; the mask stage writes it mix_lat cycles later
-                    for q in range(P):
-                        n = Cat(Const(q, lg), k) if lg else k
+                    # word k (one-lane hashing: its lane mk_sub) enters the hash pipeline; the mask
+                    # stage writes the word mix_lat cycles after its last lane
+                    for q in range(hash_lanes):
+                        lane = mk_sub[:lg] if one_lane_masks else Const(q, lg)
+                        n = Cat(lane, k) if lg else k
                         m.d.comb += hash_in[q].eq(k1 ^ (ml << 16) ^ n)
-                    m.d.sync += [mk_v[0].eq(1), mk_k[0].eq(k), mk_l[0].eq(idx)]
-                    with m.If(k == p.blocks(ml) - 1):
-                        m.d.sync += k.eq(0)
+                    m.d.sync += [mk_v[0].eq(1), mk_k[0].eq(k), mk_l[0].eq(idx), mk_s[0].eq(mk_sub)]
+                    word_done = (mk_sub == P - 1) if one_lane_masks else Const(1)
+                    with m.If(~word_done):
+                        m.d.sync += mk_sub.eq(mk_sub + 1)
+                    with m.Elif(k == p.blocks(ml) - 1):
+                        m.d.sync += [k.eq(0), mk_sub.eq(0)]
                         m.next = f"MASK_{mask_layers[idx + 1]}" if idx + 1 < len(mask_layers) else "MASK_DRAIN"
                     with m.Else():
-                        m.d.sync += k.eq(k + 1)
+                        m.d.sync += [k.eq(k + 1), mk_sub.eq(0)]
             with m.State("MASK_DRAIN"):
                 # the last mask word is written in this cycle at the latest (the forward pass reads it)
                 with m.If(~Cat(0, *mk_v[:-1]).any()):
                     m.next = "SCAN_RD_1"
 
             def _mask_stage():
-                # a word's hashes left the pipeline -> keep bits into its layer's mask memory
+                # hashes left the pipeline -> keep bits; a complete word into its layer's mask memory
                 with m.If(mk_v[-1]):
                     for idx, ml in enumerate(mask_layers):
                         with m.If(mk_l[-1] == idx):
-                            bits = [(hash_out[q] >> 16)[:16] < cfg.keep_threshold(ml) for q in range(P)]
-                            word = Cat(*bits) & valid_lanes(ml, mk_k[-1])
-                            m.d.comb += [MASK[ml][2].addr.eq(mk_k[-1]), MASK[ml][2].data.eq(word),
-                                         MASK[ml][2].en.eq(1)]
-                            emit(DebugKind.MASK, ml, 0, mk_k[-1] << lg, aux=[word[q] for q in range(P)])
+                            bits = [(hash_out[q] >> 16)[:16] < cfg.keep_threshold(ml) for q in range(hash_lanes)]
+                            if one_lane_masks:
+                                gathered = mk_word | (bits[0] << mk_s[-1][:lg])[:P]
+                                done = mk_s[-1] == P - 1
+                            else:
+                                gathered, done = Cat(*bits), Const(1)
+                            with m.If(done):
+                                word = gathered & valid_lanes(ml, mk_k[-1])
+                                m.d.comb += [MASK[ml][2].addr.eq(mk_k[-1]), MASK[ml][2].data.eq(word),
+                                             MASK[ml][2].en.eq(1)]
+                                emit(DebugKind.MASK, ml, 0, mk_k[-1] << lg, aux=[word[q] for q in range(P)])
+                                m.d.sync += mk_word.eq(0)
+                            with m.Else():
+                                m.d.sync += mk_word.eq(gathered)
             stages.append(_mask_stage)
 
             # ======================= forward ====================================================
@@ -748,8 +778,8 @@ class DesireCore(wiring.Component):
                         m.d.sync += e.eq(e + 1)
                 with m.State(f"H_DRAIN_{l}"):
                     m.d.sync += cur_l.eq(l)
-                    # the last stage may finish in this cycle; everything before it must be empty
-                    with m.If(~h1_v & ~h2_v & ~Cat(0, *hp_v[:-1]).any()):
+                    # the finishing stage may write in this cycle; everything before it must be empty
+                    with m.If(~h1_v & ~h2_v & ~Cat(*hp_v).any()):
                         m.d.sync += [b.eq(0), bbase.eq(0), nact.eq(0)]
                         m.next = f"G_RD_{l - 1}" if l - 1 >= 2 else "U_RD_1"
                 def _desire_stages(l=l, nin=nin):
@@ -767,31 +797,34 @@ class DesireCore(wiring.Component):
                                      dl.want.eq(WANT[l][1].data), dl.keep.eq(mask_word(l, rd_blk))]
                         m.d.sync += [hp_v[0].eq(1), hp_last[0].eq(h2_last), hp_zero[0].eq(h2_zero),
                                      hp_i[0].eq(h2_i)]
-                    # last stage: P-lane term arrived -> accumulate, finish D_i on the last block
+                    # accumulate stage: P-lane term arrived -> D_i += term; D_i complete on the last block
+                    # goes to a register, so the wide add and the compares are in different cycles
                     with m.If(hp_v[-1] & (cur_l == l)):
-                        d_i, d_last = hp_i[-1], hp_last[-1]
                         term = Mux(hp_zero[-1], 0, dl.term)
                         dsum = Signal(signed(p.desire_bits(l)), name=f"dsum{l}")
                         m.d.comb += dsum.eq(dacc + term)
-                        with m.If(d_last):
-                            # |D| >= K as two compares that run in parallel (no negation in the path)
-                            c_i = (dsum >= cfg.k_lin) | (dsum <= -cfg.k_lin)
-                            w_i = dsum > 0
-                            lane = d_i[:lg] if lg else Const(0, 1)
-                            cw = care_word | (c_i << lane)[:P]
-                            ww = want_word | (w_i << lane)[:P]
-                            emit(DebugKind.DESIRE_HID, l - 1, 0, d_i, value=[dsum], aux=[Cat(c_i, w_i)])
-                            m.d.sync += dacc.eq(0)
-                            with m.If((lane == P - 1) | (d_i == nin - 1)):
-                                m.d.comb += [CARE[l - 1][2].addr.eq(d_i >> lg), CARE[l - 1][2].data.eq(cw),
-                                             CARE[l - 1][2].en.eq(1),
-                                             WANT[l - 1][2].addr.eq(d_i >> lg), WANT[l - 1][2].data.eq(ww),
-                                             WANT[l - 1][2].en.eq(1)]
-                                m.d.sync += [care_word.eq(0), want_word.eq(0)]
-                            with m.Else():
-                                m.d.sync += [care_word.eq(cw), want_word.eq(ww)]
+                        with m.If(hp_last[-1]):
+                            m.d.sync += [dacc.eq(0), fin_v.eq(1), fin_sum.eq(dsum), fin_i.eq(hp_i[-1])]
                         with m.Else():
                             m.d.sync += dacc.eq(dsum)
+                    # finishing stage: care/want of input fin_i, written per word of P inputs
+                    with m.If(fin_v & (cur_l == l)):
+                        d_i, d_sum = fin_i, fin_sum
+                        # |D| >= K as two compares that run in parallel (no negation in the path)
+                        c_i = (d_sum >= cfg.k_lin) | (d_sum <= -cfg.k_lin)
+                        w_i = d_sum > 0
+                        lane = d_i[:lg] if lg else Const(0, 1)
+                        cw = care_word | (c_i << lane)[:P]
+                        ww = want_word | (w_i << lane)[:P]
+                        emit(DebugKind.DESIRE_HID, l - 1, 0, d_i, value=[d_sum], aux=[Cat(c_i, w_i)])
+                        with m.If((lane == P - 1) | (d_i == nin - 1)):
+                            m.d.comb += [CARE[l - 1][2].addr.eq(d_i >> lg), CARE[l - 1][2].data.eq(cw),
+                                         CARE[l - 1][2].en.eq(1),
+                                         WANT[l - 1][2].addr.eq(d_i >> lg), WANT[l - 1][2].data.eq(ww),
+                                         WANT[l - 1][2].en.eq(1)]
+                            m.d.sync += [care_word.eq(0), want_word.eq(0)]
+                        with m.Else():
+                            m.d.sync += [care_word.eq(cw), want_word.eq(ww)]
                 stages.append(_desire_stages)
 
             # ======================= weight update, l = 1 .. L ====================================

@@ -270,13 +270,14 @@ class UpdateLanes(wiring.Component):
     mag = SH > 0 ? (A + round) >> SH : A << -SH, round = 2**(SH-1) (nearest) or ``offset`` (stochastic);
     w' = active ? sat_WB(w + (want ? mag : -mag)) : w.
 
-    Pipelined, one input set per cycle, ``w_next`` ``latency`` = 2 cycles after the inputs: stage 1
+    Pipelined, one input set per cycle, ``w_next`` ``latency`` = 3 cycles after the inputs: stage 1
     registers the inputs (A arrives from an adder behind a block RAM, w from block RAM), stage 2 the
-    rounded and shifted magnitude; the signed add and saturation follow the stage-2 register.
+    rounded and shifted magnitude, stage 3 the signed add with saturation (the weight memory's
+    write data then comes straight from a register: on the UP5K it is SPRAM, far across the die).
     ``offset`` is taken one cycle after the other inputs of its set, by stage 2, the first that uses
     it: a mix32 hash of the synapse index gets that cycle for its pipeline.
     """
-    latency = 2
+    latency = 3
 
     def __init__(self, lanes, *, weight_bits, accum_bits, max_left_shift=0, stochastic=False):
         self.lanes = _check_lanes(lanes)
@@ -323,5 +324,7 @@ class UpdateLanes(wiring.Component):
                 m.d.sync += mag.eq((a + rnd) >> shr)
             w = w2[k]
             total = Mux(want2[k], w + mag, w - mag)
-            m.d.comb += self.w_next[k].eq(Mux(active2[k], saturate_value(total, self.weight_bits), w))
+            w_next = Signal(signed(self.weight_bits), name=f"w_next_{k}")
+            m.d.sync += w_next.eq(Mux(active2[k], saturate_value(total, self.weight_bits), w))
+            m.d.comb += self.w_next[k].eq(w_next)
         return m

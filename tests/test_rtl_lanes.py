@@ -276,7 +276,7 @@ def test_update_lanes_match_golden_update_layer(lr_shift, rounding):
             ctx.set(dut.accum[k], int(accum[k]))
         ctx.set(dut.active, bits(active)); ctx.set(dut.want, bits(want)); ctx.set(dut.shift, sh)
 
-    assert dut.latency == 2
+    assert dut.latency == 3
     # a trailing None lets the last set's offset in
     got = run_piped(dut, cases + [None], apply, lambda ctx: [ctx.get(dut.w_next[k]) for k in range(lanes)])[:-1]
     assert len(got) == len(cases)
