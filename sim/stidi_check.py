@@ -26,10 +26,11 @@ from ..golden import stidi_fixed
 from ..golden.stidi import FixedStidiLearner
 from ..golden.trace import Trace, first_divergence
 from ..rtl.stidi_core import StidiCore, StidiCoreParams, StidiDebugKind
-from .model import Sample, pack_weights, unpack_layout, unpack_weights
+from .model import Report, Sample, pack_layout, pack_weights, unpack_layout, unpack_weights
 
-__all__ = ["Sample", "StidiReport", "SimulationTimeout", "golden_learner", "initial_weights", "sample_cycle_limit",
-           "rtl_run", "check_stidi", "StidiDebugDecoder", "VALUE_KINDS"]
+__all__ = ["Sample", "SampleResult", "StidiReport", "StidiChecker", "SimulationTimeout", "golden_learner",
+           "initial_weights", "sample_cycle_limit", "label_beat", "rtl_run", "start_check", "check_stidi",
+           "StidiDebugDecoder", "KIND_NAMES", "VALUE_KINDS"]
 
 MISSING = -(1 << 62)   # a trace position the RTL never reported
 
@@ -38,6 +39,8 @@ MISSING = -(1 << 62)   # a trace position the RTL never reported
 VALUE_KINDS = ("input times", "currents", "membranes", "spike times", "decisions", "targets", "displacements",
                "error levels", "predictions", "output times", "weights")
 DEBUG_KINDS = VALUE_KINDS[:8]
+#: StidiDebugKind value -> its name
+KIND_NAMES = {value: name for name, value in vars(StidiDebugKind).items() if name.isupper()}
 
 
 def value_kind(key: str) -> str:
@@ -92,6 +95,13 @@ def label_shifts(learner, epoch: int) -> list:
     the field's 255: any R past the step's width already gives a zero step)."""
     learner.set_epoch(epoch)
     return [min(learner.step_shift(l), 255) for l in learner.layers]
+
+
+def label_beat(params: StidiCoreParams, host, sample: Sample) -> int:
+    """The label beat of ``sample`` as one word of ``params.label_layout`` (both testbenches drive it);
+    ``host`` is a golden learner of ``params`` (the LR_SHIFT of the sample's epoch)."""
+    return pack_layout(params.label_layout, {"label": int(sample.label), "train": int(sample.train),
+                                             "step": int(sample.step), "lr_shift": label_shifts(host, sample.epoch)})
 
 
 @dataclass
@@ -178,10 +188,9 @@ class StidiDebugDecoder:
     def add(self, kind, layer, t, n, value, aux):
         p, K = self.p, StidiDebugKind
         L, N, T = p.L, p.sizes, p.T
-        names = {v: k for k, v in vars(K).items() if k.isupper()}
-        name = names.get(kind, f"unknown {kind}")
+        name = KIND_NAMES.get(kind, f"unknown {kind}")
         self.records[name] = self.records.get(name, 0) + 1
-        if kind not in names:
+        if kind not in KIND_NAMES:
             self._error(f"unknown record kind {kind}")
             return
         expected_layers = {K.ENCODE: (0, 0), K.STEP: (1, L), K.TIMES: (1, L), K.DECISION: (L, L),
@@ -248,6 +257,12 @@ class SampleResult:
     weights: list | None = None
     debug: StidiDebugDecoder | None = None
 
+    @classmethod
+    def from_word(cls, params: StidiCoreParams, word: int) -> "SampleResult":
+        """The result beat, one word of ``params.result_layout`` (both testbenches read it)."""
+        fields = unpack_layout(params.result_layout, word)
+        return cls(fields["pred"], np.array(fields["times"], dtype=np.int64), fields["cycles"])
+
 
 def reads_back_weights(train: bool, last: bool) -> bool:
     """After every training sample (the weights it may change) and after the last sample of a run."""
@@ -261,7 +276,6 @@ def rtl_run(params: StidiCoreParams, weights, samples, *, vcd=None, probe=None):
     dut = StidiCore(params)
     host = golden_learner(params, weights)        # the host side: LR_SHIFT of each sample's epoch
     limit = sample_cycle_limit(params)
-    n_out = params.sizes[-1]
     results, decoders = [], []
     state = {"cycles": 0, "sample_start": 0, "waiting_for": "the weight load", "in_sample": False, "stray": 0}
 
@@ -295,11 +309,7 @@ def rtl_run(params: StidiCoreParams, weights, samples, *, vcd=None, probe=None):
                 decoders.append(StidiDebugDecoder(params, s.train))
             state.update(sample_start=state["cycles"], in_sample=True,
                          waiting_for=f"sample {q} ({mode}): labels.ready")
-            ctx.set(dut.labels.payload.label, int(s.label))
-            ctx.set(dut.labels.payload.train, int(s.train))
-            ctx.set(dut.labels.payload.step, int(s.step))
-            for l, shift in enumerate(label_shifts(host, s.epoch)):
-                ctx.set(dut.labels.payload.lr_shift[l], shift)
+            ctx.set(dut.labels.payload.as_value(), label_beat(params, host, s))
             ctx.set(dut.labels.valid, 1)
             await ctx.tick().until(dut.labels.ready)
             ctx.set(dut.labels.valid, 0)
@@ -311,12 +321,10 @@ def rtl_run(params: StidiCoreParams, weights, samples, *, vcd=None, probe=None):
             ctx.set(dut.pixels.valid, 0)
             state["waiting_for"] = f"sample {q} ({mode}): results.valid"
             ctx.set(dut.results.ready, 1)
-            pred, cycles, *times = await ctx.tick().sample(
-                dut.results.payload.pred, dut.results.payload.cycles,
-                *[dut.results.payload.times[k] for k in range(n_out)]).until(dut.results.valid)
+            word, = await ctx.tick().sample(dut.results.payload.as_value()).until(dut.results.valid)
             ctx.set(dut.results.ready, 0)
             state["in_sample"] = False
-            result = SampleResult(int(pred), np.array(times, dtype=np.int64), int(cycles))
+            result = SampleResult.from_word(params, word)
             if reads_back_weights(s.train, q == len(samples) - 1):
                 state["waiting_for"] = f"sample {q}: weight read-back"
                 result.weights = await read_weights(ctx)
@@ -359,36 +367,30 @@ def rtl_run(params: StidiCoreParams, weights, samples, *, vcd=None, probe=None):
 # ------------------------------------------------------------------------------------------------
 
 @dataclass
-class StidiReport:
-    """Outcome of a bit-exact run: values expected and compared per kind, cycles, first divergence.
-    ``ok`` only if every sample was compared and every expected value was compared and equal."""
-    config: str = ""
-    debug_tap: bool = False
-    samples_in_job: int = 0
-    samples: int = 0
-    train_samples: int = 0
-    updating_samples: int = 0
+class StidiReport(Report):
+    """Outcome of a bit-exact run: values expected and compared per kind (``VALUE_KINDS``), cycles,
+    first divergence; the fields and ``ok`` of the desire core's ``Report`` (``ok`` only if every sample
+    was compared and every expected value was compared and equal), plus what the golden run exercised
+    (so a test can show its samples reach every branch)."""
+    simulator: str = "amaranth"
     expected: dict = field(default_factory=lambda: dict.fromkeys(VALUE_KINDS, 0))
     compared: dict = field(default_factory=lambda: dict.fromkeys(VALUE_KINDS, 0))
-    records: dict = field(default_factory=dict)
-    # what the golden run exercised (so a test can show its samples reach every branch)
+    updating_samples: int = 0
     cases: dict = field(default_factory=dict)          # §8 target case -> training samples
     hidden_changes: int = 0                            # weights of layers below the output changed
     dropped_fired: int = 0                             # fired pres the dropout excluded from an update
-    cycles_train: list = field(default_factory=list)
-    cycles_infer: list = field(default_factory=list)
-    mismatch: str | None = None
-    sim_cycles: int = 0
-    sim_seconds: float = 0.0
 
-    @property
-    def ok(self) -> bool:
-        return (self.mismatch is None and self.samples > 0 and self.samples == self.samples_in_job
-                and self.compared == self.expected)
+    @classmethod
+    def from_dict(cls, fields: dict) -> "StidiReport":
+        """The report ``to_dict`` gave, after a JSON round trip (whose object keys are text)."""
+        report = cls(**fields)
+        report.cases = {int(case): n for case, n in report.cases.items()}
+        return report
 
     def __str__(self) -> str:
         kinds = VALUE_KINDS if self.debug_tap else VALUE_KINDS[8:]
-        lines = [f"STiDi-BP bit-exact check {self.config} on amaranth: " + ("ALL MATCHED" if self.ok else "MISMATCH"),
+        lines = [f"STiDi-BP bit-exact check {self.config} on {self.simulator}: "
+                 + ("ALL MATCHED" if self.ok else "MISMATCH"),
                  f"  samples compared: {self.samples} of {self.samples_in_job} ({self.train_samples} training, "
                  f"{self.updating_samples} of them updating; {self.samples - self.train_samples} inference)",
                  f"  debug tap {'on' if self.debug_tap else 'off: only predictions, output times and weights'}",
@@ -514,15 +516,22 @@ class StidiChecker:
         return True
 
 
+def start_check(params: StidiCoreParams, weights, n_samples: int, *, reference: StidiCoreParams | None = None,
+                simulator: str = "amaranth") -> StidiChecker:
+    """A checker (and its empty report) for a run of ``n_samples`` samples on ``StidiCore(params)``
+    under ``simulator``, against the golden learner of ``reference`` (default ``params``; a different
+    config is the fault-injection check), both starting from ``weights``. Every testbench uses it."""
+    report = StidiReport(config=f"{params.topology} P={params.P}", simulator=simulator, debug_tap=params.debug,
+                         samples_in_job=n_samples)
+    return StidiChecker(golden_learner(reference or params, copy.deepcopy(weights)), report)
+
+
 def check_stidi(params: StidiCoreParams, weights, samples, *, reference: StidiCoreParams | None = None,
                 vcd=None) -> StidiReport:
     """Bit-exact comparison of ``StidiCore(params)`` under Amaranth's simulator with the golden learner
-    of ``reference`` (default ``params``; a different one is the fault-injection check), both
-    starting from ``weights``."""
-    report = StidiReport(config=f"{params.topology} P={params.P}", debug_tap=params.debug,
-                         samples_in_job=len(samples))
-    learner = golden_learner(reference or params, copy.deepcopy(weights))
-    checker = StidiChecker(learner, report)
+    of ``reference`` (default ``params``), both starting from ``weights``."""
+    checker = start_check(params, weights, len(samples), reference=reference)
+    report = checker.report
     start = time.monotonic()
     try:
         results, cycles, stray = rtl_run(params, weights, samples, vcd=vcd)

@@ -24,8 +24,9 @@ from mfsnn.golden.data import input_pixels, load_dataset
 from mfsnn.golden.stidi import StidiConfig
 from mfsnn.rtl.stidi_core import StidiCore, StidiCoreParams
 from mfsnn.rtl.synth_check import forbidden_cells, yosys_command
-from mfsnn.sim.stidi_check import DEBUG_KINDS, VALUE_KINDS, Sample, check_stidi, expected_sample, golden_learner, \
-    initial_weights
+from mfsnn.rtl.stidi_core import StidiDebugKind as K
+from mfsnn.sim.stidi_check import DEBUG_KINDS, VALUE_KINDS, Sample, SampleResult, StidiDebugDecoder, check_stidi, \
+    expected_sample, golden_learner, initial_weights, start_check
 
 T = 24
 
@@ -196,6 +197,82 @@ def test_fault_levels_is_found_in_the_hidden_error():
     report = check_against({"levels": 5})
     assert not report.ok
     assert report.mismatch.startswith("first divergence at sample 0, phase error, layer 1, lvl, neuron"), \
+        report.mismatch
+
+
+# ------------------------------------------------------------------------------------------------
+# Strict record decoding: a missing, duplicate or unknown debug record is a mismatch
+# ------------------------------------------------------------------------------------------------
+
+def records_of(params, trace):
+    """The debug records a correct core sends for a golden ``trace``: (kind, layer, t, n, value, aux)."""
+    P, records = params.P, []
+
+    def blocks(kind, layer, values, aux, t=0):
+        for n in range(0, len(values), P):
+            records.append((kind, layer, t, n, list(values[n:n + P]), list(aux[n:n + P])))
+
+    for n, t in enumerate(trace["encode/0/times"]):
+        records.append((K.ENCODE, 0, 0, n, [t], [0]))
+    for key, value in trace.items():
+        phase, layer, name = key.split("/")
+        layer = int(layer)
+        if phase == "forward" and name == "U":
+            for t in range(params.T):
+                blocks(K.STEP, layer, value[t], trace[f"forward/{layer}/I"][t], t)
+        elif phase == "forward" and name == "times":
+            blocks(K.TIMES, layer, value, value)
+        elif phase == "decision":
+            records.append((K.DECISION, layer, 0, 0, [value], [trace.get(f"target/{layer}/case", 0)]))
+        elif key.endswith("/target"):
+            blocks(K.TARGET, layer, value, trace[f"target/{layer}/d"])
+        elif phase == "error" and name == "D":
+            blocks(K.DISP, layer, value, value)
+        elif phase == "error" and name == "sign":
+            blocks(K.LEVEL, layer, value, trace[f"error/{layer}/lvl"])
+    return records
+
+
+def check_records(edit):
+    """The checker on one training sample of 16-12-4 whose golden records went through ``edit``."""
+    params = flat((16, 12, 4), 4, (40, 20))
+    weights = initial_weights(params)
+    sample = make_samples(params, 1, seed=2)[0]
+    expected = expected_sample(golden_learner(params, weights), sample)
+    decoder = StidiDebugDecoder(params, train=True)
+    for record in edit(records_of(params, expected.trace)):
+        decoder.add(*record)
+    checker = start_check(params, weights, 1)
+    got = SampleResult(expected.pred, expected.times, 0, weights=expected.weights, debug=decoder)
+    checker.check(sample, got, last=True)
+    return checker.report
+
+
+def test_complete_records_match():
+    report = check_records(lambda records: records)
+    assert report.ok, str(report)
+
+
+def test_missing_record_is_a_divergence():
+    def drop_step_3(records):
+        return [r for r in records if not (r[0] == K.STEP and r[1] == 1 and r[2] == 3 and r[3] == 4)]
+    report = check_records(drop_step_3)
+    assert report.mismatch.startswith("first divergence at sample 0, phase forward, layer 1, I, time step 3, "
+                                      "neuron 4, expected ") and report.mismatch.endswith("got never reported"), \
+        report.mismatch
+
+
+@pytest.mark.parametrize("extra,error", [
+    (lambda records: records[5], "encode/0/times: duplicate report of neuron 5"),
+    (lambda records: (9, 1, 0, 0, [0] * 4, [0] * 4), "unknown record kind 9"),
+    (lambda records: (K.TIMES, 1, 0, 12, [0] * 4, [0] * 4), "forward/1/times: neuron 12 outside 0..11"),
+    (lambda records: (K.TARGET, 1, 0, 0, [0] * 4, [0] * 4), "TARGET record for layer 1, expected 2..2"),
+    (lambda records: (K.TIMES, 2, 5, 0, [0] * 4, [0] * 4), "TIMES record at time step 5"),
+])
+def test_duplicate_unknown_or_misplaced_record_is_a_protocol_error(extra, error):
+    report = check_records(lambda records: records + [extra(records)])
+    assert not report.ok
+    assert report.mismatch.startswith("debug tap protocol error at sample 0: record ") and error in report.mismatch, \
         report.mismatch
 
 
