@@ -147,16 +147,18 @@ def _example(field, option: str) -> str:
     return f"{option} {' '.join(map(str, value)) if isinstance(value, tuple) else value}"
 
 
-def _checked(config_class, name: str, value, label: str, option: str, arith: str | None = None):
+def _checked(config_class, name: str, value, label: str, option: str, arith: str | None = None,
+             reader_of: str | None = None):
     """``value`` as field ``name`` of ``config_class`` declares it (type, bounds, choices, arithmetic);
-    UserError naming ``label`` (the option as given) otherwise."""
+    UserError naming ``label`` (the option as given) otherwise. ``reader_of``: what reads the
+    ``arith`` arithmetic, where it is not ``--arith`` (the RTL)."""
     from .golden.desire_config import coerce_value, field_problems
 
     field = _config_field(config_class, name)
     reader = field.metadata.get("arith")
     if arith is not None and reader is not None and reader != arith:
         raise UserError(f"{label}: {name} is read only by {READERS[reader]} (--arith {reader}), "
-                        f"not by --arith {arith}")
+                        f"not by {reader_of or f'--arith {arith}'}")
     try:
         value = coerce_value(field.type, value)
     except TypeError:
@@ -168,9 +170,11 @@ def _checked(config_class, name: str, value, label: str, option: str, arith: str
     return value
 
 
-def _parse_settings(items, config_class, title: str, arith: str, given: dict) -> tuple[dict, dict]:
+def _parse_settings(items, config_class, title: str, arith: str, given: dict, own_options: dict = ARGUMENT_FIELDS,
+                    reader_of: str | None = None) -> tuple[dict, dict]:
     """({field: value}, {field: label}) of the ``--set KEY=VALUE`` items, each value checked against
-    its field's declaration. ``given``: field -> option of the dedicated options the user gave."""
+    its field's declaration. ``given``: field -> option of the dedicated options the user gave;
+    ``own_options``: the fields only their own option sets (field -> option)."""
     settings, labels = {}, {}
     known = [field.name for field in dataclasses.fields(config_class)]
     for item in items:
@@ -180,10 +184,10 @@ def _parse_settings(items, config_class, title: str, arith: str, given: dict) ->
         if not sep or not key:
             raise UserError(f"--set {item!r}: expected KEY=VALUE, e.g. --set levels=3")
         if key not in known:
-            settable = [name for name in known if name not in ARGUMENT_FIELDS]
+            settable = [name for name in known if name not in own_options]
             raise UserError(f"{label}: unknown {title} options {[key]}; known: {', '.join(settable)}")
-        if key in ARGUMENT_FIELDS:
-            raise UserError(f"{label}: {key} has its own option: use {ARGUMENT_FIELDS[key]}")
+        if key in own_options:
+            raise UserError(f"{label}: {key} has its own option: use {own_options[key]}")
         if key in given:
             raise UserError(f"{label} duplicates {given[key]}: give one")
         if key in settings:
@@ -194,15 +198,20 @@ def _parse_settings(items, config_class, title: str, arith: str, given: dict) ->
             value = text
         if _config_field(config_class, key).type is str and not isinstance(value, str):
             value = text             # text settings are taken as typed: --set error_norm=max
-        settings[key] = _checked(config_class, key, value, label, "--set", arith)
+        settings[key] = _checked(config_class, key, value, label, "--set", arith, reader_of)
         labels[key] = label
     return settings, labels
 
 
 def _config_error(error, labels: dict) -> UserError:
     """A config constructor's ConfigError, each problem led by the options that set its fields."""
+    return _problems_error(error.problems, labels)
+
+
+def _problems_error(problems, labels: dict) -> UserError:
+    """(fields, text) problems as one UserError, each problem led by the options that set its fields."""
     parts = []
-    for names, text in error.problems:
+    for names, text in problems:
         options = [labels[name] for name in names if name in labels]
         parts.append(f"{', '.join(options)}: {text}" if options else text)
     return UserError("; ".join(parts))
@@ -298,8 +307,24 @@ def validate_eval(args):
     return learner
 
 
+#: Config fields the hardware commands (verilog, sim, flow) set with their own options, never with --set.
+HW_ARGUMENT_FIELDS = {"topology": "--topology", "seed": "--seed", "weight_bits": "--weight-bits",
+                      "weight_frac_bits": "--weight-bits (it picks the weight profile)", "time_steps": "--time-steps"}
+#: What reads the integer model's settings in the hardware commands (there is no --arith there).
+RTL_READER = "the RTL (the integer model)"
+#: mfsnn flow's desire learning-rate shift when --lr-shift is not given (the built-in set is small).
+FLOW_DESIRE_LR_SHIFT = 13
+
+
+def _validate_hw(args, lr_shift: int | None = None):
+    """The core parameters (``CoreParams`` or ``StidiCoreParams`` by --rule, debug tap off) of the
+    options verilog, sim and flow share; ``lr_shift``: flow's --lr-shift (desire only)."""
+    if args.rule == "stidi":
+        return _validate_stidi_hw(args, lr_shift)
+    return _validate_desire_hw(args, lr_shift)
+
+
 def _validate_desire_hw(args, lr_shift: int | None = None):
-    """(DesireConfig, CoreParams) of the options shared by verilog, sim and flow."""
     from .golden.desire_config import ConfigError, DesireConfig, parse_topology
     from .rtl.core import CoreParams
 
@@ -307,57 +332,100 @@ def _validate_desire_hw(args, lr_shift: int | None = None):
         sizes = parse_topology(args.topology)
     except ValueError as error:
         raise UserError(f"--topology: {error}") from None
-    _check_weight_profile(args.weight_bits)
+    weight_bits = DesireConfig.weight_bits if args.weight_bits is None else args.weight_bits
+    _check_weight_profile(weight_bits)
     _check_seed(args.seed)
     labels = {"topology": f"--topology {args.topology}", "seed": f"--seed {args.seed}",
-              "weight_bits": f"--weight-bits {args.weight_bits}", "time_steps": f"--time-steps {args.time_steps}"}
-    settings = {"topology": sizes, "seed": args.seed,
-                "time_steps": _checked(DesireConfig, "time_steps", args.time_steps, labels["time_steps"],
-                                       "--time-steps")}
-    if args.error_mode is not None:
-        settings["error_mode"], labels["error_mode"] = args.error_mode, f"--error-mode {args.error_mode}"
-    if lr_shift is not None:
-        labels["lr_shift"] = f"--lr-shift {lr_shift}"
-        settings["lr_shift"] = _checked(DesireConfig, "lr_shift", lr_shift, labels["lr_shift"], "--lr-shift")
+              "weight_bits": f"--weight-bits {weight_bits}"}
+    settings, given = {"topology": sizes, "seed": args.seed}, {}
+    for option, name, value in (("--time-steps", "time_steps", args.time_steps),
+                                ("--error-mode", "error_mode", args.error_mode), ("--lr-shift", "lr_shift", lr_shift)):
+        if value is not None:
+            labels[name], given[name] = f"{option} {value}", option
+            settings[name] = _checked(DesireConfig, name, value, labels[name], option)
+    extra, set_labels = _parse_settings(args.settings, DesireConfig, "desire-BP", "fixed", given, HW_ARGUMENT_FIELDS,
+                                        RTL_READER)
+    settings.update(extra)
+    labels.update(set_labels)
     try:
-        cfg = DesireConfig.for_weight_bits(args.weight_bits, **settings)
+        cfg = DesireConfig.for_weight_bits(weight_bits, **settings)
     except ConfigError as error:
         raise _config_error(error, labels) from None
     try:
-        params = CoreParams(cfg, args.parallelism)
+        return CoreParams(cfg, args.parallelism)
     except ValueError as error:
         raise UserError(f"--parallelism {args.parallelism}: {error}") from None
-    return cfg, params
+
+
+def _validate_stidi_hw(args, lr_shift: int | None = None):
+    from .golden.desire_config import ConfigError
+    from .golden.stidi import DEFAULT_SEED, StidiConfig, parse_stidi_topology
+    from .rtl.stidi_core import StidiCoreParams
+
+    if args.error_mode is not None:
+        raise UserError("--error-mode does not apply to --rule stidi (desire only)")
+    if lr_shift is not None:
+        raise UserError("--lr-shift does not apply to --rule stidi (desire only; stidi takes --set lr_shift=[...], "
+                        "one shift per weight layer)")
+    try:
+        parse_stidi_topology(args.topology)
+    except ValueError as error:
+        raise UserError(f"--topology: {error}") from None
+    _check_seed(args.seed)
+    labels = {"topology": f"--topology {args.topology}", "seed": f"--seed {args.seed}"}
+    settings = {"topology": args.topology, "seed": args.seed or DEFAULT_SEED, "arith": "fixed"}
+    for option, name in (("--weight-bits", "weight_bits"), ("--time-steps", "time_steps")):
+        value = getattr(args, name)
+        if value is not None:
+            labels[name] = f"{option} {value}"
+            settings[name] = _checked(StidiConfig, name, value, labels[name], option, "fixed", RTL_READER)
+    extra, set_labels = _parse_settings(args.settings, StidiConfig, "STiDi-BP", "fixed", {}, HW_ARGUMENT_FIELDS,
+                                        RTL_READER)
+    settings.update(extra)
+    labels.update(set_labels)
+    try:
+        cfg = StidiConfig(**settings)
+    except ConfigError as error:
+        raise _config_error(error, labels) from None
+    problems = StidiCoreParams.config_problems(cfg)
+    if problems:
+        raise _problems_error(problems, labels)
+    try:
+        return StidiCoreParams(cfg, args.parallelism)
+    except (TypeError, ValueError) as error:
+        raise UserError(f"--parallelism {args.parallelism}: {error}") from None
 
 
 def validate_verilog(args):
-    cfg, _ = _validate_desire_hw(args)
+    params = _validate_hw(args)
     if args.out != "-":
         _check_output("--out", args.out, directory=False)
-    return cfg
+    return params
 
 
 def validate_sim(args):
     _at_least("--samples", args.samples)
     _at_least("--inference-samples", args.inference_samples, low=0)
-    cfg, _ = _validate_desire_hw(args)
+    params = _validate_hw(args)
     _check_data_options(args)
     _check_output("--build-dir", args.build_dir, directory=True)
     _check_simulator(args.simulator)
-    return cfg
+    return params
 
 
 def validate_flow(args):
     _at_least("--epochs", args.epochs)
     _at_least("--check-samples", args.check_samples)
-    _check_topology("desire", args.topology, args.dataset)
-    cfg, _ = _validate_desire_hw(args, lr_shift=args.lr_shift)
-    _check_epochs_against_shift(cfg, args.epochs)
+    _check_topology(args.rule, args.topology, args.dataset)
+    desire = args.rule == "desire"
+    params = _validate_hw(args, lr_shift=FLOW_DESIRE_LR_SHIFT if desire and args.lr_shift is None else args.lr_shift)
+    if desire:
+        _check_epochs_against_shift(params.cfg, args.epochs)
     _check_data_options(args)
     _check_output("--out", args.out, directory=True)
     _check_output("--build-dir", args.build_dir, directory=True)
     _check_simulator(args.simulator)
-    return cfg
+    return params
 
 
 def _require_images(option: str, needed: int, split, dataset) -> None:
@@ -458,78 +526,106 @@ def _save_run(learner, metrics: dict, out: Path, dataset: str, topology: str, se
     training.plot_curve(metrics, out / "accuracy.png")
 
 
-def cmd_verilog(args) -> int:
-    cfg = validate_verilog(args)
-    from .rtl import generate_verilog
+RULE_NAMES = {"desire": "desire-BP", "stidi": "STiDi-BP"}
 
-    text = generate_verilog(cfg, args.parallelism, debug=args.debug)
+
+def cmd_verilog(args) -> int:
+    params = validate_verilog(args)
+    from .rtl import core_verilog
+
+    params = dataclasses.replace(params, debug=args.debug)
+    text = core_verilog(params)
     if args.out == "-":
         sys.stdout.write(text)
     else:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(text)
-        print(f"wrote {args.out}: desire-BP core {args.topology}, {cfg.weight_bits}-bit weights, "
-              f"T={cfg.time_steps}, P={args.parallelism}{', debug tap' if args.debug else ''}")
+        print(f"wrote {args.out}: {RULE_NAMES[args.rule]} core {args.topology}, {params.cfg.weight_bits}-bit weights, "
+              f"T={params.cfg.time_steps}, P={args.parallelism}{', debug tap' if args.debug else ''}")
     return 0
 
 
-def cmd_sim(args) -> int:
-    cfg = validate_sim(args)
-    from .golden import desire
-    from .golden.data import INPUT_SIZES, N_CLASSES, input_pixels, load_dataset, synthetic_samples
-    from .sim import run_bitexact
+def _run_check(args, params, weights, images, labels, train, debug: bool | None, *, epoch: int = 0,
+               start_step: int = 0):
+    """The cocotb bit-exact check of ``params``'s core on these samples; the debug tap as ``debug``
+    says (None: on up to the runner's DEBUG_SYNAPSE_LIMIT synapses)."""
+    from .sim.runner import DEBUG_SYNAPSE_LIMIT, layer_synapses, run_bitexact, run_stidi_bitexact, samples_of
 
+    if args.rule == "stidi":
+        if debug is None:
+            debug = layer_synapses(params.sizes) <= DEBUG_SYNAPSE_LIMIT
+        return run_stidi_bitexact(dataclasses.replace(params, debug=debug), weights,
+                                  samples_of(images, labels, train, start_step, epoch), args.simulator,
+                                  args.build_dir, seed=args.seed)
+    return run_bitexact(params.cfg, weights, images, labels, args.simulator, args.build_dir, seed=args.seed,
+                        train=train, parallelism=params.P, debug=debug, epoch=epoch, start_step=start_step)
+
+
+def cmd_sim(args) -> int:
+    params = validate_sim(args)
+    from .golden.data import INPUT_SIZES, N_CLASSES, input_pixels, load_dataset, synthetic_samples
+
+    n_inputs, n_classes = params.sizes[0], params.sizes[-1]
     n_total = args.samples + args.inference_samples
-    if cfg.topology[0] in INPUT_SIZES and cfg.topology[-1] == N_CLASSES:
+    if n_inputs in INPUT_SIZES and n_classes == N_CLASSES:
         dataset = load_dataset(args.dataset, args.data_dir)
         _require_images("--samples + --inference-samples", n_total, dataset.train, dataset)
-        images = input_pixels(dataset.train.images[:n_total], cfg.topology[0])
+        images = input_pixels(dataset.train.images[:n_total], n_inputs)
         labels, source = dataset.train.labels[:n_total], dataset.name
     else:
-        images, labels = synthetic_samples(n_total, cfg.topology[0], cfg.topology[-1], args.seed)
+        images, labels = synthetic_samples(n_total, n_inputs, n_classes, args.seed)
         source = "synthetic (hashed) pixels, as the topology is not an image classifier"
     train = np.arange(n_total) < args.samples
     print(f"mfsnn sim: {args.samples} training + {args.inference_samples} inference samples of {source} through the "
-          f"{args.topology} core (P={args.parallelism}) under {args.simulator}, golden weights of seed {args.seed}",
-          flush=True)
-    report = run_bitexact(cfg, desire.init_weights(cfg), images, labels, args.simulator, args.build_dir,
-                          seed=args.seed, train=train, parallelism=args.parallelism, debug=args.debug)
+          f"{args.topology} {RULE_NAMES[args.rule]} core (P={args.parallelism}) under {args.simulator}, golden weights "
+          f"of seed {args.seed}", flush=True)
+    if args.rule == "stidi":
+        from .sim.stidi_check import initial_weights
+        weights = initial_weights(params)
+    else:
+        from .golden import desire
+        weights = desire.init_weights(params.cfg)
+    report = _run_check(args, params, weights, images, labels, train, args.debug)
     print(report)
     return 0 if report.ok else 1
 
 
 def cmd_flow(args) -> int:
-    cfg = validate_flow(args)
+    params = validate_flow(args)
     from .golden import train as training
     from .golden.data import input_pixels, load_dataset
-    from .golden.learners import DesireLearner
-    from .rtl import generate_verilog
-    from .sim import run_bitexact
+    from .rtl import core_kind, core_verilog
 
     dataset = load_dataset(args.dataset, args.data_dir)
     n = args.check_samples
     _require_images(f"--check-samples {n}", 2 * n, dataset.test, dataset)
     out = Path(args.out)
-    print(f"[1/3] training {args.topology} with the integer golden model on {dataset.name} "
+    print(f"[1/3] training {args.topology} with the integer {RULE_NAMES[args.rule]} golden model on {dataset.name} "
           f"({args.epochs} epoch(s), seed {args.seed})", flush=True)
-    learner = DesireLearner(cfg, "fixed")
+    if args.rule == "stidi":
+        from .golden.stidi import FixedStidiLearner
+        from .sim.stidi_check import learner_weights
+        learner = FixedStidiLearner(params.cfg)
+    else:
+        from .golden.learners import DesireLearner
+        learner = DesireLearner(params.cfg, "fixed")
     metrics = training.train(learner, dataset, args.epochs, args.seed, args.train_limit, args.test_limit,
                              progress=not args.quiet)
     _save_run(learner, metrics, out, dataset.name, args.topology, args.seed)
-    verilog_path = out / "desire_core.v"
-    verilog_path.write_text(generate_verilog(cfg, args.parallelism))
+    verilog_path = out / f"{core_kind(params)[2]}.v"
+    verilog_path.write_text(core_verilog(params))
     print(f"[2/3] wrote {verilog_path} (P={args.parallelism})", flush=True)
-    images = input_pixels(dataset.test.images[:2 * n], cfg.topology[0])
+    images = input_pixels(dataset.test.images[:2 * n], params.sizes[0])
     labels = dataset.test.labels[:2 * n]
     train_flags = np.arange(2 * n) % 2 == 0          # alternate training and inference samples
     print(f"[3/3] bit-exact check under {args.simulator}: {n} training and {n} inference samples from the "
           f"trained weights", flush=True)
     trained_steps = metrics["train_samples"] * args.epochs
-    # Without the debug tap: Icarus simulates the P=16 tap at ~70 cycles/s. Every output count, prediction
-    # and weight word is still compared after each sample; `mfsnn sim` adds every spike and desire.
-    report = run_bitexact(cfg, [w.copy() for w in learner.weights], images, labels, args.simulator,
-                          args.build_dir, seed=args.seed, train=train_flags, parallelism=args.parallelism,
-                          epoch=args.epochs, start_step=trained_steps, debug=args.debug_tap)
+    # Without the debug tap: Icarus simulates the P=16 tap at ~70 cycles/s. Every output, prediction
+    # and weight word is still compared after each sample; `mfsnn sim` adds every intermediate value.
+    weights = learner_weights(learner) if args.rule == "stidi" else [w.copy() for w in learner.weights]
+    report = _run_check(args, params, weights, images, labels, train_flags, args.debug_tap, epoch=args.epochs,
+                        start_step=trained_steps)
     print()
     print(f"golden model: test accuracy {100 * metrics['final_test_accuracy']:.2f} % on {metrics['test_samples']} "
           f"{dataset.name} test images after {args.epochs} epoch(s) of {metrics['train_samples']} samples "
@@ -577,22 +673,33 @@ def _add_data_options(parser, limits: tuple = ("train", "test")):
                             help=f"use only the first N {split} images (default: all)")
 
 
-def _add_desire_hw_options(parser, topology: str, parallelism: int):
+def _add_hw_options(parser, topology: str, parallelism: int):
+    """The options verilog, sim and flow share: the rule, its config and the core's parallelism."""
     from .golden.desire_config import ERROR_MODES, WEIGHT_PROFILES, DesireConfig
+    from .golden.stidi import StidiConfig
 
-    parser.add_argument("--rule", choices=("desire",), default="desire",
-                        help="learning rule of the datapath (default desire: the RTL implements desire BP)")
-    parser.add_argument("--topology", default=topology, help=f"layer sizes (default {topology})")
-    parser.add_argument("--weight-bits", type=int, default=DesireConfig.weight_bits, metavar="N",
-                        help=f"weight profile: {', '.join(map(str, sorted(WEIGHT_PROFILES, reverse=True)))} "
-                             f"(default {DesireConfig.weight_bits})")
-    parser.add_argument("--time-steps", type=int, default=DesireConfig.time_steps, metavar="T",
-                        help=f"time steps per sample (default {DesireConfig.time_steps})")
+    parser.add_argument("--rule", choices=("desire", "stidi"), default="desire",
+                        help="learning rule of the core: desire backpropagation or binarized STiDi-BP "
+                             "(default desire)")
+    parser.add_argument("--topology", default=topology,
+                        help=f"layer sizes (default {topology}); stidi: its topology syntax, fully connected, "
+                             f"any flat input size, e.g. 16-12-4 (docs/golden-spec-stidi.md)")
+    parser.add_argument("--weight-bits", type=int, metavar="N",
+                        help=f"desire: weight profile {', '.join(map(str, sorted(WEIGHT_PROFILES, reverse=True)))} "
+                             f"(when not given: {DesireConfig.weight_bits}); stidi: latent weight bits 2..32 (when "
+                             f"not given: {StidiConfig.weight_bits})")
+    parser.add_argument("--time-steps", type=int, metavar="T",
+                        help=f"time steps per sample (when not given: desire {DesireConfig.time_steps}, stidi "
+                             f"{StidiConfig.time_steps})")
     parser.add_argument("--error-mode", choices=ERROR_MODES,
-                        help=f"hidden-desire error weight (default {DesireConfig.error_mode})")
+                        help=f"desire: hidden-desire error weight (default {DesireConfig.error_mode})")
     parser.add_argument("--parallelism", "-P", type=int, default=parallelism, metavar="P",
                         help=f"synapses processed per cycle, a power of two (default {parallelism})")
     parser.add_argument("--seed", type=int, default=1, help="seed of the initial weights and dropout (default 1)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="settings",
+                        help="any other setting of the rule's integer model (repeatable; VALUE is JSON, lists as "
+                             "[a,b]), e.g. --set thresholds=[40,20] --set drop8=40 for stidi; the keys are the "
+                             "fields of DesireConfig / StidiConfig (docs/golden-spec*.md)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -667,20 +774,23 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_options(p, limits=("test",))
     p.set_defaults(func=cmd_eval)
 
-    p = sub.add_parser("verilog", help="write the Verilog of the desire-BP training datapath",
-                       description="Generate the Amaranth desire-BP core as Verilog (the same generator the "
+    p = sub.add_parser("verilog", help="write the Verilog of a training core (desire-BP or STiDi-BP)",
+                       description="Generate the Amaranth core of the rule as Verilog (the same generator the "
                                    "simulations and synthesis use).")
-    _add_desire_hw_options(p, "196-64-10", parallelism=1)
+    _add_hw_options(p, "196-64-10", parallelism=1)
     p.add_argument("--debug", action="store_true", help="include the debug trace tap (off: costs nothing)")
     p.add_argument("--out", default="-", metavar="FILE", help="output file (default -: standard output)")
     p.set_defaults(func=cmd_verilog)
 
     p = sub.add_parser("sim", help="prove the RTL bit-exact against the golden model (cocotb)",
                        description="Stream samples through the generated RTL under a simulator and compare, bit for "
-                                   "bit, every output count and prediction and, after every training sample, every "
-                                   "weight word with the golden model; with the debug tap also every mask, spike, "
-                                   "membrane, trace and desire. Exit 1 on any mismatch, with the first divergence.")
-    _add_desire_hw_options(p, "16-12-4", parallelism=1)
+                                   "bit, every output (desire: counts; stidi: output spike times) and prediction "
+                                   "and, after every training sample, every weight word with the golden model; with "
+                                   "the debug tap also every intermediate value (desire: masks, spikes, membranes, "
+                                   "traces, desires; stidi: input times, currents, membranes, spike times, decisions, "
+                                   "targets, displacements, error levels). Prints the counts of compared values; "
+                                   "exit 1 on any mismatch, with the first divergence.")
+    _add_hw_options(p, "16-12-4", parallelism=1)
     p.add_argument("--debug", action=argparse.BooleanOptionalAction, default=None,
                    help="compare every intermediate value through the RTL's debug tap (default: on up to "
                         "20,000 synapses; --debug forces it at any size, --no-debug turns it off)")
@@ -694,11 +804,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_sim)
 
     p = sub.add_parser("flow", help="the main job: train, generate Verilog, prove it bit-exact",
-                       description="Train a small network with the integer golden model, generate its Verilog and "
-                                   "run the bit-exact cocotb check of training and inference on a few samples.")
-    _add_desire_hw_options(p, "196-64-10", parallelism=16)
-    p.add_argument("--lr-shift", type=int, default=13, metavar="S",
-                   help="learning rate 2^-S (default 13: the built-in set is small)")
+                       description="Train a small network with the integer golden model of the rule, generate its "
+                                   "Verilog and run the bit-exact cocotb check of training and inference on a few "
+                                   "samples.")
+    _add_hw_options(p, "196-64-10", parallelism=16)
+    p.add_argument("--lr-shift", type=int, metavar="S",
+                   help=f"desire: learning rate 2^-S (when not given: {FLOW_DESIRE_LR_SHIFT}, as the built-in set "
+                        f"is small); stidi takes --set lr_shift=[...]")
     p.add_argument("--epochs", type=int, default=1, help="passes over the training images (default 1)")
     p.add_argument("--check-samples", type=int, default=4, metavar="N",
                    help="training and inference samples each in the bit-exact check (default 4)")

@@ -77,6 +77,15 @@ def test_verilog_command_writes_a_module(tmp_path, capsys):
     assert "module desire_core" in text and "endmodule" in text
 
 
+def test_verilog_command_writes_the_stidi_core(tmp_path, capsys):
+    out = tmp_path / "stidi.v"
+    assert main(["verilog", "--rule", "stidi", "--topology", "16-12-4", "-P", "4", "--set", "drop8=40",
+                 "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "module stidi_core" in text and "endmodule" in text and "debug__valid" not in text
+    assert "STiDi-BP core 16-12-4, 16-bit weights, T=101, P=4" in capsys.readouterr().out
+
+
 def test_verilog_command_refuses_impossible_widths(capsys):
     assert main(["verilog", "--weight-bits", "5"]) == 2
     assert "no weight profile for 5 bits" in capsys.readouterr().err
@@ -104,6 +113,23 @@ def test_flow_writes_the_bitexact_result_as_fields(tmp_path, capsys):
     assert result["expected"] == result["compared"] and result["compared"]["weights"] > 0
     assert not result["debug_tap"] and result["compared"]["spikes"] == 0 and result["mismatch"] is None
     assert "debug tap off" in result["summary"]
+
+
+@pytest.mark.sim
+@pytest.mark.usefixtures("icarus")
+def test_stidi_flow_trains_generates_and_matches(tmp_path, capsys):
+    """flow --rule stidi: the trained integer STiDi-BP weights continue bit-exact in the RTL."""
+    out = tmp_path / "flow"
+    code = main(["flow", "--rule", "stidi", "--topology", "196-8-10", "-P", "4", "--train-limit", "60",
+                 "--test-limit", "20", "--check-samples", "1", "--build-dir", str(tmp_path / "build"),
+                 "--out", str(out), "--quiet"])
+    assert code == 0, capsys.readouterr()
+    assert (out / "stidi_core.v").read_text().count("module stidi_core") == 1
+    result = json.loads((out / "flow.json").read_text())["bitexact"]
+    assert result["ok"] and result["simulator"] == "icarus" and result["parallelism"] == 4
+    assert result["samples"] == result["samples_in_job"] == 2 and result["train_samples"] == 1
+    assert result["expected"] == result["compared"] and result["compared"]["weights"] > 0
+    assert "STiDi-BP bit-exact check 196-8-10 P=4 on icarus: ALL MATCHED" in result["summary"]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -189,10 +215,30 @@ BAD_COMMAND_LINES = [
     ("train --out ../inputs/notes.npz", "--out ../inputs/notes.npz: exists and is not a directory"),
     ("verilog --out ../inputs", "--out ../inputs: is a directory; give a file name"),
     ("flow --build-dir ../inputs/notes.npz/sim", "--build-dir ../inputs/notes.npz/sim: ../inputs/notes.npz is a file"),
+    # the hardware commands with --rule stidi: the STiDi-BP core's options and what it builds
+    ("sim --rule stidi --error-mode pow2", "--error-mode does not apply to --rule stidi (desire only)"),
+    ("flow --rule stidi --lr-shift 3", "--lr-shift does not apply to --rule stidi (desire only; stidi takes --set"),
+    ("sim --rule stidi --topology 0-4", "--topology: topology '0-4': bad token '0' (a flat input needs at least one"),
+    ("sim --rule stidi --time-steps 2", "--time-steps 2: time_steps takes an integer in 3..1024"),
+    ("verilog --rule stidi --weight-bits 40", "--weight-bits 40: weight_bits takes an integer in 2..32"),
+    ("verilog --rule stidi --parallelism 3", "--parallelism 3: parallelism must be a power of two in 1..256"),
+    ("sim --rule stidi --topology 28x28-c5x8-p2-10",
+     "--topology 28x28-c5x8-p2-10: StidiCore supports fully connected topologies only for now"),
+    ("verilog --rule stidi --set forward=real", "--set forward=real: StidiCore has 1-bit forward weights"),
+    ("verilog --rule stidi --set arith=float", "--set arith=float: StidiCore implements the integer model"),
+    ("sim --rule stidi --set output_levels=2", "--set output_levels=2: StidiCore builds the ternary output error"),
+    ("sim --rule stidi --set tau1=200", "--set tau1=200: tau1 is read only by the float reference (--arith float), "
+                                        "not by the RTL"),
+    ("sim --rule stidi --set thresholds=[5]", "--set thresholds=[5], --topology 16-12-4: thresholds needs 2 entries"),
+    ("sim --rule stidi --set time_steps=30", "--set time_steps=30: time_steps has its own option: use --time-steps"),
+    ("verilog --set bogus=1", "--set bogus=1: unknown desire-BP options ['bogus']"),
+    ("flow --rule stidi --topology 16-12-4", "--topology 16-12-4: input size 16 is not an image size"),
+    ("flow --rule stidi --topology 784-16-4", "--topology 784-16-4: the output layer has 4 neurons but builtin has 10"),
     # missing optional dependencies, found before any work
     ("sim --topology 16-12-4", "--simulator icarus: cocotb is not installed (pip install 'mfsnn[sim]')", "cocotb"),
     ("flow --simulator verilator", "--simulator verilator: cocotb is not installed (pip install 'mfsnn[sim]')",
      "cocotb"),
+    ("sim --rule stidi --simulator verilator", "--simulator verilator: cocotb is not installed", "cocotb"),
     ("synth --board icebreaker --topology 8-4-2 --weight-bits 8 --out out",
      "amaranth-boards is not installed (pip install 'mfsnn[synth]')", "amaranth-boards"),
     ("synth --board icebreaker --topology 8-4-2 --weight-bits 8 --out out",
