@@ -22,14 +22,13 @@ import operator
 from dataclasses import dataclass
 
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
-from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from ..golden.desire_config import ROUNDING_SALT, DesireConfig
 from .memories import WordMemory
-from .skeleton import DebugTap, SampleLoader, WeightBank, WeightPortSignature
+from .skeleton import DebugTap, SampleLoader, WeightBank, core_members
 from .lanes import (MIX32_STAGES, DesireLanes, EncoderLanes, NeuronLanes, TraceLanes, UpdateLanes,
                     mix32_pipeline)
 
@@ -194,19 +193,10 @@ class DesireCore(wiring.Component):
 
     def __init__(self, params: CoreParams):
         self.params = params
-        members = {
-            "pixels": In(stream.Signature(unsigned(8))),
-            "labels": In(stream.Signature(params.label_layout)),
-            "results": Out(stream.Signature(params.result_layout)),
-            "wport": In(WeightPortSignature(layers=params.L, addr_bits=params.addr_bits,
-                                            word_bits=params.P * params.cfg.weight_bits)),
-            "cycles": Out(unsigned(32)),
-            "busy": Out(1),
-        }
-        if params.debug:
-            # valid/payload with no ready: a trace tap cannot stall the datapath, the consumer takes every beat
-            members["debug"] = Out(wiring.Signature({"valid": Out(1), "payload": Out(params.debug_layout)}))
-        super().__init__(members)
+        super().__init__(core_members(label_layout=params.label_layout, result_layout=params.result_layout,
+                                      layers=params.L, addr_bits=params.addr_bits,
+                                      word_bits=params.P * params.cfg.weight_bits,
+                                      debug_layout=params.debug_layout if params.debug else None))
 
     # ------------------------------------------------------------------------------------------
     def elaborate(self, platform):

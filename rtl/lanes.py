@@ -15,7 +15,8 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 __all__ = ["mix32_value", "mix32_pipeline", "MIX32_STAGES", "saturate_value", "Mix32", "EncoderLanes",
-           "TraceLanes", "NeuronLanes", "DesireLanes", "UpdateLanes", "bit_length_value"]
+           "TraceLanes", "NeuronLanes", "DesireLanes", "UpdateLanes", "bit_length_value", "tree_sum",
+           "tree_registers", "pipelined_tree_sum"]
 
 
 # Jenkins' mix32, one function per step (adds, xors, constant shifts mod 2**32)
@@ -204,12 +205,8 @@ class DesireLanes(wiring.Component):
         })
 
     @property
-    def tree_levels(self):
-        return (self.lanes - 1).bit_length()
-
-    @property
     def latency(self):
-        return 2 + (self.tree_levels + 1) // 2
+        return 2 + tree_registers(self.lanes)
 
     def elaborate(self, platform):
         from amaranth.hdl import Module
@@ -231,21 +228,10 @@ class DesireLanes(wiring.Component):
                 m.d.comb += lead.eq(bit_length_value(e, ebits))
                 m.d.sync += term.eq(Mux(lead == 0, 0, (gw << lead) >> 1))
             else:
-                m.d.sync += term.eq(_tree_sum([Mux(e[b], gw << b, 0) for b in range(ebits)]))
+                m.d.sync += term.eq(tree_sum([Mux(e[b], gw << b, 0) for b in range(ebits)]))
             terms.append(term)
-        # balanced adder tree, a register after every second level; the order does not matter (exact sum)
-        level = 0
-        while len(terms) > 1:
-            terms = _tree_level(terms)
-            level += 1
-            if level % 2 == 0 or len(terms) == 1:
-                staged = []
-                for n, val in enumerate(terms):
-                    reg = Signal(signed(val.shape().width), name=f"sum{level}_{n}")
-                    m.d.sync += reg.eq(val)
-                    staged.append(reg)
-                terms = staged
-        m.d.comb += self.term.eq(terms[0])
+        # the order does not matter (exact sum)
+        m.d.comb += self.term.eq(pipelined_tree_sum(m, terms))
         return m
 
 
@@ -257,10 +243,33 @@ def _tree_level(terms):
     return nxt
 
 
-def _tree_sum(terms):
+def tree_sum(terms):
     """Exact sum of ``terms`` as a balanced (log-depth) adder tree."""
     while len(terms) > 1:
         terms = _tree_level(terms)
+    return terms[0]
+
+
+def tree_registers(count):
+    """Registers ``pipelined_tree_sum`` puts in a tree of ``count`` terms (its latency)."""
+    return ((count - 1).bit_length() + 1) // 2
+
+
+def pipelined_tree_sum(m, terms, name="sum"):
+    """Exact sum of the signed ``terms`` as a balanced adder tree in module ``m``, with a register
+    after every second level and after the last (``tree_registers(len(terms))`` cycles; none for a
+    single term). One set of terms per cycle."""
+    level = 0
+    while len(terms) > 1:
+        terms = _tree_level(terms)
+        level += 1
+        if level % 2 == 0 or len(terms) == 1:
+            staged = []
+            for n, value in enumerate(terms):
+                reg = Signal(signed(len(value)), name=f"{name}{level}_{n}")
+                m.d.sync += reg.eq(value)
+                staged.append(reg)
+            terms = staged
     return terms[0]
 
 

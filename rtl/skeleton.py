@@ -20,7 +20,29 @@ from amaranth.utils import ceil_log2
 
 from .memories import WordMemory
 
-__all__ = ["SampleLoader", "WeightPortSignature", "WeightBank", "DebugTap"]
+__all__ = ["core_members", "SampleLoader", "WeightPortSignature", "WeightBank", "DebugTap"]
+
+
+def core_members(*, label_layout, result_layout, layers, addr_bits, word_bits, debug_layout=None):
+    """The ports of every training core, for its ``wiring.Component`` signature.
+
+    ``pixels``: stream of u8 pixels, one sample's in input order; ``labels``: one beat per sample
+    (``label_layout``); ``results``: one beat per sample (``result_layout``); ``wport``: the host's
+    weight port (``WeightPortSignature``), honoured while ``busy`` is low; ``cycles``: free-running
+    cycle counter; ``busy``: a sample is in progress; ``debug`` (only with a ``debug_layout``):
+    valid + record, no ready, since a trace tap must not stall the datapath.
+    """
+    members = {
+        "pixels": In(stream.Signature(unsigned(8))),
+        "labels": In(stream.Signature(label_layout)),
+        "results": Out(stream.Signature(result_layout)),
+        "wport": In(WeightPortSignature(layers=layers, addr_bits=addr_bits, word_bits=word_bits)),
+        "cycles": Out(unsigned(32)),
+        "busy": Out(1),
+    }
+    if debug_layout is not None:
+        members["debug"] = Out(wiring.Signature({"valid": Out(1), "payload": Out(debug_layout)}))
+    return members
 
 
 class SampleLoader(wiring.Component):

@@ -22,6 +22,8 @@ from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from .lanes import pipelined_tree_sum, tree_registers, tree_sum
+
 __all__ = ["encoding_rom", "signed_bits", "leading_one", "bit_length_of", "clip_displacement",
            "EncoderRom", "SignAccumulateLanes", "IntegrateLanes", "LeadingOne", "ErrorLevelLanes",
            "L2Normaliser", "MinPool", "FcUpdateLanes", "DisplacementLanes"]
@@ -335,26 +337,13 @@ class L2Normaliser(wiring.Component):
             m.d.comb += term.eq(Cat(*(Cat(hit, Const(0, 1)) for hit in hits))[:2 * guard + 1])
             terms.append(term)
         total = Signal(unsigned(self.total_bits))
-        m.d.sync += total.eq(Mux(self.first, 0, total) + _tree_sum(terms))
+        m.d.sync += total.eq(Mux(self.first, 0, total) + tree_sum(terms))
         nonzero, msb = leading_one(total)
         m.d.comb += [
             self.total.eq(total),
             self.shift.eq(Mux(nonzero & (msb >= 2 * guard), (msb >> 1) - guard, 0)),
         ]
         return m
-
-
-def _tree_level(terms):
-    """One level of a balanced adder tree: pairwise sums, an odd last term passed through."""
-    pairs = [terms[n] + terms[n + 1] for n in range(0, len(terms) - 1, 2)]
-    return pairs + terms[len(pairs) * 2:]
-
-
-def _tree_sum(terms):
-    """The exact sum of ``terms`` as a balanced (log-depth) adder tree."""
-    while len(terms) > 1:
-        terms = _tree_level(terms)
-    return terms[0]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -499,7 +488,7 @@ class DisplacementLanes(wiring.Component):
         self.tree_levels = (self.lanes - 1).bit_length()
         self.lane_bits = self.weight_bits + self.levels + 1       # -(-2**(WB-1) << Q) needs the +1
         self.term_bits = self.lane_bits + self.tree_levels
-        self.latency = 2 + (self.tree_levels + 1) // 2
+        self.latency = 2 + tree_registers(self.lanes)
         time = unsigned(_time_bits(self.time_steps))
         super().__init__({
             "w": In(_lanes_of(signed(self.weight_bits), self.lanes)),
@@ -526,17 +515,5 @@ class DisplacementLanes(wiring.Component):
             term = Signal(signed(self.lane_bits), name=f"lane_term_{k}")
             m.d.sync += term.eq(Mux(eligible, Mux(sign1[k] < 0, -shifted, shifted), 0))
             terms.append(term)
-        # the tree: a register after every second level and after the last
-        depth = 0
-        while len(terms) > 1:
-            terms = _tree_level(terms)
-            depth += 1
-            if depth % 2 == 0 or len(terms) == 1:
-                staged = []
-                for n, value in enumerate(terms):
-                    reg = Signal(signed(len(value)), name=f"sum{depth}_{n}")
-                    m.d.sync += reg.eq(value)
-                    staged.append(reg)
-                terms = staged
-        m.d.comb += self.term.eq(terms[0])
+        m.d.comb += self.term.eq(pipelined_tree_sum(m, terms))
         return m
