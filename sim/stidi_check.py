@@ -1,4 +1,7 @@
-"""Bit-exact check of the STiDi-BP core (rtl/stidi_core.py) under Amaranth's simulator.
+"""Bit-exact check of the STiDi-BP core (rtl/stidi_core.py): the checker of both testbenches, and
+the Amaranth-simulator driver. The cocotb testbench (sim/cocotb_tb.py, ``StidiBench``; run by
+``sim.runner.run_stidi_bitexact`` under Icarus or Verilator) uses the same label and result beats
+(``label_beat``, ``SampleResult.from_word``), decoder, cycle limit and checker (``start_check``).
 
 ``rtl_run`` drives ``StidiCore`` as sim/amaranth_tb.py drives the desire core: it loads the latent
 weights through ``wport``, streams labelled samples (label beat first, then the pixels), takes the
