@@ -44,15 +44,14 @@ import operator
 from dataclasses import dataclass
 
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
-from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from ..golden.stidi import StidiConfig, build_stages, default_thresholds, parse_stidi_topology
 from ..golden.stidi_fixed import NORM_GUARD
 from .lanes import Mix32
-from .skeleton import DebugTap, SampleLoader, WeightBank, WeightPortSignature
+from .skeleton import DebugTap, SampleLoader, WeightBank, core_members
 from .stidi_lanes import (DisplacementLanes, EncoderRom, ErrorLevelLanes, FcUpdateLanes, IntegrateLanes,
                           L2Normaliser, SignAccumulateLanes, signed_bits)
 
@@ -250,18 +249,10 @@ class StidiCore(wiring.Component):
         if not isinstance(params, StidiCoreParams):
             raise TypeError(f"params must be StidiCoreParams, not {params!r}")
         self.params = params
-        members = {
-            "pixels": In(stream.Signature(unsigned(8))),
-            "labels": In(stream.Signature(params.label_layout)),
-            "results": Out(stream.Signature(params.result_layout)),
-            "wport": In(WeightPortSignature(layers=params.L, addr_bits=params.addr_bits,
-                                            word_bits=params.P * params.cfg.weight_bits)),
-            "cycles": Out(unsigned(32)),
-            "busy": Out(1),
-        }
-        if params.debug:
-            members["debug"] = Out(wiring.Signature({"valid": Out(1), "payload": Out(params.debug_layout)}))
-        super().__init__(members)
+        super().__init__(core_members(label_layout=params.label_layout, result_layout=params.result_layout,
+                                      layers=params.L, addr_bits=params.addr_bits,
+                                      word_bits=params.P * params.cfg.weight_bits,
+                                      debug_layout=params.debug_layout if params.debug else None))
 
     # ==============================================================================================
     def elaborate(self, platform):
