@@ -28,7 +28,7 @@ from amaranth.utils import ceil_log2
 
 from ..golden.desire_config import ROUNDING_SALT, DesireConfig
 from .memories import WordMemory
-from .skeleton import DebugTap, SampleLoader, WeightBank, core_members
+from .skeleton import DebugTap, LaneShape, SampleLoader, WeightBank, core_members
 from .lanes import (MIX32_STAGES, DesireLanes, EncoderLanes, NeuronLanes, TraceLanes, UpdateLanes,
                     mix32_pipeline)
 
@@ -49,7 +49,7 @@ def _pow2(n):
 
 
 @dataclass(frozen=True)
-class CoreParams:
+class CoreParams(LaneShape):
     """Hardware shape derived from a golden ``DesireConfig`` plus parallelism and debug."""
     cfg: DesireConfig
     parallelism: int = 1
@@ -79,24 +79,8 @@ class CoreParams:
         return tuple(f"{kind}{l}" for kind in "wx" for l in range(1, len(self.cfg.topology)))
 
     @property
-    def P(self):
-        return self.parallelism
-
-    @property
-    def lg(self):
-        return ceil_log2(self.parallelism)
-
-    @property
     def sizes(self):
         return tuple(self.cfg.topology)
-
-    @property
-    def L(self):
-        return len(self.sizes) - 1
-
-    def blocks(self, layer):
-        """Words of P neurons in layer ``layer`` (0 = input)."""
-        return -(-self.sizes[layer] // self.P)
 
     def w_depth(self, layer):
         return self.blocks(layer) * self.sizes[layer - 1]

@@ -20,7 +20,30 @@ from amaranth.utils import ceil_log2
 
 from .memories import WordMemory
 
-__all__ = ["core_members", "SampleLoader", "WeightPortSignature", "WeightBank", "DebugTap"]
+__all__ = ["LaneShape", "core_members", "SampleLoader", "WeightPortSignature", "WeightBank", "DebugTap"]
+
+
+class LaneShape:
+    """The lane arithmetic both cores' parameters share; a subclass provides ``parallelism`` (P, a
+    power of two) and ``sizes`` (neurons per layer, input first)."""
+
+    @property
+    def P(self):
+        return self.parallelism
+
+    @property
+    def lg(self):
+        """log2 P: the lane bits of a neuron index."""
+        return ceil_log2(self.parallelism)
+
+    @property
+    def L(self):
+        """Weight layers."""
+        return len(self.sizes) - 1
+
+    def blocks(self, layer):
+        """Words of P neurons in layer ``layer`` (0 = input)."""
+        return -(-self.sizes[layer] // self.P)
 
 
 def core_members(*, label_layout, result_layout, layers, addr_bits, word_bits, debug_layout=None):

@@ -51,7 +51,7 @@ from amaranth.utils import ceil_log2
 from ..golden.stidi import StidiConfig, build_stages, default_thresholds, parse_stidi_topology
 from ..golden.stidi_fixed import NORM_GUARD
 from .lanes import Mix32
-from .skeleton import DebugTap, SampleLoader, WeightBank, core_members
+from .skeleton import DebugTap, LaneShape, SampleLoader, WeightBank, core_members
 from .stidi_lanes import (DisplacementLanes, EncoderRom, ErrorLevelLanes, FcUpdateLanes, IntegrateLanes,
                           L2Normaliser, SignAccumulateLanes, signed_bits)
 
@@ -74,7 +74,7 @@ def _pow2(n):
 
 
 @dataclass(frozen=True)
-class StidiCoreParams:
+class StidiCoreParams(LaneShape):
     """Hardware shape of a STiDi-BP core: the golden ``StidiConfig`` (fully connected, integer,
     binary forward, ternary output error), parallelism P (a power of two) and the debug tap.
     A small test network is an ordinary config with a flat input, e.g. ``StidiConfig(topology="16-12-4")``.
@@ -135,28 +135,12 @@ class StidiCoreParams:
         return (topology.n_pixels,) + tuple(layer[1] for layer in topology.layers)
 
     @property
-    def L(self):
-        return len(self.sizes) - 1
-
-    @property
-    def P(self):
-        return self.parallelism
-
-    @property
-    def lg(self):
-        return ceil_log2(self.parallelism)
-
-    @property
     def T(self):
         return self.cfg.time_steps
 
     @property
     def time_bits(self):
         return self.T.bit_length()          # times 0 .. T (T = silent)
-
-    def blocks(self, stage):
-        """Words of P neurons of stage ``stage`` (0 = input)."""
-        return -(-self.sizes[stage] // self.P)
 
     def w_depth(self, layer):
         return self.blocks(layer) * self.sizes[layer - 1]
