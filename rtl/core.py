@@ -177,10 +177,7 @@ class DesireCore(wiring.Component):
 
     def __init__(self, params: CoreParams):
         self.params = params
-        super().__init__(core_members(label_layout=params.label_layout, result_layout=params.result_layout,
-                                      layers=params.L, addr_bits=params.addr_bits,
-                                      word_bits=params.P * params.cfg.weight_bits,
-                                      debug_layout=params.debug_layout if params.debug else None))
+        super().__init__(core_members(params))
 
     # ------------------------------------------------------------------------------------------
     def elaborate(self, platform):

@@ -46,25 +46,28 @@ class LaneShape:
         return -(-self.sizes[layer] // self.P)
 
 
-def core_members(*, label_layout, result_layout, layers, addr_bits, word_bits, debug_layout=None):
-    """The ports of every training core, for its ``wiring.Component`` signature.
+def core_members(params):
+    """The ports of every training core, for its ``wiring.Component`` signature, from its parameters
+    (``label_layout``, ``result_layout``, ``L``, ``addr_bits``, ``P``, ``cfg.weight_bits``, ``debug``,
+    ``debug_layout``).
 
-    ``pixels``: stream of u8 pixels, one sample's in input order; ``labels``: one beat per sample
-    (``label_layout``); ``results``: one beat per sample (``result_layout``); ``wport``: the host's
-    weight port (``WeightPortSignature``), honoured while ``busy`` is low; ``cycles``: free-running
-    cycle counter; ``busy``: a sample is in progress; ``debug`` (only with a ``debug_layout``):
-    valid + record, no ready, since a trace tap must not stall the datapath.
+    ``pixels``: stream of u8 pixels, one sample's in input order; ``labels``: one beat per sample;
+    ``results``: one beat per sample; ``wport``: the host's weight port (``WeightPortSignature``, P
+    weights a word), honoured while ``busy`` is low; ``cycles``: free-running cycle counter; ``busy``:
+    a sample is in progress; ``debug`` (only with ``params.debug``): valid + record, no ready, since a
+    trace tap must not stall the datapath.
     """
     members = {
         "pixels": In(stream.Signature(unsigned(8))),
-        "labels": In(stream.Signature(label_layout)),
-        "results": Out(stream.Signature(result_layout)),
-        "wport": In(WeightPortSignature(layers=layers, addr_bits=addr_bits, word_bits=word_bits)),
+        "labels": In(stream.Signature(params.label_layout)),
+        "results": Out(stream.Signature(params.result_layout)),
+        "wport": In(WeightPortSignature(layers=params.L, addr_bits=params.addr_bits,
+                                        word_bits=params.P * params.cfg.weight_bits)),
         "cycles": Out(unsigned(32)),
         "busy": Out(1),
     }
-    if debug_layout is not None:
-        members["debug"] = Out(wiring.Signature({"valid": Out(1), "payload": Out(debug_layout)}))
+    if params.debug:
+        members["debug"] = Out(wiring.Signature({"valid": Out(1), "payload": Out(params.debug_layout)}))
     return members
 
 

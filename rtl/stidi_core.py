@@ -233,10 +233,7 @@ class StidiCore(wiring.Component):
         if not isinstance(params, StidiCoreParams):
             raise TypeError(f"params must be StidiCoreParams, not {params!r}")
         self.params = params
-        super().__init__(core_members(label_layout=params.label_layout, result_layout=params.result_layout,
-                                      layers=params.L, addr_bits=params.addr_bits,
-                                      word_bits=params.P * params.cfg.weight_bits,
-                                      debug_layout=params.debug_layout if params.debug else None))
+        super().__init__(core_members(params))
 
     # ==============================================================================================
     def elaborate(self, platform):
