@@ -13,33 +13,33 @@ from amaranth.sim import Simulator
 from ..golden.desire_config import DesireConfig
 from ..rtl.core import CoreParams, DesireCore
 from .cost import sample_cycle_limit
-from .model import (Checker, DebugDecoder, Report, SampleResult, pack_weights, reads_back_weights,
-                    unpack_weights)
+from .model import (Checker, DebugDecoder, Report, SampleResult, pack_layout, pack_weights, reads_back_weights,
+                    unpack_layout, unpack_weights)
 
 
 class SimulationTimeout(RuntimeError):
     """The core did not finish a sample within ``sample_cycle_limit``: a hang."""
 
 
-def rtl_run(cfg: DesireConfig, parallelism: int, weights, samples, *, debug=True, vcd=None, probe=None,
-            core_class=DesireCore, single_port=()):
-    """Simulate ``samples`` (list of ``Sample``) on a fresh core loaded with ``weights``.
+def simulate_core(dut, params, weights, samples, *, label_word, result_of, new_decoder, limit,
+                  vcd=None, probe=None):
+    """Drive any training core (``rtl/skeleton.core_members`` ports) under Amaranth's simulator.
 
-    Weights are read back after every training sample and after the last one. A sample that takes
-    more than ``sample_cycle_limit`` cycles raises ``SimulationTimeout`` naming the sample and what
-    the testbench waited for. Debug records outside a sample are counted in ``state["stray_records"]``.
+    Loads ``weights`` through ``wport``, then per sample sends its label beat (``label_word(sample)``,
+    a word of ``params.label_layout``) and its pixels, takes the result beat (``result_of(word)``: an
+    object with ``weights`` and ``debug`` attributes) and reads every weight word back after every
+    training sample and after the last one. With ``params.debug`` each sample's debug records go to a
+    ``new_decoder(train)``. A sample that takes more than ``limit`` cycles raises ``SimulationTimeout``
+    naming the sample and what the testbench waited for. Returns (results, total cycles, debug
+    records outside any sample).
     """
-    params = CoreParams(cfg, parallelism, debug, single_port)
-    dut = core_class(params)
-    results = []
-    decoders = []
-    limit = sample_cycle_limit(cfg, parallelism)
+    results, decoders = [], []
     state = {"cycles": 0, "sample_start": 0, "waiting_for": "weights load", "stray_records": 0, "in_sample": False}
 
     async def load_weights(ctx):
         for l in range(1, params.L + 1):
+            ctx.set(dut.wport.layer, l - 1)
             for a, word in enumerate(pack_weights(params, l, weights[l - 1])):
-                ctx.set(dut.wport.layer, l - 1)
                 ctx.set(dut.wport.addr, a)
                 ctx.set(dut.wport.wdata, word)
                 ctx.set(dut.wport.we, 1)
@@ -61,37 +61,33 @@ def rtl_run(cfg: DesireConfig, parallelism: int, weights, samples, *, debug=True
     async def driver(ctx):
         await load_weights(ctx)
         for q, s in enumerate(samples):
-            if debug:
-                decoders.append(DebugDecoder(params, s.train))
+            mode = "training" if s.train else "inference"
+            if params.debug:
+                decoders.append(new_decoder(s.train))
             state.update(sample_start=state["cycles"], in_sample=True,
-                         waiting_for=f"sample {q} ({'training' if s.train else 'inference'}): labels.ready")
-            ctx.set(dut.labels.payload.label, s.label)
-            ctx.set(dut.labels.payload.train, int(s.train))
-            ctx.set(dut.labels.payload.step, s.step)
-            ctx.set(dut.labels.payload.shift, cfg.update_shift(s.epoch))
+                         waiting_for=f"sample {q} ({mode}): labels.ready")
+            ctx.set(dut.labels.payload.as_value(), label_word(s))
             ctx.set(dut.labels.valid, 1)
             await ctx.tick().until(dut.labels.ready)
             ctx.set(dut.labels.valid, 0)
-            state["waiting_for"] = f"sample {q}: pixels.ready"
+            state["waiting_for"] = f"sample {q} ({mode}): pixels.ready"
             for px in np.asarray(s.pixels).tolist():
                 ctx.set(dut.pixels.payload, int(px))
                 ctx.set(dut.pixels.valid, 1)
                 await ctx.tick().until(dut.pixels.ready)
             ctx.set(dut.pixels.valid, 0)
-            state["waiting_for"] = f"sample {q}: results.valid"
+            state["waiting_for"] = f"sample {q} ({mode}): results.valid"
             ctx.set(dut.results.ready, 1)
-            pred, tie, cycles, *counts = await ctx.tick().sample(
-                dut.results.payload.pred, dut.results.payload.tie, dut.results.payload.cycles,
-                *[dut.results.payload.counts[j] for j in range(params.sizes[-1])]).until(dut.results.valid)
+            word, = await ctx.tick().sample(dut.results.payload.as_value()).until(dut.results.valid)
             ctx.set(dut.results.ready, 0)
             state["in_sample"] = False
-            res = SampleResult(np.array(counts, dtype=np.int64), -1 if tie else int(pred), int(cycles))
+            result = result_of(word)
             if reads_back_weights(s.train, q == len(samples) - 1):
                 state["waiting_for"] = f"sample {q}: weight read-back"
-                res.weights = await read_weights(ctx)
-            if debug:
-                res.debug = decoders[-1]
-            results.append(res)
+                result.weights = await read_weights(ctx)
+            if params.debug:
+                result.debug = decoders[-1]
+            results.append(result)
 
     async def monitor(ctx):
         async for _, _, valid, word in ctx.tick().sample(dut.debug.valid, dut.debug.payload.as_value()):
@@ -110,7 +106,7 @@ def rtl_run(cfg: DesireConfig, parallelism: int, weights, samples, *, debug=True
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     sim.add_testbench(driver)
-    if debug:
+    if params.debug:
         sim.add_process(monitor)
     sim.add_process(counter)
     if probe is not None:           # probe(dut) -> async process, for debugging
@@ -121,6 +117,26 @@ def rtl_run(cfg: DesireConfig, parallelism: int, weights, samples, *, debug=True
     else:
         sim.run()
     return results, state["cycles"], state["stray_records"]
+
+
+def rtl_run(cfg: DesireConfig, parallelism: int, weights, samples, *, debug=True, vcd=None, probe=None,
+            core_class=DesireCore, single_port=()):
+    """Simulate ``samples`` (list of ``Sample``) on a fresh desire-BP core loaded with ``weights``
+    (``simulate_core``). Returns (results, total cycles, debug records outside any sample)."""
+    params = CoreParams(cfg, parallelism, debug, single_port)
+
+    def label_word(sample):
+        return pack_layout(params.label_layout, {"label": int(sample.label), "train": int(sample.train),
+                                                 "step": int(sample.step), "shift": cfg.update_shift(sample.epoch)})
+
+    def result_of(word):
+        fields = unpack_layout(params.result_layout, word)
+        return SampleResult(np.array(fields["counts"], dtype=np.int64), -1 if fields["tie"] else fields["pred"],
+                            fields["cycles"])
+
+    return simulate_core(core_class(params), params, weights, samples, label_word=label_word, result_of=result_of,
+                         new_decoder=lambda train: DebugDecoder(params, train),
+                         limit=sample_cycle_limit(cfg, parallelism), vcd=vcd, probe=probe)
 
 
 def check_amaranth(cfg: DesireConfig, parallelism: int, weights, samples, *, debug=True,

@@ -23,13 +23,13 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-from amaranth.sim import Simulator
 
 from ..golden import stidi_fixed
 from ..golden.stidi import FixedStidiLearner
 from ..golden.trace import Trace, first_divergence
 from ..rtl.stidi_core import StidiCore, StidiCoreParams, StidiDebugKind
-from .model import Report, Sample, pack_layout, pack_weights, unpack_layout, unpack_weights
+from .amaranth_tb import SimulationTimeout, simulate_core
+from .model import Report, Sample, pack_layout, reads_back_weights, unpack_layout
 
 __all__ = ["Sample", "SampleResult", "StidiReport", "StidiChecker", "SimulationTimeout", "golden_learner",
            "initial_weights", "sample_cycle_limit", "label_beat", "rtl_run", "start_check", "check_stidi",
@@ -233,10 +233,6 @@ class StidiDebugDecoder:
 # The RTL side
 # ------------------------------------------------------------------------------------------------
 
-class SimulationTimeout(RuntimeError):
-    """The core did not finish a sample within ``sample_cycle_limit`` cycles: a hang."""
-
-
 def sample_cycle_limit(params: StidiCoreParams) -> int:
     """Cycles within which the core finishes any one sample, whatever its spikes and errors: every
     phase's worst case (every pre spiking, every pre eligible, every stage updated), times 2, plus
@@ -267,102 +263,17 @@ class SampleResult:
         return cls(fields["pred"], np.array(fields["times"], dtype=np.int64), fields["cycles"])
 
 
-def reads_back_weights(train: bool, last: bool) -> bool:
-    """After every training sample (the weights it may change) and after the last sample of a run."""
-    return train or last
-
-
 def rtl_run(params: StidiCoreParams, weights, samples, *, vcd=None, probe=None):
     """Simulate ``samples`` on a fresh ``StidiCore(params)`` loaded with ``weights`` (per layer,
-    (N_l, N_{l-1})). Returns (results, total cycles, debug records outside any sample).
+    (N_l, N_{l-1})), through the testbench both cores share (``amaranth_tb.simulate_core``).
+    Returns (results, total cycles, debug records outside any sample).
     ``probe(dut)`` -> an async process added to the simulation (for debugging)."""
-    dut = StidiCore(params)
     host = golden_learner(params, weights)        # the host side: LR_SHIFT of each sample's epoch
-    limit = sample_cycle_limit(params)
-    results, decoders = [], []
-    state = {"cycles": 0, "sample_start": 0, "waiting_for": "the weight load", "in_sample": False, "stray": 0}
-
-    async def load_weights(ctx):
-        for l in range(1, params.L + 1):
-            ctx.set(dut.wport.layer, l - 1)
-            for a, word in enumerate(pack_weights(params, l, weights[l - 1])):
-                ctx.set(dut.wport.addr, a)
-                ctx.set(dut.wport.wdata, word)
-                ctx.set(dut.wport.we, 1)
-                await ctx.tick()
-        ctx.set(dut.wport.we, 0)
-
-    async def read_weights(ctx):
-        out = []
-        for l in range(1, params.L + 1):
-            ctx.set(dut.wport.layer, l - 1)
-            words = []
-            for a in range(params.w_depth(l)):
-                ctx.set(dut.wport.addr, a)
-                await ctx.tick()
-                words.append(ctx.get(dut.wport.rdata))
-            out.append(unpack_weights(params, l, words))
-        return out
-
-    async def driver(ctx):
-        await load_weights(ctx)
-        for q, s in enumerate(samples):
-            mode = "training" if s.train else "inference"
-            if params.debug:
-                decoders.append(StidiDebugDecoder(params, s.train))
-            state.update(sample_start=state["cycles"], in_sample=True,
-                         waiting_for=f"sample {q} ({mode}): labels.ready")
-            ctx.set(dut.labels.payload.as_value(), label_beat(params, host, s))
-            ctx.set(dut.labels.valid, 1)
-            await ctx.tick().until(dut.labels.ready)
-            ctx.set(dut.labels.valid, 0)
-            state["waiting_for"] = f"sample {q} ({mode}): pixels.ready"
-            for px in np.asarray(s.pixels).tolist():
-                ctx.set(dut.pixels.payload, int(px))
-                ctx.set(dut.pixels.valid, 1)
-                await ctx.tick().until(dut.pixels.ready)
-            ctx.set(dut.pixels.valid, 0)
-            state["waiting_for"] = f"sample {q} ({mode}): results.valid"
-            ctx.set(dut.results.ready, 1)
-            word, = await ctx.tick().sample(dut.results.payload.as_value()).until(dut.results.valid)
-            ctx.set(dut.results.ready, 0)
-            state["in_sample"] = False
-            result = SampleResult.from_word(params, word)
-            if reads_back_weights(s.train, q == len(samples) - 1):
-                state["waiting_for"] = f"sample {q}: weight read-back"
-                result.weights = await read_weights(ctx)
-            if params.debug:
-                result.debug = decoders[-1]
-            results.append(result)
-
-    async def monitor(ctx):
-        async for _, _, valid, word in ctx.tick().sample(dut.debug.valid, dut.debug.payload.as_value()):
-            if valid:
-                if state["in_sample"]:
-                    decoders[-1].add_word(word)
-                else:
-                    state["stray"] += 1
-
-    async def counter(ctx):
-        async for _ in ctx.tick():
-            state["cycles"] += 1
-            if state["in_sample"] and state["cycles"] - state["sample_start"] > limit:
-                raise SimulationTimeout(f"timed out after {limit} cycles waiting for {state['waiting_for']}")
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(driver)
-    if params.debug:
-        sim.add_process(monitor)
-    sim.add_process(counter)
-    if probe is not None:
-        sim.add_process(probe(dut))
-    if vcd:
-        with sim.write_vcd(vcd):
-            sim.run()
-    else:
-        sim.run()
-    return results, state["cycles"], state["stray"]
+    return simulate_core(StidiCore(params), params, weights, samples,
+                         label_word=lambda sample: label_beat(params, host, sample),
+                         result_of=lambda word: SampleResult.from_word(params, word),
+                         new_decoder=lambda train: StidiDebugDecoder(params, train),
+                         limit=sample_cycle_limit(params), vcd=vcd, probe=probe)
 
 
 # ------------------------------------------------------------------------------------------------
