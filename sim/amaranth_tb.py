@@ -145,10 +145,19 @@ def check_amaranth(cfg: DesireConfig, parallelism: int, weights, samples, *, deb
     model (run with ``reference_cfg``, default ``cfg``)."""
     report = Report(config=f"{'-'.join(map(str, cfg.topology))} P={parallelism}", simulator="amaranth")
     checker = Checker(reference_cfg or cfg, weights, report, debug, len(samples))
+    return check_run(report, samples,
+                     lambda: rtl_run(cfg, parallelism, weights, samples, debug=debug, core_class=core_class,
+                                     single_port=single_port),
+                     lambda sample, got, last: checker.check(sample, checker.expect(sample), got, last=last))
+
+
+def check_run(report, samples, run, check_sample):
+    """Run a simulation (``run()`` -> results, cycles, debug records outside any sample) and compare
+    its results sample by sample (``check_sample(sample, result, last)``, False at a divergence),
+    into ``report``: a hang, stray records or missing results are mismatches too."""
     start = time.monotonic()
     try:
-        results, cycles, stray = rtl_run(cfg, parallelism, weights, samples, debug=debug, core_class=core_class,
-                                        single_port=single_port)
+        results, cycles, stray = run()
     except SimulationTimeout as timeout:
         report.mismatch = str(timeout)
         return report
@@ -156,8 +165,8 @@ def check_amaranth(cfg: DesireConfig, parallelism: int, weights, samples, *, deb
     if stray:
         report.mismatch = f"{stray} debug records arrived outside any sample"
         return report
-    for q, (s, got) in enumerate(zip(samples, results)):
-        if not checker.check(s, checker.expect(s), got, last=q == len(samples) - 1):
+    for q, (sample, got) in enumerate(zip(samples, results)):
+        if not check_sample(sample, got, q == len(samples) - 1):
             break
     if len(results) < len(samples) and report.mismatch is None:
         report.mismatch = f"the RTL returned {len(results)} results for {len(samples)} samples"

@@ -19,7 +19,6 @@ first difference is reported in execution order: sample, phase, layer, step, neu
 """
 
 import copy
-import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,7 +27,7 @@ from ..golden import stidi_fixed
 from ..golden.stidi import FixedStidiLearner
 from ..golden.trace import Trace, first_divergence
 from ..rtl.stidi_core import StidiCore, StidiCoreParams, StidiDebugKind
-from .amaranth_tb import SimulationTimeout, simulate_core
+from .amaranth_tb import SimulationTimeout, check_run, simulate_core
 from .model import Report, Sample, pack_layout, reads_back_weights, unpack_layout
 
 __all__ = ["Sample", "SampleResult", "StidiReport", "StidiChecker", "SimulationTimeout", "golden_learner",
@@ -445,20 +444,5 @@ def check_stidi(params: StidiCoreParams, weights, samples, *, reference: StidiCo
     """Bit-exact comparison of ``StidiCore(params)`` under Amaranth's simulator with the golden learner
     of ``reference`` (default ``params``), both starting from ``weights``."""
     checker = start_check(params, weights, len(samples), reference=reference)
-    report = checker.report
-    start = time.monotonic()
-    try:
-        results, cycles, stray = rtl_run(params, weights, samples, vcd=vcd)
-    except SimulationTimeout as timeout:
-        report.mismatch = str(timeout)
-        return report
-    report.sim_seconds, report.sim_cycles = time.monotonic() - start, cycles
-    if stray:
-        report.mismatch = f"{stray} debug records arrived outside any sample"
-        return report
-    for q, (sample, got) in enumerate(zip(samples, results)):
-        if not checker.check(sample, got, last=q == len(samples) - 1):
-            break
-    if len(results) < len(samples) and report.mismatch is None:
-        report.mismatch = f"the RTL returned {len(results)} results for {len(samples)} samples"
-    return report
+    return check_run(checker.report, samples, lambda: rtl_run(params, weights, samples, vcd=vcd),
+                     lambda sample, got, last: checker.check(sample, got, last=last))
