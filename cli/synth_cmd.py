@@ -37,6 +37,8 @@ def add_parser(subparsers):
     p.add_argument("--parallelism", "-P", type=int, default=1, metavar="P",
                    help="lanes, a power of two (default 1)")
     p.add_argument("--seed", type=int, default=1, help="nextpnr placement seed (default 1)")
+    p.add_argument("--router", choices=("router1", "router2"),
+                   help="nextpnr routing algorithm (default: iCE40 router1, ECP5 router2)")
     p.add_argument("--clock-mhz", type=float, metavar="F",
                    help="place-and-route target in MHz (default: iCE40 30, ECP5 60); the bitstream runs at "
                         "the board clock (12 / 25 MHz)")
@@ -101,7 +103,8 @@ def run(args) -> int:
             print(compare_reports(args.compare))
             return 0
         params, board = _validate(args)
-        report = synthesize(params, board, args.out, seed=args.seed, target_mhz=args.clock_mhz, force=args.force,
+        report = synthesize(params, board, args.out, seed=args.seed, target_mhz=args.clock_mhz,
+                            router=args.router, force=args.force,
                             command=shlex.join(["mfsnn", *sys.argv[1:]]),
                             log=lambda line: print(line, flush=True))
     except (_OptionError, SynthError) as error:

@@ -78,6 +78,7 @@ class Family:
     place_products: tuple       # what nextpnr and the packer write besides the bitstream
     synth_opts: str
     default_target_mhz: float   # issue #10's targets
+    default_router: str         # nextpnr's routing algorithm
 
 
 ICE40 = Family(
@@ -91,7 +92,7 @@ ICE40 = Family(
     place_products=(f"{DESIGN_NAME}.asc",),
     # -dsp lets Yosys map any multiplier to SB_MAC16, so "0 DSP" proves there is none; without it a
     # multiplier would hide in LUTs.
-    synth_opts="-dsp", default_target_mhz=30.0)
+    synth_opts="-dsp", default_target_mhz=30.0, default_router="router1")
 
 ECP5 = Family(
     name="ecp5", tools=("yosys", "nextpnr-ecp5", "ecppack"), block_ram_name="DP16KD",
@@ -102,7 +103,11 @@ ECP5 = Family(
     spram_cell=None, dsp_cells=("MULT18X18D", "ALU54B"), lut_ram_cell="TRELLIS_DPR16X4", lut_ram_bits=64,
     constraints_override="add_preferences", bitstream=f"{DESIGN_NAME}.bit",
     place_products=(f"{DESIGN_NAME}.config", f"{DESIGN_NAME}.svf"),
-    synth_opts="", default_target_mhz=60.0)   # synth_ecp5 maps multipliers to MULT18X18D by default
+    # synth_ecp5 maps multipliers to MULT18X18D by default. router1 did not converge on 784-128-10 P=16
+    # (132k of 156k arcs left after 100 min); router2 routes congested ECP5 designs.
+    synth_opts="", default_target_mhz=60.0, default_router="router2")
+
+ROUTERS = ("router1", "router2")
 
 # The YoWASP executable, its PyPI package and the flag that prints its version, per Amaranth tool name.
 YOWASP = {
@@ -460,7 +465,7 @@ def report_problems(summary: dict, stages: dict, board_mhz: float) -> list:
 # the build
 
 def synthesize(params: CoreParams, board: Board, out_dir, *, seed: int = 1, target_mhz: float | None = None,
-               force: bool = False, command: str = "", log=print) -> dict:
+               router: str | None = None, force: bool = False, command: str = "", log=print) -> dict:
     """Build ``params``' core for ``board`` into ``out_dir`` and return the report (also DIR/report.json).
 
     Raises SynthError, before anything is written, when a tool is missing or the pre-check finds the
@@ -478,6 +483,9 @@ def synthesize(params: CoreParams, board: Board, out_dir, *, seed: int = 1, targ
     if target_mhz is not None and not target_mhz > 0:
         raise ValueError(f"target_mhz must be positive, not {target_mhz}")
     family = board.family
+    router = family.default_router if router is None else router
+    if router not in ROUTERS:
+        raise ValueError(f"router must be one of {', '.join(ROUTERS)}, not {router!r}")
     if not params.single_port:
         params = replace(params, single_port=spram_plan(board, params))
     fit = fit_check(board, params)
@@ -508,7 +516,8 @@ def synthesize(params: CoreParams, board: Board, out_dir, *, seed: int = 1, targ
     top = BoardTop(params)
     plan = platform.build(top, name=DESIGN_NAME, do_build=False, synth_opts=family.synth_opts,
                           script_after_synth="tee -q -o stat.json stat -json",
-                          nextpnr_opts=f"--seed {seed} --report nextpnr-report.json --timing-allow-fail",
+                          nextpnr_opts=f"--seed {seed} --router {router} --report nextpnr-report.json "
+                                       "--timing-allow-fail",
                           **{family.constraints_override: constraints})
     plan.extract(out_dir)
     stages = {"elaborate": {"seconds": round(time.monotonic() - started, 2)}}
@@ -540,6 +549,7 @@ def synthesize(params: CoreParams, board: Board, out_dir, *, seed: int = 1, targ
                    "single_port_memories": sorted(params.single_port),
                    "harness_shift_register_bits": top.harness.input_bits},
         "seed": seed,
+        "router": router,
         "clock": {"board_mhz": board_mhz, "target_mhz": target_mhz, "pll": False,
                   "note": "the bitstream runs at the board clock; place and route is constrained to the target"},
         "precheck": {"memory_bits_needed": fit.memory_bits, "block_ram_bits": fit.block_ram_bits,
