@@ -265,12 +265,12 @@ def memory_bits(params):
             "sign_unpadded": synapses, "memories": found}
 
 
-def stidi_cell_stats(params):
-    """Yosys ``proc; flatten; opt; stat`` cell counts of ``StidiCore(params)``, through the desire
+def stidi_cell_stats(params, core_class=StidiCore):
+    """Yosys ``proc; flatten; opt; stat`` cell counts of ``core_class(params)``, through the desire
     core's helper ``synth_check.cell_stats`` (which builds its design with ``synth_check.make_core``:
     pointed at the STiDi core for the call)."""
     def make_stidi(cfg, parallelism, debug):
-        return StidiCore(StidiCoreParams(cfg, parallelism, debug))
+        return core_class(StidiCoreParams(cfg, parallelism, debug))
     with mock.patch.object(synth_check, "make_core", make_stidi):
         return synth_check.cell_stats(params.cfg, params.P, params.debug)
 
