@@ -91,16 +91,19 @@ def cycle_bound(sizes, T, P, times, errors=None, keep=None, norm_passes=3):
     for every weight layer whose update the golden backward ran (empty: a training sample with zero
     output error); ``keep[m]`` = dropout keep bits of hidden stage m (None: all kept); ``norm_passes``
     = passes over a hidden stage to quantise its displacement (3 for ``error_norm="l2"``, 2 for
-    ``"max"``). Returns {phase: cycles} for ``PHASES`` and "total". A pure function of its arguments.
+    ``"max"``). Returns {phase: cycles} for ``PHASES``, "total", and "terms": the per-layer parts
+    (``forward_read_l`` = B(l-1), ``forward_walk_l`` = B(l) * (S(l-1) + T), ``backward_words_l``).
+    A pure function of its arguments.
     """
     L = len(sizes) - 1
     times = [np.asarray(t, dtype=np.int64).reshape(-1) for t in times]
     if len(times) != L + 1 or any(len(t) != n for t, n in zip(times, sizes)):
         raise ValueError(f"times must hold one array per stage of {sizes}")
     blocks = [ceil_div(n, P) for n in sizes]
-    bound = dict.fromkeys(PHASES, 0)
+    bound, terms = dict.fromkeys(PHASES, 0), {}
     for l in range(1, L + 1):
         spikes = int(np.count_nonzero(times[l - 1] < T - 1))
+        terms[f"forward_read_{l}"], terms[f"forward_walk_{l}"] = blocks[l - 1], blocks[l] * (spikes + T)
         bound["forward"] += blocks[l - 1] + blocks[l] * (spikes + T)
     bound["decision"] = blocks[L]
     if errors is not None:
@@ -114,11 +117,41 @@ def cycle_bound(sizes, T, P, times, errors=None, keep=None, norm_passes=3):
             padded = np.full(blocks[l] * P, -1, dtype=np.int64)      # latest error post per block
             padded[:sizes[l]] = np.where(sign != 0, t_post, -1)
             latest = padded.reshape(blocks[l], P).max(axis=1)
-            bound["backward"] += int((t_pre[eligible][:, None] <= latest[None, :]).sum())
+            terms[f"backward_words_{l}"] = int((t_pre[eligible][:, None] <= latest[None, :]).sum())
+            bound["backward"] += terms[f"backward_words_{l}"]
             if l >= 2:
                 bound["quantise"] += norm_passes * blocks[l - 1]
     bound["total"] = sum(bound[phase] for phase in PHASES)
+    bound["terms"] = terms
     return bound
+
+
+def excess_by_cause(states, bound, L):
+    """Where a sample's cycles above its bound go, from the controller states it spent them in
+    (``states``: {state: cycles} while busy, the result beat OUT excluded as in the cycles field).
+    The causes add up to cycles - bound."""
+    def n(*names):
+        return sum(states.get(name, 0) for name in names)
+
+    def prefixed(*prefixes):
+        return sum(c for name, c in states.items() if name.startswith(prefixes))
+
+    terms, layers = bound["terms"], range(1, L + 1)
+    bw_pre = sum(n(f"BW_PRE_{l}", f"BW_PRE_EX_{l}") for l in layers)
+    bw_block = sum(n(f"BW_BLOCK_{l}") for l in layers)
+    return {
+        "FW_CLEAR: clear the T step lists, T per layer": sum(n(f"FW_CLEAR_{l}") for l in layers),
+        "FW_LIST: link the pres one per cycle (bound: B(l-1) words)":
+            sum(n(f"FW_LIST_{l}", f"FW_LIST_DRAIN_{l}") - terms[f"forward_read_{l}"] for l in layers),
+        "FW_WALK beyond B(l) * (S + T)": sum(n(f"FW_WALK_{l}") - terms[f"forward_walk_{l}"] for l in layers),
+        "FW_BLOCK_END: 1 per block": sum(n(f"FW_BLOCK_END_{l}") for l in layers),
+        "DEC/TGT: one output neuron per cycle, drains": prefixed("DEC_", "TGT") - bound["decision"] - bound["targets"],
+        "BW_PRE/BW_PRE_EX: 2 cycles per pre, eligible or not": bw_pre,
+        "BW_BLOCK: every block of every eligible pre (bound: blocks with an error post at or after t_j)":
+            bw_block - bound["backward"],
+        "BW_KEY/BW_PREP/drains": prefixed("BW_") - bw_pre - bw_block,
+        "Q_*: drains": prefixed("Q_") - bound["quantise"],
+    }
 
 
 def golden_bound(params, expected, keep=None):
@@ -287,10 +320,13 @@ def summarize(rows):
     phases = {ph: round(float(np.mean([r["phases"].get(ph, 0) for r in rows])), 1) for ph in PHASES + ("other",)}
     bounds = {ph: round(float(np.mean([r["bound"][ph] for r in rows])), 1) for ph in PHASES}
     ratios = [r["ratio"] for r in rows]
+    excess = {cause: round(float(np.mean([r["excess_by_cause"][cause] for r in rows])), 1)
+              for cause in rows[0]["excess_by_cause"]}
     return {"n": len(rows), "cycles_mean": round(cycles / len(rows), 1), "bound_mean": round(bound / len(rows), 1),
             "ratio": round(cycles / bound, 3), "ratio_min": min(ratios), "ratio_max": max(ratios),
             "phases_mean": phases, "bound_phases_mean": bounds,
-            "phase_ratio": {ph: round(phases[ph] / bounds[ph], 2) if bounds[ph] else None for ph in PHASES}}
+            "phase_ratio": {ph: round(phases[ph] / bounds[ph], 2) if bounds[ph] else None for ph in PHASES},
+            "excess_by_cause_mean": excess}
 
 
 def measure(topology, P, args):
@@ -298,11 +334,13 @@ def measure(topology, P, args):
     (from the weights it met) and one for the inference samples (the weights after the stream)."""
     params = StidiCoreParams(StidiConfig(topology=topology), P, debug=False)
     flat_input = params.sizes[0] not in (196, 784)
-    pixels, images, labels = sample_stream(params, args.pretrain + args.candidates, args.seed)
+    pretrain = args.pretrain if args.pretrain is not None else 300 if flat_input else 1000
+    pixels, images, labels = sample_stream(params, pretrain + args.candidates, args.seed)
     learner = golden_learner(params)
     start = time.monotonic()
-    learner.train_samples(images[:args.pretrain], labels[:args.pretrain], 0, 0)
-    picked, looked_at = pick_samples(params, learner, pixels, labels, args.pretrain,
+    if pretrain:
+        learner.train_samples(images[:pretrain], labels[:pretrain], 0, 0)
+    picked, looked_at = pick_samples(params, learner, pixels, labels, pretrain,
                                      {"error": args.error, "correct": args.correct}, args.candidates)
     weights_after = learner_weights(learner)
     test_pixels, _, test_labels = sample_stream(params, args.infer, args.seed, split="test")
@@ -339,7 +377,7 @@ def measure(topology, P, args):
     found = {kind: sum(r["kind"] == kind for r in rows) for kind in KINDS}
     return {"topology": topology, "P": P, "T": params.T, "config": params.cfg.to_dict(),
             "data": f"synthetic (seed {args.seed})" if flat_input else "built-in MNIST",
-            "pretrain_samples": args.pretrain, "stream_samples_looked_at": looked_at,
+            "pretrain_samples": pretrain, "stream_samples_looked_at": looked_at,
             "samples_wanted": {"error": args.error, "correct": args.correct, "inference": args.infer},
             "samples_found": found, "bitexact_ok": True, "values_compared": compared,
             "summary": {kind: summarize([r for r in rows if r["kind"] == kind]) for kind in KINDS},
@@ -357,13 +395,17 @@ def sample_row(params, pick, result, states):
     for state, n in states.items():
         phases[phase_of(state)] += n
     stages = ["encode/0/times"] + [f"forward/{l}/times" for l in range(1, L + 1)]
+    busy = {state: n for state, n in states.items() if state != "OUT"}
+    excess = excess_by_cause(busy, bound, L)
+    if sum(excess.values()) != result.cycles - bound["total"] or len(busy) != len(states) - 1:
+        raise RuntimeError(f"the excess causes {excess} do not add up to {result.cycles} - {bound['total']} cycles")
     return {"kind": pick["kind"], "stream_index": pick["stream_index"], "label": pick["sample"].label,
             "pred": int(expected.pred),
             "case": int(trace[f"target/{L}/case"]) if f"target/{L}/case" in trace else None,
             "layers_updated": [l for l in range(L, 0, -1) if f"update/{l}/w" in trace],
             "spikes_before_T_minus_1": [int(np.count_nonzero(np.asarray(trace[k]) < params.T - 1)) for k in stages],
             "cycles": int(result.cycles),
-            "phases": phases, "states": dict(sorted(states.items())), "bound": bound,
+            "phases": phases, "states": dict(sorted(states.items())), "bound": bound, "excess_by_cause": excess,
             "ratio": round(result.cycles / bound["total"], 3)}
 
 
@@ -401,7 +443,10 @@ def main():
     ap.add_argument("--error", type=int, default=4, help="training samples with a nonzero output error")
     ap.add_argument("--correct", type=int, default=4, help="training samples with a zero output error")
     ap.add_argument("--infer", type=int, default=2, help="inference samples")
-    ap.add_argument("--pretrain", type=int, default=1000, help="golden training samples before the measured ones")
+    ap.add_argument("--pretrain", type=int, default=None,
+                    help="golden training samples before the measured ones (default: 1000 built-in images; 300 "
+                         "synthetic samples, after which 16-12-4's hidden layer still fires: 7.5 of 12 neurons on "
+                         "average, 0.8 after 1000)")
     ap.add_argument("--candidates", type=int, default=1000, help="stream samples after the pretraining to pick from")
     ap.add_argument("--seed", type=int, default=1, help="synthetic data seed (flat inputs)")
     ap.add_argument("--yosys", action="store_true", help="also Yosys cell counts of 196-64-10 at each P")
