@@ -549,11 +549,11 @@ def _run_check(args, params, weights, images, labels, train, debug: bool | None,
                start_step: int = 0):
     """The cocotb bit-exact check of ``params``'s core on these samples; the debug tap as ``debug``
     says (None: on up to the runner's DEBUG_SYNAPSE_LIMIT synapses)."""
-    from .sim.runner import DEBUG_SYNAPSE_LIMIT, layer_synapses, run_bitexact, run_stidi_bitexact, samples_of
+    from .sim.runner import DEBUG_SYNAPSE_LIMIT, run_bitexact, run_stidi_bitexact, samples_of
 
     if args.rule == "stidi":
         if debug is None:
-            debug = layer_synapses(params.sizes) <= DEBUG_SYNAPSE_LIMIT
+            debug = params.synapses <= DEBUG_SYNAPSE_LIMIT
         return run_stidi_bitexact(dataclasses.replace(params, debug=debug), weights,
                                   samples_of(images, labels, train, start_step, epoch), args.simulator,
                                   args.build_dir, seed=args.seed)
@@ -561,11 +561,19 @@ def _run_check(args, params, weights, images, labels, train, debug: bool | None,
                         train=train, parallelism=params.P, debug=debug, epoch=epoch, start_step=start_step)
 
 
+def _io_sizes(params):
+    """(pixels per sample, classes) of a core's parameters (a STiDi conv core's ``sizes`` are its
+    host weight matrices, not its layers)."""
+    if hasattr(params, "n_pixels"):
+        return params.n_pixels, params.n_classes
+    return params.sizes[0], params.sizes[-1]
+
+
 def cmd_sim(args) -> int:
     params = validate_sim(args)
     from .golden.data import INPUT_SIZES, N_CLASSES, input_pixels, load_dataset, synthetic_samples
 
-    n_inputs, n_classes = params.sizes[0], params.sizes[-1]
+    n_inputs, n_classes = _io_sizes(params)
     n_total = args.samples + args.inference_samples
     if n_inputs in INPUT_SIZES and n_classes == N_CLASSES:
         dataset = load_dataset(args.dataset, args.data_dir)
@@ -615,7 +623,7 @@ def cmd_flow(args) -> int:
     verilog_path = out / f"{core_kind(params)[2]}.v"
     verilog_path.write_text(core_verilog(params))
     print(f"[2/3] wrote {verilog_path} (P={args.parallelism})", flush=True)
-    images = input_pixels(dataset.test.images[:2 * n], params.sizes[0])
+    images = input_pixels(dataset.test.images[:2 * n], _io_sizes(params)[0])
     labels = dataset.test.labels[:2 * n]
     train_flags = np.arange(2 * n) % 2 == 0          # alternate training and inference samples
     print(f"[3/3] bit-exact check under {args.simulator}: {n} training and {n} inference samples from the "

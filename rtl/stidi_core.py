@@ -42,6 +42,7 @@ addresses advance by adding constants.
 
 import operator
 from dataclasses import dataclass
+from functools import cached_property
 
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
@@ -51,6 +52,7 @@ from amaranth.utils import ceil_log2
 from ..golden.stidi import StidiConfig, build_stages, default_thresholds, parse_stidi_topology
 from ..golden.stidi_fixed import NORM_GUARD
 from .lanes import Mix32
+from . import stidi_conv_phases as conv_phases
 from .skeleton import DebugTap, LaneShape, SampleLoader, WeightBank, core_members
 from .stidi_lanes import (DisplacementLanes, EncoderRom, ErrorLevelLanes, FcUpdateLanes, IntegrateLanes,
                           L2Normaliser, SignAccumulateLanes, signed_bits)
@@ -59,25 +61,46 @@ __all__ = ["StidiCoreParams", "StidiDebugKind", "StidiCore"]
 
 
 class StidiDebugKind:
-    """Record kinds of the debug stream (``kind`` field); ``n`` is the first neuron of the record."""
+    """Record kinds of the debug stream (``kind`` field); ``n`` is the first neuron of the record
+    (flat, channel-major for a map stage), ``layer`` the stage (0 = input; conv and pool layers are
+    stages of their own, as in the golden trace keys)."""
     ENCODE = 1     # value[0] = spike time of input n (stage 0)
-    STEP = 2       # layer l, step t: value[k] = U after step t, aux[k] = I after step t's arrivals
-    TIMES = 3      # layer l: value[k] = spike time (T = silent)
+    STEP = 2       # stage l, step t: value[k] = U after step t, aux[k] = I after step t's arrivals
+    TIMES = 3      # stage l: value[k] = spike time (T = silent)
     DECISION = 4   # value[0] = prediction (§7), aux[0] = target case 1..5 (§8, training only)
     TARGET = 5     # value[k] = target time, aux[k] = ternary output error d
-    DISP = 6       # stage m: value[k] = displacement D arriving at m (before the clip rule)
+    DISP = 6       # stage m: value[k] = displacement D arriving at m (before the clip rule / routing)
     LEVEL = 7      # stage m: value[k] = error sign, aux[k] = level
+    POOL = 8       # pooling stage l: value[0] = pooled spike time, aux[0] = argmin tap (§6)
 
 
 def _pow2(n):
     return n >= 1 and n & (n - 1) == 0
 
 
+def _host_chain(counts):
+    """Row/column sizes (s_0, ..., s_L) whose products s_{l-1}*s_l hold weight layer l's ``counts[l-1]``
+    words: the shape in which the shared host side (``sim.model.pack_weights``: an (s_l, s_{l-1})
+    matrix per layer) moves a conv topology's weights. s_0 = 1, s_l = ceil(count / s_{l-1})."""
+    chain = [1]
+    for count in counts:
+        chain.append(-(-count // chain[-1]))
+    return tuple(chain)
+
+
 @dataclass(frozen=True)
 class StidiCoreParams(LaneShape):
-    """Hardware shape of a STiDi-BP core: the golden ``StidiConfig`` (fully connected, integer,
-    binary forward, ternary output error), parallelism P (a power of two) and the debug tap.
-    A small test network is an ordinary config with a flat input, e.g. ``StidiConfig(topology="16-12-4")``.
+    """Hardware shape of a STiDi-BP core: the golden ``StidiConfig`` (integer, binary forward, ternary
+    output error; fully connected, or conv/pool maps then fully connected layers), parallelism P (a
+    power of two; 1 for a conv topology) and the debug tap. A small test network is an ordinary
+    config with a flat input, e.g. ``StidiConfig(topology="16-12-4")``.
+
+    Stages are the golden model's (``golden.stidi.build_stages``: 0 = input, one per topology token);
+    ``stage_sizes`` their neurons. ``sizes`` is what the shared host side (weight port packing,
+    ``LaneShape.L``/``blocks``) sees: for a fully connected topology the stage sizes; for a conv
+    topology a chain of host matrix shapes (``_host_chain``) in which weight layer l's words, its
+    canonical ``(N_out, fan_in)`` weights in row-major order, travel as an (s_l, s_{l-1}) matrix
+    (``sim.stidi_check.to_host`` / ``from_host`` convert).
     """
     cfg: StidiConfig
     parallelism: int = 1
@@ -89,9 +112,17 @@ class StidiCoreParams(LaneShape):
         when it builds it. The constructor raises the first; the CLI names the option of each field."""
         problems = []
         topology = parse_stidi_topology(cfg.topology)
+        kinds = [layer[0] for layer in topology.layers]
         if topology.is_conv:
-            problems.append((("topology",), f"StidiCore supports fully connected topologies only for now; "
-                                            f"{cfg.topology!r} has conv/pool layers"))
+            if kinds[0] == "pool":
+                problems.append((("topology",), f"StidiCore needs a conv layer before the first pooling layer "
+                                                f"({cfg.topology!r} pools the input)"))
+            if any(a == b == "pool" for a, b in zip(kinds, kinds[1:])):
+                problems.append((("topology",), f"StidiCore routes the error through one pooling layer at a "
+                                                f"time: {cfg.topology!r} has two in a row"))
+            if cfg.drop8:
+                problems.append((("drop8", "topology"), "StidiCore has no dropout in conv topologies yet: "
+                                                        "drop8 must be 0"))
         if cfg.arith != "fixed":
             problems.append((("arith",), f"StidiCore implements the integer model: arith must be 'fixed', "
                                          f"not {cfg.arith!r}"))
@@ -119,20 +150,81 @@ class StidiCoreParams(LaneShape):
             raise TypeError(f"parallelism must be an integer, not {self.parallelism!r}") from None
         if not _pow2(p) or p > 256:
             raise ValueError(f"parallelism must be a power of two in 1..256, not {self.parallelism!r}")
+        if self.is_conv and p != 1:
+            raise ValueError(f"a conv topology ({self.cfg.topology!r}) is built with parallelism 1 only, "
+                             f"not {self.parallelism!r}")
         if not isinstance(self.debug, bool):
             raise TypeError(f"debug must be a bool, not {self.debug!r}")
+
+    # ---------------------------------------------------------------- stages
+    @cached_property
+    def stages(self):
+        """The golden stages (kind, shape, kernel, weight shape, fan-in) of the topology."""
+        return build_stages(parse_stidi_topology(self.cfg.topology))
+
+    @property
+    def is_conv(self):
+        return parse_stidi_topology(self.cfg.topology).is_conv
+
+    @property
+    def top(self):
+        """The output stage."""
+        return len(self.stages) - 1
+
+    @property
+    def stage_sizes(self):
+        """Neurons per stage, (N_0, ..., N_top); N_0 = the pixels the core takes per sample."""
+        return tuple(stage.size for stage in self.stages)
+
+    def stage_blocks(self, stage):
+        """Words of P neurons of ``stage``."""
+        return -(-self.stage_sizes[stage] // self.P)
+
+    @property
+    def weight_stages(self):
+        """Stage of each weight layer 1..L, in order."""
+        return tuple(s for s, stage in enumerate(self.stages) if stage.kind in ("fc", "conv"))
+
+    def kind(self, stage):
+        return self.stages[stage].kind
+
+    def fan_in(self, stage):
+        """Synapses per neuron of a weight stage: N_in (fc) or Cin*k*k (conv)."""
+        return self.stages[stage].fan_in
+
+    def weight_count(self, stage):
+        """Latent weights of a weight stage: N_out * fan-in."""
+        return self.stages[stage].weight_shape[0] * self.fan_in(stage)
+
+    @property
+    def n_pixels(self):
+        return self.stage_sizes[0]
+
+    @property
+    def n_classes(self):
+        return self.stage_sizes[-1]
+
+    @property
+    def synapses(self):
+        """Weights of the network (the debug tap's default size measure)."""
+        return sum(self.weight_count(s) for s in self.weight_stages)
 
     # ---------------------------------------------------------------- shape
     @property
     def topology(self):
-        """The network as layer sizes (``16-12-4``; a 14x14 map input is ``196-...``)."""
-        return "-".join(map(str, self.sizes))
+        """The network: layer sizes for a fully connected one (``16-12-4``; a 14x14 map input is
+        ``196-...``), the topology text for a conv one."""
+        if self.is_conv:
+            return self.cfg.topology
+        return "-".join(map(str, self.stage_sizes))
 
     @property
     def sizes(self):
-        """Neurons per stage, (N0, N1, ..., NL); N0 = the pixels the core takes per sample."""
-        topology = parse_stidi_topology(self.cfg.topology)
-        return (topology.n_pixels,) + tuple(layer[1] for layer in topology.layers)
+        """What ``LaneShape`` and the host side see (class docstring): the stage sizes of a fully
+        connected topology, the host matrix chain of a conv one."""
+        if not self.is_conv:
+            return self.stage_sizes
+        return _host_chain([self.weight_count(s) for s in self.weight_stages])
 
     @property
     def T(self):
@@ -143,6 +235,8 @@ class StidiCoreParams(LaneShape):
         return self.T.bit_length()          # times 0 .. T (T = silent)
 
     def w_depth(self, layer):
+        """Words of weight memory ``layer`` (1..L): block-major (b*N_in + i) for fc; a conv topology
+        (P = 1) keeps the canonical row-major order (n*fan_in + i, conv: co*Cin*k*k + tap)."""
         return self.blocks(layer) * self.sizes[layer - 1]
 
     @property
@@ -155,23 +249,52 @@ class StidiCoreParams(LaneShape):
         """Theta per weight layer 1..L (the config's, or the golden defaults)."""
         if self.cfg.thresholds is not None:
             return tuple(self.cfg.thresholds)
-        stages = build_stages(parse_stidi_topology(self.cfg.topology))
-        return default_thresholds(stages, self.cfg)
+        return default_thresholds(self.stages, self.cfg)
 
     @property
     def max_fan_in(self):
-        return max(self.sizes[:-1])
+        """The largest fan-in of a weight stage: sizes I, U and the debug words."""
+        return max(self.fan_in(s) for s in self.weight_stages)
+
+    @property
+    def max_fc_fan_in(self):
+        """The largest pre stage of an fc stage: sizes the spike lists of the fc forward pass."""
+        return max(self.stage_sizes[s - 1] for s in self.weight_stages if self.kind(s) == "fc")
+
+    def fan_out(self, stage):
+        """Synapses leaving one pre neuron of weight stage ``stage``: N_out (fc), Cout*k*k (conv)."""
+        st = self.stages[stage]
+        return st.shape[0] * (st.k * st.k if st.kind == "conv" else 1)
+
+    @property
+    def disp_stages(self):
+        """Weight stages that send a displacement down (their pre stage is not the input)."""
+        return tuple(s for s in self.weight_stages if s >= 2)
 
     @property
     def disp_bits(self):
-        """Width of D: |D_j| <= N_l * 2**(WBITS-1) << lvl_max, lvl 0 from the ternary output error."""
+        """Width of D: |D_j| <= fan-out * 2**(WBITS-1) << lvl_max (§3), lvl 0 from the ternary output error."""
         q, wb = self.cfg.levels, self.cfg.weight_bits
-        bounds = [self.sizes[l] << (wb - 1 + (0 if l == self.L else q)) for l in range(2, self.L + 1)]
+        bounds = [self.fan_out(s) << (wb - 1 + (0 if s == self.top else q)) for s in self.disp_stages]
         return signed_bits(max(bounds, default=1))
 
     @property
     def hidden_blocks(self):
-        return max([self.blocks(m) for m in range(1, self.L)], default=1)
+        """Words of the displacement memory: the largest stage that receives D."""
+        return max([self.stage_blocks(s - 1) for s in self.disp_stages], default=1)
+
+    @property
+    def quantised_stages(self):
+        """Stages whose D is quantised into an error (§9.5–9.6): the weight stages below the top."""
+        return tuple(s for s in self.weight_stages if s != self.top)
+
+    def under_pool(self, stage):
+        """``stage`` receives its D through the pooling stage above it (§9.4)."""
+        return stage + 1 < len(self.stages) and self.kind(stage + 1) == "pool"
+
+    @property
+    def unpooled_words(self):
+        return max([self.stage_sizes[s] for s in self.quantised_stages if self.under_pool(s)], default=0)
 
     # ---------------------------------------------------------------- stream layouts
     @property
@@ -180,7 +303,7 @@ class StidiCoreParams(LaneShape):
         lr_shift[l-1] = R of weight layer l for this sample's epoch (§9.1 schedule, host side). An R
         of time_bits + Q + 1 or more gives every step 0, so the host may clamp R to 255."""
         return data.StructLayout({
-            "label": unsigned(max(ceil_log2(self.sizes[-1]), 1)),
+            "label": unsigned(max(ceil_log2(self.n_classes), 1)),
             "train": 1,
             "step": unsigned(32),
             "lr_shift": data.ArrayLayout(unsigned(8), self.L),
@@ -190,8 +313,8 @@ class StidiCoreParams(LaneShape):
     def result_layout(self):
         """pred (§7), the output spike times, cycles from start to result (pixel loading excluded)."""
         return data.StructLayout({
-            "pred": unsigned(max(ceil_log2(self.sizes[-1]), 1)),
-            "times": data.ArrayLayout(unsigned(self.time_bits), self.sizes[-1]),
+            "pred": unsigned(max(ceil_log2(self.n_classes), 1)),
+            "times": data.ArrayLayout(unsigned(self.time_bits), self.n_classes),
             "cycles": unsigned(32),
         })
 
@@ -199,19 +322,20 @@ class StidiCoreParams(LaneShape):
     def debug_value_bits(self):
         fan = self.max_fan_in + 1
         return max(signed_bits(fan * (self.T - 1)), self.disp_bits, self.time_bits + 1,
-                   max(ceil_log2(self.sizes[-1]), 1) + 1)
+                   max(ceil_log2(self.n_classes), 1) + 1)
 
     @property
     def debug_aux_bits(self):
-        return max(signed_bits(self.max_fan_in + 1), (self.cfg.levels + 1).bit_length() + 1, 4)
+        taps = max([st.k * st.k for st in self.stages if st.kind == "pool"], default=1)
+        return max(signed_bits(self.max_fan_in + 1), (self.cfg.levels + 1).bit_length() + 1, 4, signed_bits(taps))
 
     @property
     def debug_layout(self):
         return data.StructLayout({
             "kind": unsigned(4),
-            "layer": range(self.L + 1),
+            "layer": range(len(self.stages)),
             "t": unsigned(self.time_bits),
-            "n": unsigned(max(self.sizes).bit_length()),
+            "n": unsigned(max(self.stage_sizes).bit_length()),
             "value": data.ArrayLayout(signed(self.debug_value_bits), self.P),
             "aux": data.ArrayLayout(signed(self.debug_aux_bits), self.P),
         })
@@ -246,13 +370,19 @@ class StidiCore(wiring.Component):
             with m.State("START"):          # one cycle after reset (see rtl/core.py: Icarus and X)
                 m.next = "IDLE"
             self._idle_states(m, ctx)
-            for l in range(1, p.L + 1):
-                self._forward_states(m, ctx, l)
+            for s in range(1, p.top + 1):
+                {"fc": StidiCore._forward_states, "conv": conv_phases.conv_forward_states,
+                 "pool": conv_phases.pool_forward_states}[p.kind(s)](self, m, ctx, s)
             self._decision_states(m, ctx)
-            for l in range(p.L, 0, -1):
-                self._backward_states(m, ctx, l)
-            for stage in range(p.L - 1, 0, -1):
-                self._quantise_states(m, ctx, stage)
+            for s in reversed(p.weight_stages):
+                if p.kind(s) == "fc":
+                    self._backward_states(m, ctx, s)
+                else:
+                    conv_phases.conv_backward_states(self, m, ctx, s)
+            for s in reversed(p.quantised_stages):
+                if p.under_pool(s):
+                    conv_phases.unpool_states(self, m, ctx, s + 1)
+                self._quantise_states(m, ctx, s)
             with m.State("OUT"):
                 m.d.comb += self.results.valid.eq(1)
                 with m.If(self.results.ready):
@@ -266,18 +396,20 @@ class StidiCore(wiring.Component):
         self._decision_stages(m, ctx)
         self._update_stages(m, ctx)
         self._quantise_stage(m, ctx)
+        conv_phases.conv_stages(self, m, ctx)
         return m
 
     # ---------------------------------------------------------------- parts
     def _build_parts(self, m, ctx):
         p = self.params
-        P, L, N, T, TB = p.P, p.L, p.sizes, p.T, p.time_bits
+        P, L, N, T, TB = p.P, p.L, p.stage_sizes, p.T, p.time_bits
         cfg = p.cfg
 
-        def memory(name, shape, depth, granular=False):
+        def memory(name, shape, depth, granular=False, transparent=False):
             mem = Memory(shape=shape, depth=max(depth, 2), init=[])
             m.submodules[name] = mem
-            return mem.read_port(), mem.write_port(granularity=1 if granular else None)
+            write = mem.write_port(granularity=1 if granular else None)
+            return mem.read_port(transparent_for=(write,) if transparent else ()), write
 
         ctx.loader = m.submodules.loader = SampleLoader(pixel_count=N[0], label_layout=p.label_layout)
         wiring.connect(m, wiring.flipped(self.pixels), ctx.loader.pixels)
@@ -288,23 +420,26 @@ class StidiCore(wiring.Component):
         wiring.connect(m, wiring.flipped(self.wport), ctx.bank.wport)
 
         # forward sign plane and spike times
-        ctx.sign = {l: memory(f"s{l}", unsigned(P), p.w_depth(l)) for l in range(1, L + 1)}
-        ctx.time = {x: memory(f"time{x}", ctx.lanes(unsigned(TB)), p.blocks(x), granular=True) for x in range(L + 1)}
-        # per-step spike lists of the stage being read: head[t] -> next[i] -> ... -> NIL
-        ctx.nil = p.max_fan_in
+        ctx.sign = {s: memory(f"s{ctx.wl[s]}", unsigned(P), p.w_depth(ctx.wl[s])) for s in p.weight_stages}
+        ctx.time = {x: memory(f"time{x}", ctx.lanes(unsigned(TB)), p.stage_blocks(x), granular=True)
+                    for x in range(p.top + 1)}
+        # per-step spike lists of the stage an fc layer reads: head[t] -> next[i] -> ... -> NIL
+        ctx.nil = p.max_fc_fan_in
         pointer = unsigned(ctx.nil.bit_length())
         ctx.head = memory("head", pointer, T)
-        ctx.next = memory("next", pointer, p.max_fan_in)
-        ctx.u_out = memory("u_out", ctx.lanes(signed(ctx.membrane_bits)), p.blocks(L) * T)
+        ctx.next = memory("next", pointer, p.max_fc_fan_in)
+        ctx.u_out = memory("u_out", ctx.lanes(signed(ctx.membrane_bits)), p.stage_blocks(p.top) * T)
         # backward: error of the layer being updated, displacement and dropout bits of the stage below
-        ctx.err = memory("err", ctx.err_layout, max(p.blocks(l) for l in range(1, L + 1)))
+        ctx.err = memory("err", ctx.err_layout, max(p.stage_blocks(s) for s in p.weight_stages))
         if L >= 2:
-            ctx.disp = memory("disp", ctx.lanes(signed(p.disp_bits)), p.hidden_blocks, granular=True)
+            # a conv layer's displacement is a scatter-add (ScatterAdd): its read sees the write before
+            ctx.disp = memory("disp", ctx.lanes(signed(p.disp_bits)), p.hidden_blocks, granular=True,
+                              transparent=p.is_conv)
             if ctx.dropout:
                 ctx.keep = memory("keep", unsigned(P), p.hidden_blocks)
 
         ctx.enc = m.submodules.enc = EncoderRom(lanes=1, time_steps=T)
-        ctx.acc = m.submodules.sign_acc = SignAccumulateLanes(lanes=P, fan_in=p.max_fan_in)
+        ctx.acc = m.submodules.sign_acc = SignAccumulateLanes(lanes=P, fan_in=p.max_fc_fan_in)
         ctx.integ = m.submodules.integrate = IntegrateLanes(lanes=P, fan_in=p.max_fan_in + 1, time_steps=T)
         ctx.upd = m.submodules.update = FcUpdateLanes(lanes=P, weight_bits=cfg.weight_bits, levels=cfg.levels,
                                                     max_lr_shift=ctx.max_lr_shift, time_steps=T)
@@ -313,7 +448,8 @@ class StidiCore(wiring.Component):
                                                               levels=cfg.levels, time_steps=T)
             # offsets of D words lie in [-disp_bits, 0]; the normaliser also needs -G representable
             offset_bits = max(signed_bits(p.disp_bits), signed_bits(NORM_GUARD))
-            ctx.norm = m.submodules.l2 = L2Normaliser(lanes=P, words=max(N[1:-1]), offset_bits=offset_bits,
+            words = max(N[s] for s in p.quantised_stages)
+            ctx.norm = m.submodules.l2 = L2Normaliser(lanes=P, words=words, offset_bits=offset_bits,
                                                       guard=NORM_GUARD)
             ctx.lvl = m.submodules.levels = ErrorLevelLanes(lanes=P, d_bits=p.disp_bits, levels=cfg.levels,
                                                           max_norm_shift=ctx.norm.max_shift, time_steps=T)
@@ -322,11 +458,12 @@ class StidiCore(wiring.Component):
             for q, h in enumerate(ctx.hash):
                 m.submodules[f"hash{q}"] = h
         ctx.emit = DebugTap(m, self.debug if p.debug else None).emit
+        conv_phases.build_conv_parts(self, m, ctx, memory)
 
     # ---------------------------------------------------------------- registers
     def _build_registers(self, m, ctx):
         p = self.params
-        P, L, N, T = p.P, p.L, p.sizes, p.T
+        P, L, N, T = p.P, p.L, p.stage_sizes, p.T
         ctx.busy = Signal()
         m.d.comb += self.busy.eq(ctx.busy)
         cycle = Signal(32)
@@ -339,8 +476,8 @@ class StidiCore(wiring.Component):
         label = ctx.loader.label
         ctx.label, ctx.train, ctx.step = label.label, label.train, label.step
         # R per layer from the label beat; any R above the step's width gives step 0, as the clamp does
-        ctx.lr_shift = {l: Mux(label.lr_shift[l - 1] > ctx.max_lr_shift, ctx.max_lr_shift, label.lr_shift[l - 1])
-                      for l in range(1, L + 1)}
+        ctx.lr_shift = {s: Mux(label.lr_shift[l - 1] > ctx.max_lr_shift, ctx.max_lr_shift, label.lr_shift[l - 1])
+                        for s, l in ctx.wl.items()}
 
         # results
         ctx.pred = Signal(self.results.payload.pred.shape())
@@ -349,12 +486,12 @@ class StidiCore(wiring.Component):
                      self.results.payload.cycles.eq(ctx.sample_cycles)]
 
         # forward
-        ctx.fw_block = Signal(range(max(p.blocks(l) for l in range(1, L + 1))))
+        ctx.fw_block = Signal(range(max(p.stage_blocks(s) for s in p.weight_stages)))
         ctx.fw_step = Signal(range(T))
-        ctx.fw_pre = Signal(range(p.max_fan_in))
-        ctx.fw_layer = Signal(range(L + 1))
+        ctx.fw_pre = Signal(range(p.max_fc_fan_in))
+        ctx.fw_layer = Signal(range(p.top + 1))         # the stage of the forward pass
         ctx.sign_base = Signal(p.addr_bits + 1)         # b * N_{l-1}: block b's sign words
-        ctx.u_base = Signal(range(p.blocks(L) * T + 1))  # b * T: block b's membranes in u_out
+        ctx.u_base = Signal(range(p.stage_blocks(p.top) * T + 1))  # b * T: block b's membranes in u_out
         ctx.walk_first = Signal()                       # the walk's pointer comes from head (else next)
         ctx.sign_valid = Signal()                       # a sign word arrives this cycle
         ctx.cur_i = Signal(ctx.integ.i.shape())
@@ -376,15 +513,15 @@ class StidiCore(wiring.Component):
         ctx.tied = Signal()                            # more than one output at t_min
         ctx.best_u = Signal(signed(ctx.membrane_bits))
         ctx.have_best = Signal()
-        ctx.tgt_block = Signal(range(p.blocks(L)))
+        ctx.tgt_block = Signal(range(p.stage_blocks(p.top)))
         ctx.tgt_v, ctx.tgt_b = Signal(), Signal.like(ctx.tgt_block)
         ctx.any_error = Signal()
         ctx.case = Signal(range(6))                    # §8 branch 1..5, from the decision's summary
 
         # backward
-        ctx.bw_layer = Signal(range(L + 1))
-        ctx.bw_pre = Signal(range(p.max_fan_in))
-        ctx.bw_block = Signal(range(max(p.blocks(l) for l in range(1, L + 1))))
+        ctx.bw_layer = Signal(range(p.top + 1))         # the stage being updated
+        ctx.bw_pre = Signal(range(p.max_fc_fan_in))
+        ctx.bw_block = Signal(range(max(p.stage_blocks(s) for s in p.weight_stages)))
         ctx.w_base = Signal(p.addr_bits + 1)           # b * N_{l-1}
         ctx.t_pre = Signal(range(T + 1))
         ctx.prep_word = Signal(range(p.hidden_blocks))
@@ -416,8 +553,8 @@ class StidiCore(wiring.Component):
         ctx.disp_acc = Signal(signed(p.disp_bits))
 
         # quantisation
-        ctx.q_word = Signal(range(p.hidden_blocks))
-        ctx.q_stage = Signal(range(L + 1))
+        ctx.q_word = Signal(range(max([p.hidden_blocks] + [p.stage_blocks(s) for s in p.quantised_stages])))
+        ctx.q_stage = Signal(range(p.top + 1))
         ctx.q_pass = Signal(2)                         # 0 largest leading one, 1 L2 norm, 2 levels
         ctx.q_v, ctx.q_w = Signal(), Signal.like(ctx.q_word)
         ctx.top_length = Signal(range(p.disp_bits + 1))
@@ -435,17 +572,17 @@ class StidiCore(wiring.Component):
             m.d.comb += ctx.enc.pixel[0].eq(ctx.loader.pixel.value)
             with m.If(ctx.loader.start):
                 m.d.sync += [ctx.busy.eq(1), ctx.sample_cycles.eq(0)]
-                self._start_layer(m, ctx, 1)
+                self._start_stage(m, ctx, 1)
 
     def _host_sign_writes(self, m, ctx):
         """A host write of latent weights (only while idle, as ``WeightBank`` takes them) also writes
         their MSBs into the sign plane."""
         p = self.params
         wp = self.wport
-        for l in range(1, p.L + 1):
+        for s, l in ctx.wl.items():
             with m.If(~ctx.busy & wp.we & (wp.layer == l - 1)):
                 msbs = Cat(*(wp.wdata[(k + 1) * p.cfg.weight_bits - 1] for k in range(p.P)))
-                m.d.comb += [ctx.sign[l][1].addr.eq(wp.addr), ctx.sign[l][1].data.eq(msbs), ctx.sign[l][1].en.eq(1)]
+                m.d.comb += [ctx.sign[s][1].addr.eq(wp.addr), ctx.sign[s][1].data.eq(msbs), ctx.sign[s][1].en.eq(1)]
 
     def _encode_stage(self, m, ctx):
         """A pixel beat's spike time (``EncoderRom``, latency 1) into its lane of ``time_0``."""
@@ -459,14 +596,23 @@ class StidiCore(wiring.Component):
             ctx.emit(StidiDebugKind.ENCODE, 0, 0, enc_index, value=[ctx.enc.time[0]])
 
     # ---------------------------------------------------------------- forward (§5)
-    def _start_layer(self, m, ctx, l):
-        """Go to the forward pass of layer ``l``: clear its step lists first."""
-        m.d.sync += [ctx.fw_step.eq(0), ctx.fw_layer.eq(l)]
-        m.next = f"FW_CLEAR_{l}"
+    def _start_stage(self, m, ctx, l):
+        """Go to the forward pass of stage ``l`` (fc: clear its step lists first), or to the decision
+        after the top stage."""
+        p = self.params
+        if l > p.top:
+            m.d.sync += ctx.dec_k.eq(0)
+            m.next = "DEC_SCAN"
+        elif p.kind(l) == "fc":
+            m.d.sync += [ctx.fw_step.eq(0), ctx.fw_layer.eq(l)]
+            m.next = f"FW_CLEAR_{l}"
+        else:
+            conv_phases.start_map_stage(self, m, ctx, l)
 
     def _forward_states(self, m, ctx, l):
+        """The fc forward pass of stage ``l`` (module docstring)."""
         p = self.params
-        T, n_in, blocks = p.T, p.sizes[l - 1], p.blocks(l)
+        T, n_in, blocks = p.T, p.stage_sizes[l - 1], p.stage_blocks(l)
         head_r, head_w = ctx.head
         next_r = ctx.next[0]
         sign_r = ctx.sign[l][0]
@@ -513,7 +659,7 @@ class StidiCore(wiring.Component):
                              ctx.cur_t.eq(integ.t_fire_next), ctx.delta.eq(0), ctx.walk_first.eq(1)]
                 ctx.emit(StidiDebugKind.STEP, l, ctx.fw_step, ctx.fw_block << p.lg,
                          value=[integ.u_next[q] for q in range(p.P)], aux=[integ.i_next[q] for q in range(p.P)])
-                if l == p.L:
+                if l == p.top:
                     u_w = ctx.u_out[1]
                     m.d.comb += [u_w.addr.eq(ctx.u_base + ctx.fw_step), u_w.en.eq(1)]
                     m.d.comb += ctx.each(u_w.data, integ.u_next)
@@ -531,11 +677,7 @@ class StidiCore(wiring.Component):
             self._clear_neurons(m, ctx)
             m.d.sync += ctx.fw_step.eq(0)
             with m.If(ctx.fw_block == blocks - 1):
-                if l < p.L:
-                    self._start_layer(m, ctx, l + 1)
-                else:
-                    m.d.sync += ctx.dec_k.eq(0)
-                    m.next = "DEC_SCAN"
+                self._start_stage(m, ctx, l + 1)
             with m.Else():
                 m.d.comb += head_r.addr.eq(0)
                 m.d.sync += [ctx.fw_block.eq(ctx.fw_block + 1), ctx.sign_base.eq(ctx.sign_base + n_in),
@@ -556,7 +698,9 @@ class StidiCore(wiring.Component):
         head_r, head_w = ctx.head
         next_w = ctx.next[1]
         m.d.sync += [ctx.ins_v.eq(0), ctx.prev_v.eq(ctx.ins_v), ctx.prev_pre.eq(ctx.ins_pre), ctx.prev_t.eq(ctx.ins_t)]
-        for l in range(1, p.L + 1):
+        for l in p.weight_stages:
+            if p.kind(l) != "fc":
+                continue
             with m.If(ctx.lst_v & (ctx.fw_layer == l)):
                 t = ctx.pick(ctx.time[l - 1][0].data, ctx.lst_pre)
                 with m.If(t < p.T - 1):
@@ -570,7 +714,7 @@ class StidiCore(wiring.Component):
     # ---------------------------------------------------------------- decision (§7) and targets (§8)
     def _decision_states(self, m, ctx):
         p = self.params
-        P, L, T, n_out = p.P, p.L, p.T, p.sizes[-1]
+        P, L, T, n_out = p.P, p.top, p.T, p.n_classes
         time_r = ctx.time[L][0]
 
         with m.State("DEC_SCAN"):
@@ -611,7 +755,7 @@ class StidiCore(wiring.Component):
         with m.State("TGT"):
             m.d.comb += time_r.addr.eq(ctx.tgt_block)
             m.d.sync += [ctx.tgt_v.eq(1), ctx.tgt_b.eq(ctx.tgt_block), ctx.tgt_block.eq(ctx.tgt_block + 1)]
-            with m.If(ctx.tgt_block == p.blocks(L) - 1):
+            with m.If(ctx.tgt_block == p.stage_blocks(L) - 1):
                 m.next = "TGT_DRAIN"
         with m.State("TGT_DRAIN"):
             with m.If(~ctx.tgt_v):
@@ -622,7 +766,7 @@ class StidiCore(wiring.Component):
 
     def _decision_stages(self, m, ctx):
         p = self.params
-        P, L, T, n_out = p.P, p.L, p.T, p.sizes[-1]
+        P, L, T, n_out = p.P, p.top, p.T, p.n_classes
         time_r = ctx.time[L][0]
         cfg = p.cfg
 
@@ -702,16 +846,64 @@ class StidiCore(wiring.Component):
             m.d.sync += ctx.key_wait.eq(0)
             m.next = "BW_KEY"
         else:
-            self._start_layer_update(m, ctx, p.L)
+            self._start_layer_update(m, ctx, p.top)
 
     def _start_layer_update(self, m, ctx, l):
+        """Go to the update of weight stage ``l``: clear the displacement of its pre stage first (if
+        it sends one down, §9.3)."""
+        p = self.params
         m.d.sync += [ctx.bw_layer.eq(l), ctx.prep_word.eq(0), ctx.bw_pre.eq(0)]
-        m.next = f"BW_PREP_{l}" if l >= 2 else f"BW_PRE_{l}"
+        if l >= 2:
+            m.next = f"BW_PREP_{l}"
+        elif p.kind(l) == "fc":
+            m.next = f"BW_PRE_{l}"
+        else:
+            conv_phases.start_conv_update(self, m, ctx, l)
+
+    def _after_displacement(self, m, ctx, l):
+        """Weight stage ``l``'s D is complete: route it through a pooling stage (§9.4), then quantise
+        it (§9.5–9.6); without a stage below, the sample is done."""
+        p = self.params
+        if l < 2:
+            m.next = "OUT"
+            return
+        m.d.sync += [ctx.q_word.eq(0), ctx.q_pass.eq(0), ctx.top_length.eq(0)]
+        if p.kind(l - 1) == "pool":
+            m.d.sync += ctx.q_stage.eq(l - 2)
+            conv_phases.start_unpool(self, m, ctx, l - 1)
+        else:
+            m.d.sync += ctx.q_stage.eq(l - 1)
+            m.next = f"Q_PASS_{l - 1}"
+
+    def _prep_states(self, m, ctx, l):
+        """Clear D of the stage below weight stage ``l`` (and draw its dropout bits), then its update."""
+        p = self.params
+        stage = l - 1
+        with m.State(f"BW_PREP_{l}"):
+            # D of the stage below starts at 0; its dropout bits enter the hash pipelines
+            disp_w = ctx.disp[1]
+            m.d.comb += [disp_w.addr.eq(ctx.prep_word), disp_w.en.eq(ctx.all_lanes)]
+            m.d.comb += [disp_w.data[q].eq(0) for q in range(p.P)]
+            if ctx.dropout:
+                for q in range(p.P):
+                    index = Cat(Const(q, p.lg), ctx.prep_word) if p.lg else ctx.prep_word
+                    m.d.comb += ctx.hash[q].i.eq(ctx.drop_key ^ (stage << 16) ^ index)
+                m.d.sync += [ctx.kp_v[0].eq(1), ctx.kp_word[0].eq(ctx.prep_word)]
+            m.d.sync += ctx.prep_word.eq(ctx.prep_word + 1)
+            with m.If(ctx.prep_word == p.stage_blocks(stage) - 1):
+                m.next = f"BW_PREP_DRAIN_{l}"
+        with m.State(f"BW_PREP_DRAIN_{l}"):
+            with m.If(~Cat(*ctx.kp_v).any()):
+                if p.kind(l) == "fc":
+                    m.next = f"BW_PRE_{l}"
+                else:
+                    conv_phases.start_conv_update(self, m, ctx, l)
 
     def _backward_states(self, m, ctx, l):
+        """The fc update of stage ``l`` (module docstring)."""
         p = self.params
-        P, T, n_in, blocks = p.P, p.T, p.sizes[l - 1], p.blocks(l)
-        if l == p.L and ctx.dropout and p.L >= 2:
+        P, T, n_in, blocks = p.P, p.T, p.stage_sizes[l - 1], p.stage_blocks(l)
+        if l == p.top and ctx.dropout and p.L >= 2:
             with m.State("BW_KEY"):
                 # key = mix32(SEED ^ step): one hash per sample (§10.3)
                 m.d.comb += ctx.hash[0].i.eq(Const(p.cfg.seed, 32) ^ ctx.step)
@@ -720,23 +912,7 @@ class StidiCore(wiring.Component):
                     self._start_layer_update(m, ctx, l)
 
         if l >= 2:
-            stage = l - 1
-            with m.State(f"BW_PREP_{l}"):
-                # D of the stage below starts at 0; its dropout bits enter the hash pipelines
-                disp_w = ctx.disp[1]
-                m.d.comb += [disp_w.addr.eq(ctx.prep_word), disp_w.en.eq(ctx.all_lanes)]
-                m.d.comb += [disp_w.data[q].eq(0) for q in range(P)]
-                if ctx.dropout:
-                    for q in range(P):
-                        index = Cat(Const(q, p.lg), ctx.prep_word) if p.lg else ctx.prep_word
-                        m.d.comb += ctx.hash[q].i.eq(ctx.drop_key ^ (stage << 16) ^ index)
-                    m.d.sync += [ctx.kp_v[0].eq(1), ctx.kp_word[0].eq(ctx.prep_word)]
-                m.d.sync += ctx.prep_word.eq(ctx.prep_word + 1)
-                with m.If(ctx.prep_word == p.blocks(stage) - 1):
-                    m.next = f"BW_PREP_DRAIN_{l}"
-            with m.State(f"BW_PREP_DRAIN_{l}"):
-                with m.If(~Cat(*ctx.kp_v).any()):
-                    m.next = f"BW_PRE_{l}"
+            self._prep_states(m, ctx, l)
 
         def next_pre():
             with m.If(ctx.bw_pre == n_in - 1):
@@ -764,7 +940,7 @@ class StidiCore(wiring.Component):
                 next_pre()
         with m.State(f"BW_BLOCK_{l}"):
             # read W_l[b, j], the block's error and post times; the update stages do the rest
-            m.d.comb += [ctx.bank.reads[l - 1].addr.eq(ctx.w_base + ctx.bw_pre), ctx.err[0].addr.eq(ctx.bw_block),
+            m.d.comb += [ctx.bank.reads[ctx.wl[l] - 1].addr.eq(ctx.w_base + ctx.bw_pre), ctx.err[0].addr.eq(ctx.bw_block),
                          ctx.time[l][0].addr.eq(ctx.bw_block)]
             u1 = ctx.u1
             m.d.sync += [u1["v"].eq(1), u1["addr"].eq(ctx.w_base + ctx.bw_pre),
@@ -777,11 +953,7 @@ class StidiCore(wiring.Component):
         with m.State(f"BW_DRAIN_{l}"):
             busy = ctx.u1["v"] | ctx.u2["v"] | ctx.u3["v"] | Cat(*ctx.dq_v).any()
             with m.If(~busy):
-                if l >= 2:
-                    m.d.sync += [ctx.q_word.eq(0), ctx.q_stage.eq(l - 1), ctx.q_pass.eq(0), ctx.top_length.eq(0)]
-                    m.next = f"Q_PASS_{l - 1}"
-                else:
-                    m.next = "OUT"
+                self._after_displacement(m, ctx, l)
 
     def _update_stages(self, m, ctx):
         """The read-modify-write of one weight word per cycle: u1 read data -> ``FcUpdateLanes`` ->
@@ -789,22 +961,23 @@ class StidiCore(wiring.Component):
         p = self.params
         P, L = p.P, p.L
         u1, u2, u3 = ctx.u1, ctx.u2, ctx.u3
+        fc_stages = [s for s in p.weight_stages if p.kind(s) == "fc"]
         # u1: the words of W_l, err and the post times arrive -> FcUpdateLanes (registered inside);
         # the error and post times travel on beside it for DisplacementLanes
-        for l in range(1, L + 1):
+        for l in fc_stages:
             with m.If(u1["v"] & (ctx.bw_layer == l)):
                 m.d.comb += [ctx.upd.lr_shift.eq(ctx.lr_shift[l]), ctx.upd.keep.eq(ctx.all_lanes)]
                 m.d.comb += [ctx.upd.t_pre[q].eq(u1["t_pre"]) for q in range(P)]
-                m.d.comb += ctx.each(ctx.upd.w, ctx.bank.reads[l - 1].data)
+                m.d.comb += ctx.each(ctx.upd.w, ctx.bank.reads[ctx.wl[l] - 1].data)
                 m.d.comb += ctx.each(ctx.upd.t_post, ctx.time[l][0].data)
                 m.d.comb += ctx.each(ctx.upd.sign, ctx.err[0].data.sign)
                 m.d.comb += ctx.each(ctx.upd.level, ctx.err[0].data.level)
                 m.d.sync += [u2["t_post"].eq(ctx.time[l][0].data), u2["err"].eq(ctx.err[0].data)]
         m.d.sync += [u2[key].eq(u1[key]) for key in u1]
         m.d.sync += [u3[key].eq(u2[key]) for key in u2]
-        for l in range(1, L + 1):
+        for l in fc_stages:
             with m.If(u3["v"] & (ctx.bw_layer == l)):
-                write = ctx.bank.writes[l - 1]
+                write = ctx.bank.writes[ctx.wl[l] - 1]
                 m.d.comb += [write.addr.eq(u3["addr"]), write.en.eq(1)]
                 m.d.comb += ctx.each(write.data, ctx.upd.w_next)
                 sign_w = ctx.sign[l][1]
@@ -840,10 +1013,11 @@ class StidiCore(wiring.Component):
     # ---------------------------------------------------------------- quantisation (§9.5, §9.6)
     def _quantise_states(self, m, ctx, stage):
         p = self.params
-        blocks = p.blocks(stage)
+        blocks = p.stage_blocks(stage)
         passes = (0, 1, 2) if p.cfg.error_norm == "l2" else (0, 2)
+        source = ctx.unpooled[0] if p.under_pool(stage) else ctx.disp[0]
         with m.State(f"Q_PASS_{stage}"):
-            m.d.comb += [ctx.disp[0].addr.eq(ctx.q_word), ctx.time[stage][0].addr.eq(ctx.q_word)]
+            m.d.comb += [source.addr.eq(ctx.q_word), ctx.time[stage][0].addr.eq(ctx.q_word)]
             m.d.sync += [ctx.q_v.eq(1), ctx.q_w.eq(ctx.q_word), ctx.q_word.eq(ctx.q_word + 1)]
             with m.If(ctx.q_word == blocks - 1):
                 m.next = f"Q_PASS_DRAIN_{stage}"
@@ -870,9 +1044,12 @@ class StidiCore(wiring.Component):
             return
         P = p.P
         lv = ctx.lvl
-        for stage in range(1, p.L):
+        d = Signal(ctx.lanes(signed(p.disp_bits)))     # the stage's D word (routed through pooling, §9.4)
+        for stage in p.quantised_stages:
             with m.If(ctx.q_v & (ctx.q_stage == stage)):
-                m.d.comb += ctx.each(lv.d, ctx.disp[0].data) + ctx.each(lv.time, ctx.time[stage][0].data)
+                source = ctx.unpooled[0] if p.under_pool(stage) else ctx.disp[0]
+                m.d.comb += ctx.each(d, source.data) + ctx.each(lv.time, ctx.time[stage][0].data)
+        m.d.comb += ctx.each(lv.d, d)
         m.d.comb += [lv.top_length.eq(ctx.top_length), lv.norm_shift.eq(ctx.norm_shift),
                      ctx.norm.counted.eq(lv.counted), ctx.norm.first.eq(ctx.q_w == 0)]
         m.d.comb += ctx.each(ctx.norm.offset, lv.offset)       # the normaliser's port may be wider
@@ -881,8 +1058,7 @@ class StidiCore(wiring.Component):
                 with m.Case(0):
                     with m.If(lv.length_max > ctx.top_length):
                         m.d.sync += ctx.top_length.eq(lv.length_max)
-                    ctx.emit(StidiDebugKind.DISP, ctx.q_stage, 0, ctx.q_w << p.lg,
-                           value=[ctx.disp[0].data[q] for q in range(P)])
+                    ctx.emit(StidiDebugKind.DISP, ctx.q_stage, 0, ctx.q_w << p.lg, value=[d[q] for q in range(P)])
                 with m.Case(1):
                     pass                                  # L2Normaliser sums (its inputs above)
                 with m.Case(2):
@@ -911,6 +1087,7 @@ class _Context:
             "level": data.ArrayLayout(range(cfg.levels + 1), p.P),
         })
         self.all_lanes = Const((1 << p.P) - 1, p.P)
+        self.wl = {s: l for l, s in enumerate(p.weight_stages, start=1)}   # stage -> weight layer 1..L
 
     def lanes(self, shape):
         return data.ArrayLayout(shape, self.p.P)
@@ -931,7 +1108,7 @@ class _Context:
             return word[0]
         return Array(word[q] for q in range(self.p.P))[self.lane_of(index)]
 
-    def threshold(self, l):
-        """Theta of layer l at U's width: a Theta above every reachable U stays unreachable."""
+    def threshold(self, stage):
+        """Theta of weight stage ``stage`` at U's width: a Theta above every reachable U stays unreachable."""
         top = (1 << (self.membrane_bits - 1)) - 1
-        return Const(min(self.p.thresholds[l - 1], top), signed(self.membrane_bits))
+        return Const(min(self.p.thresholds[self.wl[stage] - 1], top), signed(self.membrane_bits))

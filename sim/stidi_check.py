@@ -38,9 +38,9 @@ MISSING = -(1 << 62)   # a trace position the RTL never reported
 
 #: Kinds of compared values, in report order: the debug tap's (first eight), then the result
 #: beat's and the weight read-back's.
-VALUE_KINDS = ("input times", "currents", "membranes", "spike times", "decisions", "targets", "displacements",
-               "error levels", "predictions", "output times", "weights")
-DEBUG_KINDS = VALUE_KINDS[:8]
+VALUE_KINDS = ("input times", "currents", "membranes", "spike times", "pool argmins", "decisions", "targets",
+               "displacements", "error levels", "predictions", "output times", "weights")
+DEBUG_KINDS = VALUE_KINDS[:9]
 #: StidiDebugKind value -> its name
 KIND_NAMES = {value: name for name, value in vars(StidiDebugKind).items() if name.isupper()}
 
@@ -51,7 +51,7 @@ def value_kind(key: str) -> str:
     if phase == "encode":
         return "input times"
     if phase == "forward":
-        return {"I": "currents", "U": "membranes", "times": "spike times"}[name]
+        return {"I": "currents", "U": "membranes", "times": "spike times", "argmin": "pool argmins"}[name]
     if phase == "decision":
         return "decisions"
     if phase == "target":
@@ -65,31 +65,62 @@ def value_kind(key: str) -> str:
 # The golden side
 # ------------------------------------------------------------------------------------------------
 
-def golden_learner(params: StidiCoreParams, weights=None) -> FixedStidiLearner:
-    """The golden integer learner of ``params.cfg`` with ``weights`` (canonical (N_l, N_{l-1}) arrays
-    per layer; None: the golden xorshift init)."""
-    if weights is None:
-        return FixedStidiLearner(params.cfg)
-    if len(weights) != params.L:
-        raise ValueError(f"{params.topology} has {params.L} weight layers, got {len(weights)} weight arrays")
-    arrays = {}
-    for l, w in enumerate(weights, start=1):
+def to_host(params: StidiCoreParams, canonical) -> list:
+    """Weights per layer as the host's weight port moves them, (s_l, s_{l-1}) (``params.sizes``), from
+    the canonical (N_out, fan_in) matrices: the same for a fully connected topology; for a conv one
+    the row-major words padded with zeros (``StidiCoreParams``)."""
+    out = []
+    for l, w in enumerate(canonical, start=1):
+        w = np.asarray(w, dtype=np.int64)
+        shape = (params.sizes[l], params.sizes[l - 1])
+        if params.is_conv:
+            flat = np.zeros(shape[0] * shape[1], dtype=np.int64)
+            flat[:w.size] = w.reshape(-1)
+            w = flat.reshape(shape)
+        out.append(w)
+    return out
+
+
+def from_host(params: StidiCoreParams, host) -> list:
+    """Inverse of ``to_host``: the canonical (N_out, fan_in) matrix of every weight layer."""
+    if len(host) != params.L:
+        raise ValueError(f"{params.topology} has {params.L} weight layers, got {len(host)} weight arrays")
+    out = []
+    for l, (s, w) in enumerate(zip(params.weight_stages, host), start=1):
         w = np.asarray(w, dtype=np.int64)
         if w.shape != (params.sizes[l], params.sizes[l - 1]):
             raise ValueError(f"weights of layer {l} have shape {w.shape}, {params.topology} needs "
                              f"{(params.sizes[l], params.sizes[l - 1])}")
-        arrays[f"w{l}"] = w
+        rows = params.stages[s].weight_shape[0]
+        out.append(w.reshape(-1)[:rows * params.fan_in(s)].reshape(rows, params.fan_in(s)))
+    return out
+
+
+def golden_learner(params: StidiCoreParams, weights=None) -> FixedStidiLearner:
+    """The golden integer learner of ``params.cfg`` with ``weights`` (per layer, host matrices,
+    ``to_host``; None: the golden xorshift init)."""
+    if weights is None:
+        return FixedStidiLearner(params.cfg)
+    arrays = {f"w{s}": w.reshape(params.stages[s].weight_shape)
+              for s, w in zip(params.weight_stages, from_host(params, weights))}
     return FixedStidiLearner(params.cfg, weights=arrays)
 
 
+def canonical_weights(learner) -> list:
+    """The learner's latent weights per layer as (N_out, fan_in) matrices."""
+    return [learner.w[l].T.copy() for l in learner.layers]
+
+
 def initial_weights(params: StidiCoreParams) -> list:
-    """The golden initial latent weights (xorshift32 from ``cfg.seed``, §10.2) per layer, (N_l, N_{l-1})."""
-    learner = golden_learner(params)
-    return [learner.w[l].T.copy() for l in learner.layers]
+    """The golden initial latent weights (xorshift32 from ``cfg.seed``, §10.2) per layer, as host matrices."""
+    return to_host(params, canonical_weights(golden_learner(params)))
 
 
-def learner_weights(learner) -> list:
-    return [learner.w[l].T.copy() for l in learner.layers]
+def learner_weights(learner, params: StidiCoreParams | None = None) -> list:
+    """A golden learner's latent weights as the host matrices of its core (``to_host``)."""
+    if not learner.topo.is_conv:
+        return canonical_weights(learner)
+    return to_host(params or StidiCoreParams(learner.cfg), canonical_weights(learner))
 
 
 def label_shifts(learner, epoch: int) -> list:
@@ -111,7 +142,7 @@ class Expected:
     trace: Trace
     pred: int
     times: np.ndarray              # output spike times
-    weights: list                  # latent weights after the sample, (N_l, N_{l-1}) per layer
+    weights: list                  # latent weights after the sample, canonical (N_out, fan_in) per layer
 
 
 def expected_sample(learner, sample: Sample) -> Expected:
@@ -120,7 +151,7 @@ def expected_sample(learner, sample: Sample) -> Expected:
     ``sample.pixels`` are the N0 values the core receives, so the encoding is the ROM lookup that
     ``learner.encode`` does after its reshaping (§4).
     """
-    t0 = learner.table[np.asarray(sample.pixels, dtype=np.int64)]
+    t0 = learner.table[np.asarray(sample.pixels, dtype=np.int64)].reshape(learner.topo.input_shape)
     top = learner.layers[-1]
     trace = Trace()
     if sample.train:
@@ -133,7 +164,7 @@ def expected_sample(learner, sample: Sample) -> Expected:
         pred = stidi_fixed.decide(all_times[top], membrane, learner.T)
         trace.record("decision", top, "pred", pred)
         times = all_times[top]
-    return Expected(trace, int(pred), np.asarray(times, dtype=np.int64), learner_weights(learner))
+    return Expected(trace, int(pred), np.asarray(times, dtype=np.int64), canonical_weights(learner))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -189,16 +220,18 @@ class StidiDebugDecoder:
 
     def add(self, kind, layer, t, n, value, aux):
         p, K = self.p, StidiDebugKind
-        L, N, T = p.L, p.sizes, p.T
+        N, T, top = p.stage_sizes, p.T, p.top
         name = KIND_NAMES.get(kind, f"unknown {kind}")
         self.records[name] = self.records.get(name, 0) + 1
         if kind not in KIND_NAMES:
             self._error(f"unknown record kind {kind}")
             return
-        expected_layers = {K.ENCODE: (0, 0), K.STEP: (1, L), K.TIMES: (1, L), K.DECISION: (L, L),
-                           K.TARGET: (L, L), K.DISP: (1, L - 1), K.LEVEL: (1, L - 1)}[kind]
-        if not expected_layers[0] <= layer <= expected_layers[1]:
-            self._error(f"{name} record for layer {layer}, expected {expected_layers[0]}..{expected_layers[1]}")
+        pools = tuple(s for s in range(1, top + 1) if p.kind(s) == "pool")
+        expected_stages = {K.ENCODE: (0,), K.STEP: p.weight_stages, K.TIMES: p.weight_stages, K.POOL: pools,
+                           K.DECISION: (top,), K.TARGET: (top,), K.DISP: tuple(sorted(p.quantised_stages + pools)),
+                           K.LEVEL: p.quantised_stages}[kind]
+        if layer not in expected_stages:
+            self._error(f"{name} record for layer {layer}, expected one of {', '.join(map(str, expected_stages))}")
             return
         if kind != K.STEP and t != 0:
             self._error(f"{name} record at time step {t}")
@@ -214,6 +247,9 @@ class StidiDebugDecoder:
             self._put(f"forward/{layer}/U", (T, N[layer]), n, value, t)
         elif kind == K.TIMES:
             self._put(f"forward/{layer}/times", (N[layer],), n, value)
+        elif kind == K.POOL:
+            self._put(f"forward/{layer}/times", (N[layer],), n, value[:1])
+            self._put(f"forward/{layer}/argmin", (N[layer],), n, aux[:1])
         elif kind == K.DECISION:
             self._put(f"decision/{layer}/pred", (), 0, value[:1])
             if self.train:
@@ -227,6 +263,21 @@ class StidiDebugDecoder:
             self._put(f"error/{layer}/sign", (N[layer],), n, value)
             self._put(f"error/{layer}/lvl", (N[layer],), n, aux)
 
+    def shaped(self) -> Trace:
+        """The decoded trace with the golden model's array shapes (a map stage's neurons as (C, H, W),
+        the per-step arrays as (T, C, H, W)); records arrive with flat neuron indices."""
+        out = Trace()
+        for key, arr in self.trace.items():
+            _, layer, name = key.split("/")
+            shape = self.p.stages[int(layer)].shape
+            if name in ("I", "U"):
+                out[key] = arr.reshape((arr.shape[0],) + shape)
+            elif arr.ndim == 1:
+                out[key] = arr.reshape(shape)
+            else:
+                out[key] = arr
+        return out
+
 
 # ------------------------------------------------------------------------------------------------
 # The RTL side
@@ -237,13 +288,22 @@ def sample_cycle_limit(params: StidiCoreParams) -> int:
     phase's worst case (every pre spiking, every pre eligible, every stage updated), times 2, plus
     pipeline fill. Waiting longer than this is a hang, not a slow sample."""
     p = params
-    N, T, L = p.sizes, p.T, p.L
+    N, T, top = p.stage_sizes, p.T, p.top
     cycles = 0
-    for l in range(1, L + 1):
-        cycles += T + N[l - 1] + 4 + p.blocks(l) * (T + N[l - 1] + 2)            # forward
-        cycles += p.blocks(l - 1) + 8 + N[l - 1] * (2 + p.blocks(l)) + 16          # backward
-        cycles += 3 * (p.blocks(l - 1) + 2)                                        # quantisation
-    cycles += 2 * (N[-1] + 2) + p.blocks(L) + 8 + 8                                # decision, targets, key
+    for s in range(1, top + 1):
+        kind, n_in, blocks = p.kind(s), N[s - 1], p.stage_blocks(s)
+        if kind == "fc":
+            cycles += T + n_in + 4 + blocks * (T + n_in + 2)                           # forward
+            cycles += p.stage_blocks(s - 1) + 8 + n_in * (2 + blocks) + 16               # backward
+        elif kind == "conv":
+            positions = N[s] // p.stages[s].shape[0]
+            cycles += N[s] * (p.fan_in(s) + T + 3) + 4                                   # forward
+            cycles += n_in + 8 + p.weight_count(s) * (2 * positions + 24)                 # backward
+        else:
+            cycles += N[s - 1] + 8                                                       # pooling
+            cycles += N[s - 1] + 8                                                       # unpooling
+        cycles += 3 * (p.stage_blocks(s) + 2)                                             # quantisation
+    cycles += 2 * (N[-1] + 2) + p.stage_blocks(top) + 8 + 8                              # decision, targets, key
     return 2 * cycles + 200
 
 
@@ -301,7 +361,7 @@ class StidiReport(Report):
         return report
 
     def __str__(self) -> str:
-        kinds = VALUE_KINDS if self.debug_tap else VALUE_KINDS[8:]
+        kinds = VALUE_KINDS if self.debug_tap else VALUE_KINDS[len(DEBUG_KINDS):]
         lines = [f"STiDi-BP bit-exact check {self.config} on {self.simulator}: "
                  + ("ALL MATCHED" if self.ok else "MISMATCH"),
                  f"  samples compared: {self.samples} of {self.samples_in_job} ({self.train_samples} training, "
@@ -328,12 +388,19 @@ class StidiReport(Report):
 def describe(d, sample_index: int) -> str:
     """'first divergence at sample s, phase p, layer l, name, [time step t,] neuron n: expected x, got y'."""
     parts = [f"first divergence at sample {sample_index}", f"phase {d.phase}", f"layer {d.layer}", d.name]
+
+    def neuron(index):      # (n,) flat, or (c, y, x) in a map
+        return str(index[0]) if len(index) == 1 else "(c, y, x) = (" + ", ".join(map(str, index)) + ")"
+
     if d.name == "w" and len(d.index) == 2:
         parts.append(f"post neuron {d.index[0]}, input {d.index[1]}")
-    elif len(d.index) == 2:
-        parts += [f"time step {d.index[0]}", f"neuron {d.index[1]}"]
-    elif len(d.index) == 1:
-        parts.append(f"{'input' if d.phase == 'encode' else 'neuron'} {d.index[0]}")
+    elif d.name == "w" and len(d.index) == 4:
+        parts.append(f"output channel {d.index[0]}, input channel {d.index[1]}, tap (ky, kx) = "
+                     f"({d.index[2]}, {d.index[3]})")
+    elif d.name in ("I", "U") and len(d.index) >= 2:
+        parts += [f"time step {d.index[0]}", f"neuron {neuron(d.index[1:])}"]
+    elif d.index:
+        parts.append(f"{'input' if d.phase == 'encode' else 'neuron'} {neuron(d.index)}")
     got = "never reported" if d.got == MISSING else d.got
     parts.append(f"expected {d.expected}, got {got}")
     return ", ".join(parts)
@@ -342,8 +409,8 @@ def describe(d, sample_index: int) -> str:
 class StidiChecker:
     """Compares the RTL's sample results with the golden learner, sample after sample."""
 
-    def __init__(self, learner, report: StidiReport):
-        self.learner, self.report = learner, report
+    def __init__(self, params: StidiCoreParams, learner, report: StidiReport):
+        self.params, self.learner, self.report = params, learner, report
         self.index = 0
 
     def _fail(self, text):
@@ -357,19 +424,20 @@ class StidiChecker:
             case = int(trace[f"target/{top}/case"])
             r.cases[case] = r.cases.get(case, 0) + 1
         r.updating_samples += int(f"update/{top}/w" in trace)
-        for l in learner.layers:
-            if l == top or f"update/{l + 1}/w" not in trace:
+        for below, above in zip(learner.layers, learner.layers[1:]):
+            if f"update/{above}/w" not in trace:
                 continue
-            if f"update/{l}/dw" in trace:
-                r.hidden_changes += int(np.count_nonzero(trace[f"update/{l}/dw"]))
-            fired = trace[f"forward/{l}/times"] < learner.T          # pres of layer l + 1's update
-            r.dropped_fired += int(np.count_nonzero(fired & ~learner.keep_mask(sample.step, l, fired.shape)))
+            if f"update/{below}/dw" in trace:
+                r.hidden_changes += int(np.count_nonzero(trace[f"update/{below}/dw"]))
+            fired = trace[f"forward/{above - 1}/times"] < learner.T          # pres of the update above
+            r.dropped_fired += int(np.count_nonzero(fired & ~learner.keep_mask(sample.step, above - 1, fired.shape)))
 
     def check(self, sample: Sample, got: SampleResult, last: bool) -> bool:
         r, idx = self.report, self.index
         self.index += 1
         expected = expected_sample(self.learner, sample)
-        L = len(expected.weights)
+        p = self.params
+        got_weights = None if got.weights is None else from_host(p, got.weights)
         r.samples += 1
         r.train_samples += int(sample.train)
         self._coverage(sample, expected)
@@ -391,10 +459,10 @@ class StidiChecker:
             if decoder.errors:
                 more = f" (and {len(decoder.errors) - 1} more)" if len(decoder.errors) > 1 else ""
                 return self._fail(f"debug tap protocol error at sample {idx}: {decoder.errors[0]}{more}")
-            got_trace = Trace(decoder.trace)
-            if got.weights is not None:
-                for l in range(1, L + 1):
-                    got_trace[f"update/{l}/w"] = np.asarray(got.weights[l - 1], dtype=np.int64)
+            got_trace = decoder.shaped()
+            if got_weights is not None:
+                for s, w in zip(p.weight_stages, got_weights):
+                    got_trace[f"update/{s}/w"] = w.reshape(p.stages[s].weight_shape)
             # in execution order; update/<l>/w is the read-back (each layer changes once per sample)
             keys = [k for k in expected.trace
                     if not k.endswith("/dw") and (k in got_trace or not k.startswith("update/"))]
@@ -409,7 +477,7 @@ class StidiChecker:
                                   f"did not record (the backward went further)")
             for key in golden_keys:
                 r.compared[value_kind(key)] += int(np.asarray(expected.trace[key]).size)
-        top = L
+        top = p.top
         if got.pred != expected.pred:
             return self._fail(f"first divergence at sample {idx}, phase decision, layer {top}, result pred: "
                               f"expected {expected.pred}, got {got.pred}")
@@ -419,12 +487,14 @@ class StidiChecker:
             return self._fail(f"first divergence at sample {idx}, phase forward, layer {top}, result times, "
                               f"neuron {k}: expected {expected.times[k]}, got {got.times[k]}")
         r.compared["output times"] += int(expected.times.size)
-        if got.weights is not None:
-            for l, (w_exp, w_got) in enumerate(zip(expected.weights, got.weights), start=1):
+        if got_weights is not None:
+            for s, w_exp, w_got in zip(p.weight_stages, expected.weights, got_weights):
                 if not np.array_equal(w_exp, w_got):
                     k, j = (int(x) for x in np.argwhere(w_exp != w_got)[0])
-                    return self._fail(f"first divergence at sample {idx}, phase update, layer {l}, w, post neuron "
-                                      f"{k}, input {j}: expected {w_exp[k, j]}, got {w_got[k, j]}")
+                    where = (f"output channel {k}, tap {j} (ci, ky, kx row-major)" if p.kind(s) == "conv"
+                             else f"post neuron {k}, input {j}")
+                    return self._fail(f"first divergence at sample {idx}, phase update, layer {s}, w, {where}: "
+                                      f"expected {w_exp[k, j]}, got {w_got[k, j]}")
                 r.compared["weights"] += int(w_exp.size)
         return True
 
@@ -436,7 +506,7 @@ def start_check(params: StidiCoreParams, weights, n_samples: int, *, reference: 
     config is the fault-injection check), both starting from ``weights``. Every testbench uses it."""
     report = StidiReport(config=f"{params.topology} P={params.P}", simulator=simulator, debug_tap=params.debug,
                          samples_in_job=n_samples)
-    return StidiChecker(golden_learner(reference or params, copy.deepcopy(weights)), report)
+    return StidiChecker(params, golden_learner(reference or params, copy.deepcopy(weights)), report)
 
 
 def check_stidi(params: StidiCoreParams, weights, samples, *, reference: StidiCoreParams | None = None,
