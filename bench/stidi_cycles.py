@@ -19,6 +19,7 @@ Writes results/rtl/stidi_cycles.json. Usage (nice it: the machine is shared):
 
 import argparse
 import copy
+import hashlib
 import json
 import os
 import platform
@@ -429,10 +430,14 @@ def markdown_table(data) -> str:
 
 
 def git_state():
+    """The commit, and what of the measured code (rtl/, sim/, golden/) differs from it: others may be
+    editing the tree while a benchmark runs, so the diff's digest identifies what was measured."""
     def git(*words):
-        return subprocess.run(["git", *words], capture_output=True, text=True).stdout.strip()
-    return {"commit": git("rev-parse", "HEAD"),
-            "uncommitted_in_rtl_sim_golden": git("status", "--porcelain", "rtl", "sim", "golden").splitlines()}
+        return subprocess.run(["git", *words], capture_output=True, text=True).stdout
+    diff = git("diff", "HEAD", "--", "rtl", "sim", "golden")
+    return {"commit": git("rev-parse", "HEAD").strip(),
+            "uncommitted_in_rtl_sim_golden": git("status", "--porcelain", "rtl", "sim", "golden").splitlines(),
+            "uncommitted_diff_sha256": hashlib.sha256(diff.encode()).hexdigest() if diff else None}
 
 
 def main():
