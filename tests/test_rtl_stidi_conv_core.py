@@ -1,0 +1,123 @@
+# amaranth: UnusedElaboratable=no
+"""The STiDi-BP core on conv topologies (rtl/stidi_core.py + rtl/stidi_conv_phases.py) under Amaranth's
+simulator, bit-exact against the integer golden model: every input time, the current and membrane of
+every conv and fc neuron at every step, every spike time, every pooling time and argmin, the
+decision, targets, the displacements arriving at pooling and conv stages, every error level, the
+result beat and every latent weight after every training sample; plus the checker naming the phase
+and layer of an altered golden setting, and the host matrices the conv weights travel in.
+
+Samples are random pixel images (30 % zeros) from fixed seeds (printed); T = 16 and one or two channels
+keep them short (about 10,000 cycles per sample)."""
+
+import numpy as np
+import pytest
+
+from mfsnn.golden.stidi import StidiConfig
+from mfsnn.rtl.stidi_core import StidiCoreParams
+from mfsnn.sim.amaranth_tb import check_run
+from mfsnn.sim.stidi_check import (VALUE_KINDS, Sample, check_stidi, expected_sample, from_host, golden_learner,
+                                   initial_weights, rtl_run, start_check, to_host)
+
+T = 16
+
+
+def make_samples(params, n, seed, pattern=(True, True, False)):
+    print(f"samples seed {seed}")
+    rng = np.random.default_rng(seed)
+    samples, step = [], 0
+    for q in range(n):
+        train = pattern[q % len(pattern)]
+        pixels = rng.integers(0, 256, params.n_pixels).astype(np.uint8)
+        pixels[rng.random(params.n_pixels) < 0.3] = 0
+        samples.append(Sample(pixels, int(rng.integers(0, params.n_classes)), train, step, 0))
+        step += int(train)
+    return samples
+
+
+def conv(topology, debug=True, **options):
+    return StidiCoreParams(StidiConfig(topology=topology, time_steps=T, **options), 1, debug)
+
+
+#: two conv layers with a pooling stage between them: the conv displacement (scatter) and both
+#: routings through pooling; 10-bit weights with full steps saturate at both rails
+TWO_CONV = conv("14x14-c3x1-p2-c3x2-10", weight_bits=10, lr_shift=(0, 0, 0), thresholds=(30, 20, 40))
+
+
+def test_two_conv_layers_bitexact_amaranth():
+    params = TWO_CONV
+    samples = make_samples(params, 3, seed=7)
+    report = check_stidi(params, initial_weights(params), samples)
+    print(report)
+    assert report.ok, str(report)
+    assert report.samples == 3 and report.updating_samples >= 1
+    for kind in VALUE_KINDS:
+        assert report.expected[kind] == report.compared[kind] > 0, kind
+    assert report.hidden_changes > 0                  # the backward reached the first conv layer
+    # what the golden run exercised: a nonzero displacement out of the upper conv layer (through
+    # its scatter), and saturated conv weights
+    learner = golden_learner(params, initial_weights(params))
+    reached, rails = False, False
+    for sample in samples:
+        trace = expected_sample(learner, sample).trace
+        reached |= "error/2/D" in trace and bool(np.any(trace["error/2/D"]))
+        for s in (1, 3):
+            if f"update/{s}/w" in trace:
+                rails |= bool(np.any(np.abs(trace[f"update/{s}/w"]) >= 511))
+    assert reached and rails
+
+
+def test_conv_layers_in_a_row_k5():
+    """Two conv layers in a row (D goes straight into a conv stage, no routing) with a 5x5 kernel
+    (padding 2), one training sample."""
+    params = conv("14x14-c5x1-c3x1-p2-7", thresholds=(60, 20, 20))
+    report = check_stidi(params, initial_weights(params), make_samples(params, 1, seed=5, pattern=(True,)))
+    print(report)
+    assert report.ok, str(report)
+    assert report.expected == report.compared and report.hidden_changes > 0
+
+
+def test_conv_host_matrices_round_trip():
+    """The conv weights travel through the shared weight port as (s_l, s_{l-1}) host matrices (the
+    row-major words, zero-padded): to_host / from_host are inverse, and the chain holds every word."""
+    params = conv("28x28-c5x8-p2-c5x16-p2-10", debug=False)
+    assert params.sizes == (1, 200, 16, 490)
+    assert [params.w_depth(l) for l in (1, 2, 3)] == [200, 3200, 7840]
+    canonical = [np.arange(200).reshape(8, 25), np.arange(3200).reshape(16, 200), np.arange(7840).reshape(10, 784)]
+    host = to_host(params, canonical)
+    assert [w.shape for w in host] == [(200, 1), (16, 200), (490, 16)]
+    assert all(np.array_equal(a, b) for a, b in zip(from_host(params, host), canonical))
+
+
+# ------------------------------------------------------------------------------------------------
+# The checker names the phase and layer of an altered golden setting
+# ------------------------------------------------------------------------------------------------
+
+FAULT_PARAMS = conv("14x14-c3x1-p2-10", thresholds=(30, 30))
+FAULTS = [
+    # (golden setting altered against the RTL's, the start of the first divergence)
+    ({"thresholds": (45, 30)}, "first divergence at sample 0, phase forward, layer 1, times, neuron (c, y, x)"),
+    ({"lr_shift": (6, 0)}, "first divergence at sample 0, phase update, layer 1, w, output channel 0, input channel 0"),
+    ({"levels": 5}, "first divergence at sample 0, phase error, layer 1, lvl, neuron (c, y, x)"),
+]
+
+
+@pytest.fixture(scope="module")
+def fault_run():
+    """One simulation of FAULT_PARAMS on one training sample, compared below with altered golden models."""
+    params = FAULT_PARAMS
+    weights, samples = initial_weights(params), make_samples(params, 1, seed=11, pattern=(True,))
+    return weights, samples, rtl_run(params, weights, samples)
+
+
+@pytest.mark.parametrize("fault,where", FAULTS, ids=[next(iter(f[0])) for f in FAULTS])
+def test_altered_golden_setting_is_found_in_its_conv_phase_and_layer(fault_run, fault, where):
+    """The core against a golden model with one setting altered: the report names the conv phase and
+    stage that setting acts in (the unaltered model matches)."""
+    params = FAULT_PARAMS
+    weights, samples, results = fault_run
+    for reference, ok in ((params, True), (conv("14x14-c3x1-p2-10", **{"thresholds": (30, 30), **fault}), False)):
+        checker = start_check(params, weights, len(samples), reference=reference)
+        report = check_run(checker.report, samples, lambda: results,
+                           lambda sample, got, last: checker.check(sample, got, last=last))
+        assert report.ok == ok, str(report)
+    assert report.mismatch.startswith(where), report.mismatch
