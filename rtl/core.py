@@ -330,6 +330,8 @@ class DesireCore(wiring.Component):
         h2_v, h2_last, h2_zero, h2_i = Signal(), Signal(), Signal(), Signal(range(maxn_in + 1))
         # the stage-2 control delayed along the DesireLanes pipeline (same latency for every layer)
         dlat = dl.latency if L >= 2 else 0
+        # cycles until H may issue the next block-list entry (DesireLanes takes one per interval)
+        h_gap = Signal(range(max(dl.interval if L >= 2 else 1, 2)))
         hp_v = [Signal(name=f"hp_v{n}") for n in range(dlat)]
         hp_last = [Signal(name=f"hp_last{n}") for n in range(dlat)]
         hp_zero = [Signal(name=f"hp_zero{n}") for n in range(dlat)]
@@ -731,7 +733,7 @@ class DesireCore(wiring.Component):
                         m.d.sync += nact.eq(nact + 1)
                     m.d.sync += bbase.eq(bbase + nin)
                     with m.If(rd_blk == nbo - 1):
-                        m.d.sync += [i.eq(0), e.eq(0), care_word.eq(0), want_word.eq(0), dacc.eq(0)]
+                        m.d.sync += [i.eq(0), e.eq(0), h_gap.eq(0), care_word.eq(0), want_word.eq(0), dacc.eq(0)]
                         m.next = f"H_{l}"
                     with m.Else():
                         m.d.sync += b.eq(b + 1)
@@ -740,13 +742,17 @@ class DesireCore(wiring.Component):
                     m.d.sync += cur_l.eq(l)
                     m.d.comb += al_r.addr.eq(e)
                     last_a = (e == nact - 1) | (nact == 0)
-                    m.d.sync += [h1_v.eq(1), h1_last.eq(last_a), h1_zero.eq(nact == 0), h1_i.eq(i)]
-                    with m.If(last_a):
-                        m.d.sync += [e.eq(0), i.eq(i + 1)]
-                        with m.If(i == nin - 1):
-                            m.next = f"H_DRAIN_{l}"
+                    with m.If(h_gap != 0):
+                        m.d.sync += h_gap.eq(h_gap - 1)
                     with m.Else():
-                        m.d.sync += e.eq(e + 1)
+                        m.d.sync += [h1_v.eq(1), h1_last.eq(last_a), h1_zero.eq(nact == 0), h1_i.eq(i),
+                                     h_gap.eq(dl.interval - 1)]
+                        with m.If(last_a):
+                            m.d.sync += [e.eq(0), i.eq(i + 1)]
+                            with m.If(i == nin - 1):
+                                m.next = f"H_DRAIN_{l}"
+                        with m.Else():
+                            m.d.sync += e.eq(e + 1)
                 with m.State(f"H_DRAIN_{l}"):
                     m.d.sync += cur_l.eq(l)
                     # the finishing stage may write in this cycle; everything before it must be empty
@@ -764,7 +770,8 @@ class DesireCore(wiring.Component):
                                      rd_blk.eq(al_r.data.b)]
                     # stage 2: data arrived -> into the DesireLanes pipeline, control into its delay line
                     with m.If(h2_v & (cur_l == l)):
-                        m.d.comb += [dl.w.eq(W[l][1].data), dl.count.eq(C[l][1].data), dl.care.eq(CARE[l][1].data),
+                        m.d.comb += [dl.start.eq(1), dl.w.eq(W[l][1].data), dl.count.eq(C[l][1].data),
+                                     dl.care.eq(CARE[l][1].data),
                                      dl.want.eq(WANT[l][1].data), dl.keep.eq(mask_word(l, rd_blk))]
                         m.d.sync += [hp_v[0].eq(1), hp_last[0].eq(h2_last), hp_zero[0].eq(h2_zero),
                                      hp_i[0].eq(h2_i)]

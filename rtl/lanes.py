@@ -183,12 +183,17 @@ class DesireLanes(wiring.Component):
 
     term = sum_k g_k * e'_k * w_k, g_k = care&keep ? (want ? +1 : -1) : 0,
     e_k = want ? |TM - c_k| : c_k; pow2 mode: e' = 2**floor(log2 e) (0 if e == 0), one barrel shift;
-    exact mode: e' = e as a sum of shifted bit planes. Add/sub/skip only.
+    exact mode: e' = e, bit-serial over its ``interval`` = CBITS bits. Add/sub/skip only.
 
-    Pipelined, one input set per cycle, ``term`` is ``latency`` cycles after its inputs: stage 1
-    registers e_k and the signed weight g_k*w_k (the inputs come straight from block RAM, whose
-    clock-to-out already takes a third of a 60 MHz cycle), stage 2 the per-lane shift or bit-plane
-    sum, then one register per two levels of the lane adder tree.
+    An input set is taken in a cycle with ``start`` high; ``term`` is its sum ``latency`` cycles
+    later. Stage 1 registers e_k and the signed weight g_k*w_k (the inputs come straight from block
+    RAM, whose clock-to-out already takes a third of a 60 MHz cycle).
+    pow2: one input set per cycle; stage 2 is the per-lane shift, then one register per two levels
+    of the lane adder tree.
+    exact: one input set per ``interval`` cycles; each cycle one bit plane of the e_k, most
+    significant first, selects the g_k*w_k that enter the lane adder tree, and ``acc = 2*acc + tree``
+    sums the planes. Five shifted copies of a weight per lane and their adders (a third of a lane on
+    ECP5) become one select per lane, for CBITS cycles per word of the (short) hidden-desire phase.
     """
 
     def __init__(self, lanes, *, weight_bits, count_bits, target_count, error_mode, sum_bits):
@@ -197,41 +202,72 @@ class DesireLanes(wiring.Component):
             raise ValueError(f"error_mode must be 'pow2' or 'exact', not {error_mode!r}")
         self.weight_bits, self.count_bits, self.target_count = weight_bits, count_bits, target_count
         self.error_mode, self.sum_bits = error_mode, sum_bits
+        self.e_bits = max(count_bits, target_count.bit_length())
         super().__init__({
             "w": In(data.ArrayLayout(signed(weight_bits), self.lanes)),
             "count": In(data.ArrayLayout(unsigned(count_bits), self.lanes)),
             "care": In(self.lanes), "want": In(self.lanes), "keep": In(self.lanes),
+            "start": In(1),
             "term": Out(signed(sum_bits)),
         })
 
     @property
+    def interval(self):
+        """Cycles between two input sets."""
+        return self.e_bits if self.error_mode == "exact" else 1
+
+    @property
     def latency(self):
+        if self.error_mode == "exact":
+            return self.e_bits + tree_registers(self.lanes) + 1
         return 2 + tree_registers(self.lanes)
 
     def elaborate(self, platform):
         from amaranth.hdl import Module
         m = Module()
-        ebits = max(self.count_bits, self.target_count.bit_length())
-        terms = []
+        ebits = self.e_bits
+        es, gws = [], []
         for k in range(self.lanes):
             c = self.count[k]
             e = Signal(unsigned(ebits), name=f"e_{k}")
-            m.d.sync += e.eq(Mux(self.want[k], Mux(c > self.target_count, c - self.target_count,
-                                                   self.target_count - c), c))
             # g*w before the shift: g*(w << s) == (g*w) << s, and the negation runs in parallel with e
             gw = Signal(signed(self.weight_bits + 1), name=f"gw_{k}")
             w = self.w[k].as_signed()
-            m.d.sync += gw.eq(Mux(self.care[k] & self.keep[k], Mux(self.want[k], w, -w), 0))
-            term = Signal(signed(self.weight_bits + ebits + 2), name=f"term_{k}")
+            e_now = Mux(self.want[k], Mux(c > self.target_count, c - self.target_count, self.target_count - c), c)
+            g_on = self.care[k] & self.keep[k]
             if self.error_mode == "pow2":
+                m.d.sync += [e.eq(e_now), gw.eq(Mux(g_on & self.start, Mux(self.want[k], w, -w), 0))]
+            else:
+                # loaded on start, then shifted up a plane per cycle: e[-1] is the current plane
+                with m.If(self.start):
+                    m.d.sync += [e.eq(e_now), gw.eq(Mux(g_on, Mux(self.want[k], w, -w), 0))]
+                with m.Else():
+                    m.d.sync += e.eq(e << 1)
+            es.append(e)
+            gws.append(gw)
+        if self.error_mode == "pow2":
+            terms = []
+            for k, (e, gw) in enumerate(zip(es, gws)):
                 lead = Signal(range(ebits + 1), name=f"lead_{k}")
+                term = Signal(signed(self.weight_bits + ebits + 2), name=f"term_{k}")
                 m.d.comb += lead.eq(bit_length_value(e, ebits))
                 m.d.sync += term.eq(Mux(lead == 0, 0, (gw << lead) >> 1))
-            else:
-                m.d.sync += term.eq(tree_sum([Mux(e[b], gw << b, 0) for b in range(ebits)]))
-            terms.append(term)
-        # the order does not matter (exact sum)
-        m.d.comb += self.term.eq(pipelined_tree_sum(m, terms))
+                terms.append(term)
+            # the order does not matter (exact sum)
+            m.d.comb += self.term.eq(pipelined_tree_sum(m, terms))
+            return m
+        plane = pipelined_tree_sum(m, [Mux(e[-1], gw, 0) for e, gw in zip(es, gws)], name="plane")
+        # the most significant plane of a set (one cycle after start) restarts the sum; its flag
+        # travels down the tree's registers with the plane
+        first = Signal(name="first_plane")
+        m.d.sync += first.eq(self.start)
+        for n in range(tree_registers(self.lanes)):
+            delayed = Signal(name=f"first_plane{n}")
+            m.d.sync += delayed.eq(first)
+            first = delayed
+        acc = Signal(signed(self.sum_bits), name="plane_acc")
+        m.d.sync += acc.eq(Mux(first, 0, acc << 1) + plane)
+        m.d.comb += self.term.eq(acc)
         return m
 
 

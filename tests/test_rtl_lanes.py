@@ -28,15 +28,21 @@ def run_comb(dut, vectors, apply, collect):
 
 
 def run_piped(dut, vectors, apply, collect):
-    """Feed one vector per clock cycle into a pipelined component and collect each result
-    ``dut.latency`` cycles after its vector, so neighbouring vectors share the pipeline."""
+    """Feed a vector every ``dut.interval`` cycles (default 1; with ``start`` high if the component
+    has it) into a pipelined component and collect each result ``dut.latency`` cycles after its
+    vector, so neighbouring vectors share the pipeline."""
     out = []
+    interval = getattr(dut, "interval", 1)
 
     async def tb(ctx):
-        for n in range(len(vectors) + dut.latency):
-            if n < len(vectors):
-                apply(ctx, vectors[n])
-            if n >= dut.latency:
+        for n in range(len(vectors) * interval + dut.latency):
+            feed = n % interval == 0 and n // interval < len(vectors)
+            if feed:
+                apply(ctx, vectors[n // interval])
+            if hasattr(dut, "start"):
+                ctx.set(dut.start, feed)
+            ready = n - dut.latency
+            if ready >= 0 and ready % interval == 0:
                 out.append(collect(ctx))
             await ctx.tick()
 
@@ -218,7 +224,11 @@ def test_desire_lanes_match_golden_hidden_desire(mode, lanes):
             ctx.set(dut.count[k], int(counts[k]))
         ctx.set(dut.care, bits(care)); ctx.set(dut.want, bits(want)); ctx.set(dut.keep, bits(mask))
 
-    assert dut.latency == {1: 2, 4: 3, 8: 4}[lanes]   # 2 lane stages + a register per 2 tree levels
+    tree = {1: 0, 4: 1, 8: 2}[lanes]                  # a register per 2 tree levels
+    if mode == "pow2":                                  # 2 lane stages, one input set per cycle
+        assert (dut.latency, dut.interval) == (2 + tree, 1)
+    else:                                               # 5 bit planes of e < 32, then the plane sum
+        assert (dut.latency, dut.interval) == (5 + tree + 1, 5)
     got = run_piped(dut, cases, apply, lambda ctx: ctx.get(dut.term))
     assert len(got) == len(cases)
     for case, term in zip(cases, got):
