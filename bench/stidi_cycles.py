@@ -7,10 +7,13 @@ and (``--yosys``) the Yosys ``proc; flatten; opt; stat`` cell counts of 196-64-1
 Three kinds of sample: training samples whose golden output error is nonzero ("error": the backward
 runs), training samples whose output error is zero ("correct": §8 case 2, the backward is skipped
 as the golden model skips it), and inference samples. 196/784-input networks take built-in MNIST
-images, after the golden model has trained on the first ``--pretrain`` of them (trained weights:
-realistic spike counts, and correct samples occur); flat inputs such as 16-12-4 take synthetic
-pixels (30 % zeros) whose label is the pixel group with the largest sum. Training samples are the
-next images of the stream whose golden outcome is a kind still wanted, in stream order.
+images (training images for training, test images for inference), flat inputs such as 16-12-4
+synthetic pixels (30 % zeros) labelled by the pixel group with the largest sum. The golden model
+trains on the first ``--pretrain`` samples of the stream (trained weights: realistic spike counts,
+and correct samples occur), then keeps training on the stream; the first samples of each kind still
+wanted are picked, and each picked training sample is one RTL run from the latent weights it met in
+that golden run (loaded through the weight port), so the core sees the weights of a real training
+run. The inference samples run together on the weights at the end of the stream.
 
 Writes results/rtl/stidi_cycles.json. Usage (nice it: the machine is shared):
   nice python bench/stidi_cycles.py [--quick] [--error 4 --correct 4 --infer 2] [--yosys]
