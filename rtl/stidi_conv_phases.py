@@ -21,7 +21,7 @@ and rtl/stidi_lanes.py; this file only sequences them (spec: docs/golden-spec-st
   of the conv stage below, 0 elsewhere (``unpooled``; the DISP records of the pooling stage).
 """
 
-from amaranth.hdl import Mux, Signal, signed, unsigned
+from amaranth.hdl import Mux, Signal, signed
 
 from .stidi_conv import ConvTap, ConvUpdateLanes, PoolScan, ScatterAdd, StepCurrents
 from .stidi_lanes import MinPool

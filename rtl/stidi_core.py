@@ -944,7 +944,8 @@ class StidiCore(wiring.Component):
                 next_pre()
         with m.State(f"BW_BLOCK_{l}"):
             # read W_l[b, j], the block's error and post times; the update stages do the rest
-            m.d.comb += [ctx.bank.reads[ctx.wl[l] - 1].addr.eq(ctx.w_base + ctx.bw_pre), ctx.err[0].addr.eq(ctx.bw_block),
+            m.d.comb += [ctx.bank.reads[ctx.wl[l] - 1].addr.eq(ctx.w_base + ctx.bw_pre),
+                         ctx.err[0].addr.eq(ctx.bw_block),
                          ctx.time[l][0].addr.eq(ctx.bw_block)]
             u1 = ctx.u1
             m.d.sync += [u1["v"].eq(1), u1["addr"].eq(ctx.w_base + ctx.bw_pre),

@@ -39,13 +39,11 @@ def simulate(dut, testbench, clocked=True):
 
 
 def conv_stage(cin, side, k, cout):
-    """The golden conv stage (host tables) of a ``c<k>x<cout>`` layer on a (cin, side, side) map."""
-    head = f"{side}x{side}" if cin == 1 else None
-    if head is None:       # a map of cin channels: put a conv in front that makes them
-        stages = build_stages(parse_stidi_topology(f"28x28-c3x{cin}-c{k}x{cout}-10" if side == 28 else
-                                                   f"14x14-c3x{cin}-c{k}x{cout}-10"))
-        return stages[2]
-    return build_stages(parse_stidi_topology(f"{head}-c{k}x{cout}-10"))[1]
+    """The golden conv stage (host tables) of a ``c<k>x<cout>`` layer on a (cin, side, side) map (a
+    c3 layer in front makes the cin channels)."""
+    if cin == 1:
+        return build_stages(parse_stidi_topology(f"{side}x{side}-c{k}x{cout}-10"))[1]
+    return build_stages(parse_stidi_topology(f"{side}x{side}-c3x{cin}-c{k}x{cout}-10"))[2]
 
 
 # ------------------------------------------------------------------------------------------------
