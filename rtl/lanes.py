@@ -10,7 +10,7 @@ of shifted bit planes (exact), selection is add/sub/skip.
 
 import operator
 
-from amaranth.hdl import Const, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -53,9 +53,21 @@ def mix32_pipeline(m, a, name):
 
 
 def saturate_value(x, bits):
-    """Clamp signed expression ``x`` to the ``bits``-bit signed range (a ``signed(bits)`` value)."""
+    """Clamp signed expression ``x`` to the ``bits``-bit signed range (a ``signed(bits)`` value).
+
+    ``x`` is out of range when its bits from ``bits - 1`` up are not all equal (all copies of the
+    sign): a reduction over those few bits, rather than two comparators as wide as ``x`` against
+    the rails (two carry chains per lane).
+    """
+    x = Value.cast(x)
+    if not x.shape().signed:
+        x = Cat(x, Const(0, 1)).as_signed()
+    if len(x) <= bits:
+        return x
     lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
-    return Mux(x > hi, Const(hi, signed(bits)), Mux(x < lo, Const(lo, signed(bits)), x[:bits].as_signed()))
+    top = x[bits - 1:]
+    inside = top.all() | ~top.any()
+    return Mux(inside, x[:bits].as_signed(), Mux(x[-1], Const(lo, signed(bits)), Const(hi, signed(bits))))
 
 
 def bit_length_value(x, width):
@@ -172,9 +184,12 @@ class NeuronLanes(wiring.Component):
             m.d.sync += decayed.eq(v - (v >> self.decay_shift))
             v1 = Signal(signed(self.membrane_bits), name=f"v1_{k}")
             m.d.sync += v1.eq(saturate_value(decayed + self.acc[k], self.membrane_bits))
-            fire = (v1 >= th2) & keep2[k]
+            # v1 >= threshold read from the sign of v1 - threshold, the reset value: one carry chain
+            above = Signal(signed(max(self.membrane_bits, self.threshold_bits + 1) + 1), name=f"above_{k}")
+            m.d.comb += above.eq(v1 - th2)
+            fire = ~above[-1] & keep2[k]
             m.d.comb += [self.fire[k].eq(fire),
-                         self.v_next[k].eq(Mux(fire, v1 - th2, v1))]
+                         self.v_next[k].eq(Mux(fire, above[:self.membrane_bits], v1))]
         return m
 
 
@@ -367,8 +382,13 @@ class UpdateLanes(wiring.Component):
                 m.d.sync += mag.eq(Mux(sh > 0, (a + rnd) >> shr, a << shl))
             else:
                 m.d.sync += mag.eq((a + rnd) >> shr)
-            w = w2[k]
-            total = Mux(want2[k], w + mag, w - mag)
+            # w + mag or w - mag = w + ~mag + 1 in one carry chain: the carry-in enters as the low
+            # bit of both operands, (2w + c) + (2t + c) = 2(w + t + c)
+            w, negate = w2[k], ~want2[k]
+            mag_ext = Signal(signed(mag_bits + 1), name=f"mag_ext_{k}")
+            m.d.comb += mag_ext.eq(mag)
+            term = Mux(negate, ~mag_ext, mag_ext)
+            total = (Cat(negate, w).as_signed() + Cat(negate, term).as_signed())[1:].as_signed()
             w_next = Signal(signed(self.weight_bits), name=f"w_next_{k}")
             m.d.sync += w_next.eq(Mux(active2[k], saturate_value(total, self.weight_bits), w))
             m.d.comb += self.w_next[k].eq(w_next)

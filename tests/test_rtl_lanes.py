@@ -3,13 +3,15 @@ under Amaranth's simulator, with random and extreme (saturation-edge) inputs."""
 
 import numpy as np
 import pytest
+from amaranth.hdl import Signal, signed, unsigned
 from amaranth.sim import Simulator
 
 from mfsnn.golden import desire as golden
 from mfsnn.golden.desire_config import DesireConfig
 from mfsnn.golden.fixedpoint import select_sum
 from mfsnn.golden.hashing import mix32
-from mfsnn.rtl.lanes import DesireLanes, EncoderLanes, Mix32, NeuronLanes, TraceLanes, UpdateLanes
+from mfsnn.golden.fixedpoint import saturate
+from mfsnn.rtl.lanes import DesireLanes, EncoderLanes, Mix32, NeuronLanes, TraceLanes, UpdateLanes, saturate_value
 
 
 def run_comb(dut, vectors, apply, collect):
@@ -69,6 +71,25 @@ def run_held(dut, vectors, apply, collect):
     sim.add_testbench(tb)
     sim.run()
     return out
+
+
+@pytest.mark.parametrize("shape", [signed(7), unsigned(6), signed(4), signed(3)])
+def test_saturate_value_matches_golden_saturate_exhaustively(shape):
+    """Every value of ``shape`` clamped to 4 signed bits, as golden ``saturate`` does (a shape no
+    wider than 4 bits passes through)."""
+    from amaranth.hdl import Module
+    x = Signal(shape)
+    y = Signal(signed(4))
+    m = Module()
+    m.d.comb += y.eq(saturate_value(x, 4))
+    low, high = (-(1 << (shape.width - 1)), 1 << (shape.width - 1)) if shape.signed else (0, 1 << shape.width)
+    values = list(range(low, high))
+
+    def apply(ctx, v):
+        ctx.set(x, v)
+
+    got = run_comb(m, values, apply, lambda ctx: ctx.get(y))
+    assert got == [int(saturate(np.int64(v), 4)) for v in values]
 
 
 def test_mix32_vectors():
