@@ -13,7 +13,8 @@ from mfsnn.golden.stidi import StidiConfig
 from mfsnn.rtl.stidi_core import StidiCore, StidiCoreParams
 from mfsnn.rtl.synth_check import forbidden_cells
 
-spec = importlib.util.spec_from_file_location("stidi_cycles", Path(__file__).parent.parent / "bench" / "stidi_cycles.py")
+BENCH = Path(__file__).parent.parent / "bench" / "stidi_cycles.py"
+spec = importlib.util.spec_from_file_location("stidi_cycles", BENCH)
 bench = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(bench)
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-spec = importlib.util.spec_from_file_location("stidi_cycles", Path(__file__).parent.parent / "bench" / "stidi_cycles.py")
+BENCH = Path(__file__).parent.parent / "bench" / "stidi_cycles.py"
+spec = importlib.util.spec_from_file_location("stidi_cycles", BENCH)
 bench = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(bench)
 
