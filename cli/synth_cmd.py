@@ -38,7 +38,8 @@ def add_parser(subparsers):
                    help="lanes, a power of two (default 1)")
     p.add_argument("--seed", type=int, default=1, help="nextpnr placement seed (default 1)")
     p.add_argument("--router", choices=("router1", "router2"),
-                   help="nextpnr routing algorithm (default: iCE40 router1, ECP5 router2)")
+                   help="nextpnr routing algorithm (default: router2 for an ECP5 design the pre-check estimates "
+                        "above a quarter of the device, router1 otherwise)")
     p.add_argument("--clock-mhz", type=float, metavar="F",
                    help="place-and-route target in MHz (default: iCE40 30, ECP5 60); the bitstream runs at "
                         "the board clock (12 / 25 MHz)")

@@ -78,7 +78,6 @@ class Family:
     place_products: tuple       # what nextpnr and the packer write besides the bitstream
     synth_opts: str
     default_target_mhz: float   # issue #10's targets
-    default_router: str         # nextpnr's routing algorithm
 
 
 ICE40 = Family(
@@ -92,7 +91,7 @@ ICE40 = Family(
     place_products=(f"{DESIGN_NAME}.asc",),
     # -dsp lets Yosys map any multiplier to SB_MAC16, so "0 DSP" proves there is none; without it a
     # multiplier would hide in LUTs.
-    synth_opts="-dsp", default_target_mhz=30.0, default_router="router1")
+    synth_opts="-dsp", default_target_mhz=30.0)
 
 ECP5 = Family(
     name="ecp5", tools=("yosys", "nextpnr-ecp5", "ecppack"), block_ram_name="DP16KD",
@@ -103,11 +102,19 @@ ECP5 = Family(
     spram_cell=None, dsp_cells=("MULT18X18D", "ALU54B"), lut_ram_cell="TRELLIS_DPR16X4", lut_ram_bits=64,
     constraints_override="add_preferences", bitstream=f"{DESIGN_NAME}.bit",
     place_products=(f"{DESIGN_NAME}.config", f"{DESIGN_NAME}.svf"),
-    # synth_ecp5 maps multipliers to MULT18X18D by default. router1 did not converge on 784-128-10 P=16
-    # (132k of 156k arcs left after 100 min); router2 routes congested ECP5 designs.
-    synth_opts="", default_target_mhz=60.0, default_router="router2")
+    synth_opts="", default_target_mhz=60.0)   # synth_ecp5 maps multipliers to MULT18X18D by default
 
 ROUTERS = ("router1", "router2")
+# nextpnr's router1 is the better one for small designs (196-64-10 P=1 on the 85F: 70.3 MHz against
+# router2's 57.7; every iCE40 build), but did not converge on 784-128-10 P=16 on the 85F (132k of
+# 156k arcs left after 100 min). router2 is the default for ECP5 designs above this share of the
+# device's logic (pre-check estimate).
+ROUTER2_ABOVE = 0.25
+
+
+def default_router(board: "Board", fit: "FitCheck") -> str:
+    large = fit.logic_estimate > ROUTER2_ABOVE * board.logic_cells
+    return "router2" if board.family is ECP5 and large else "router1"
 
 # The YoWASP executable, its PyPI package and the flag that prints its version, per Amaranth tool name.
 YOWASP = {
@@ -483,12 +490,12 @@ def synthesize(params: CoreParams, board: Board, out_dir, *, seed: int = 1, targ
     if target_mhz is not None and not target_mhz > 0:
         raise ValueError(f"target_mhz must be positive, not {target_mhz}")
     family = board.family
-    router = family.default_router if router is None else router
-    if router not in ROUTERS:
+    if router is not None and router not in ROUTERS:
         raise ValueError(f"router must be one of {', '.join(ROUTERS)}, not {router!r}")
     if not params.single_port:
         params = replace(params, single_port=spram_plan(board, params))
     fit = fit_check(board, params)
+    router = default_router(board, fit) if router is None else router
     if not fit.fits and not force:
         raise SynthError(f"{fit.summary()} (--force runs the tools anyway)")
     check_prerequisites(board)

@@ -61,7 +61,9 @@ def test_tiny_ice40_build_reports_what_the_tools_said(yosys, nextpnr_ice40, tmp_
     assert summary["fmax"]["cd_sync.clk"]["achieved_mhz"] == pytest.approx(float(last_fmax), abs=0.01)
     assert summary["fmax"]["cd_sync.clk"]["constraint_mhz"] == pytest.approx(30.0, abs=0.01)
     # the seed reached nextpnr, and the LUT count is the one in Yosys' own log
-    assert "--seed 3" in " ".join(json.loads((tmp_path / "build_top.json").read_text())["commands"][1])
+    nextpnr_command = " ".join(json.loads((tmp_path / "build_top.json").read_text())["commands"][1])
+    assert "--seed 3" in nextpnr_command and "--router router1" in nextpnr_command
+    assert report["router"] == "router1"
     assert summary["yosys"]["lut4"] == int(re.findall(r"^\s+(\d+)\s+SB_LUT4$", (tmp_path / "top.rpt").read_text(),
                                                      re.M)[-1])
     # memory bits needed come from the elaborated core; the target constraint file was applied
@@ -115,6 +117,16 @@ def test_precheck_refuses_784_128_10_on_the_up5k(tmp_path):
     with pytest.raises(SynthError, match=r"^784-128-10 P=1 W24 needs [\d,]+ memory bits .* does not fit"):
         synthesize(params, BOARDS["icebreaker"], out, log=lambda line: None)
     assert not out.exists()
+
+
+@pytest.mark.parametrize("board,topology,parallelism,router", [
+    ("icebreaker", (196, 64, 10), 1, "router1"),      # iCE40: always router1
+    ("ulx3s-85f", (196, 64, 10), 4, "router1"),       # 13 % of the 85F by the pre-check's estimate
+    ("ulx3s-85f", (784, 128, 10), 16, "router2"),     # 54 %: router1 did not converge
+])
+def test_default_router_by_family_and_size(board, topology, parallelism, router):
+    params = CoreParams(DesireConfig(topology=topology), parallelism)
+    assert synth_flow.default_router(BOARDS[board], fit_check(BOARDS[board], params)) == router
 
 
 def test_precheck_lets_196_64_10_onto_the_85f():
