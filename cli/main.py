@@ -690,8 +690,9 @@ def _add_hw_options(parser, topology: str, parallelism: int):
                         help="learning rule of the core: desire backpropagation or binarized STiDi-BP "
                              "(default desire)")
     parser.add_argument("--topology", default=topology,
-                        help=f"layer sizes (default {topology}); stidi: its topology syntax, fully connected, "
-                             f"any flat input size, e.g. 16-12-4 (docs/golden-spec-stidi.md)")
+                        help=f"layer sizes (default {topology}); stidi: its topology syntax, fully connected with "
+                             f"any flat input size, e.g. 16-12-4, or conv/pooling maps at --parallelism 1, e.g. "
+                             f"14x14-c3x4-p2-10 (docs/golden-spec-stidi.md)")
     parser.add_argument("--weight-bits", type=int, metavar="N",
                         help=f"desire: weight profile {', '.join(map(str, sorted(WEIGHT_PROFILES, reverse=True)))} "
                              f"(when not given: {DesireConfig.weight_bits}); stidi: latent weight bits 2..32 (when "
