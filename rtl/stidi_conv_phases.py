@@ -12,7 +12,8 @@ and rtl/stidi_lanes.py; this file only sequences them (spec: docs/golden-spec-st
   STEP records), and the neuron's time goes into ``time_s``: K + T + 3 cycles per neuron.
 * ``FW_POOL_*`` (§6, golden ``min_pool``): ``PoolScan`` walks the windows, one tap per cycle, into
   ``MinPool``; each window's time and argmin go into ``time_s`` and ``argmin_s`` (POOL record).
-* ``CONV_*`` (§9.1–9.3, golden ``conv_backward``), per weight (co, tap): pass A over the H*W
+* ``CONV_*`` (§9.1–9.3, golden ``conv_backward``), after ``BW_PREP`` (D of the stage below cleared,
+  its dropout bits drawn), per weight (co, tap): pass A over the H*W
   positions sums the steps in ``ConvUpdateLanes`` and writes ``sat(W - A)`` into ``W_l`` and the
   sign plane; pass B (only if the stage below is not the input) sends s*(W_new << lvl) of every
   position through ``DisplacementLanes`` into ``ScatterAdd``, D[pre] += term: 2*H*W + 12 cycles
@@ -190,6 +191,8 @@ def _position_pass(core, m, ctx, s, name, valid, after):
         post = ctx.cw_post_base + ctx.cw_pos
         m.d.comb += [tap.tap.eq(ctx.cw_tap), tap.y.eq(ctx.cw_y), tap.x.eq(ctx.cw_x), tap.pos.eq(ctx.cw_pos)]
         m.d.comb += [ctx.time[s - 1][0].addr.eq(tap.pre), ctx.time[s][0].addr.eq(post), ctx.err[0].addr.eq(post)]
+        if ctx.dropout and s >= 2:
+            m.d.comb += ctx.keep[0].addr.eq(tap.pre)        # the pre's dropout bit (§10.3)
         m.d.sync += [valid.eq(1), ctx.ca_first.eq(ctx.cw_pos == 0), ctx.ca_inside.eq(tap.inside),
                      ctx.ca_pre.eq(tap.pre)]
         with m.If(_advance_position(m, ctx.cw_y, ctx.cw_x, ctx.cw_pos, h, w)):
@@ -300,7 +303,9 @@ def _conv_update_stage(core, m, ctx, s):
     (pass A) or DisplacementLanes (pass B); outside the map the pre is padding (time T)."""
     p = core.params
     T = p.T
-    t_pre = Mux(ctx.ca_inside, ctx.time[s - 1][0].data[0], T)
+    # a pre outside the map (padding) or dropped (§10.3) never fired
+    present = ctx.ca_inside & (ctx.keep[0].data[0] if ctx.dropout and s >= 2 else 1)
+    t_pre = Mux(present, ctx.time[s - 1][0].data[0], T)
     t_post, err = ctx.time[s][0].data[0], ctx.err[0].data
     upd = ctx.conv_upd[s]
     m.d.comb += upd.w[0].eq(ctx.cw_w)

@@ -124,9 +124,6 @@ class StidiCoreParams(LaneShape):
             if any(a == b == "pool" for a, b in zip(kinds, kinds[1:])):
                 problems.append((("topology",), f"StidiCore routes the error through one pooling layer at a "
                                                 f"time: {cfg.topology!r} has two in a row"))
-            if cfg.drop8:
-                problems.append((("drop8", "topology"), "StidiCore has no dropout in conv topologies yet: "
-                                                        "drop8 must be 0"))
         if cfg.arith != "fixed":
             problems.append((("arith",), f"StidiCore implements the integer model: arith must be 'fixed', "
                                          f"not {cfg.arith!r}"))
@@ -136,7 +133,8 @@ class StidiCoreParams(LaneShape):
         if cfg.output_levels != 0:
             problems.append((("output_levels",), f"StidiCore builds the ternary output error only: output_levels "
                                                  f"must be 0, not {cfg.output_levels}"))
-        hidden = [layer[1] for layer in topology.layers[:-1]]
+        stages = build_stages(topology)
+        hidden = [stages[s - 1].size for s in range(2, len(stages)) if stages[s].kind != "pool"]
         if cfg.drop8 and max(hidden, default=0) > 1 << 16:
             problems.append((("drop8", "topology"), "dropout hashes hidden neuron indices below 2**16 (§10.3): "
                                                     "a hidden layer is larger"))

@@ -224,8 +224,6 @@ BAD_COMMAND_LINES = [
     ("verilog --rule stidi --parallelism 3", "--parallelism 3: parallelism must be a power of two in 1..256"),
     ("sim --rule stidi --topology 28x28-c5x8-p2-10 --parallelism 2",
      "--parallelism 2: a conv topology ('28x28-c5x8-p2-10') is built with parallelism 1 only, not 2"),
-    ("sim --rule stidi --topology 28x28-c5x8-p2-10 --set drop8=10",
-     "--set drop8=10, --topology 28x28-c5x8-p2-10: StidiCore has no dropout in conv topologies yet"),
     ("verilog --rule stidi --set forward=real", "--set forward=real: StidiCore has 1-bit forward weights"),
     ("verilog --rule stidi --set arith=float", "--set arith=float: StidiCore implements the integer model"),
     ("sim --rule stidi --set output_levels=2", "--set output_levels=2: StidiCore builds the ternary output error"),

@@ -39,8 +39,9 @@ def conv(topology, debug=True, **options):
 
 
 #: two conv layers with a pooling stage between them: the conv displacement (scatter) and both
-#: routings through pooling; 10-bit weights with full steps saturate at both rails
-TWO_CONV = conv("14x14-c3x1-p2-c3x2-10", weight_bits=10, lr_shift=(0, 0, 0), thresholds=(30, 20, 40))
+#: routings through pooling; 10-bit weights with full steps saturate at both rails; dropout of the
+#: pooling stage's pres in the conv update above it
+TWO_CONV = conv("14x14-c3x1-p2-c3x2-10", weight_bits=10, lr_shift=(0, 0, 0), thresholds=(30, 20, 40), drop8=60)
 
 
 def test_two_conv_layers_bitexact_amaranth():
@@ -53,6 +54,7 @@ def test_two_conv_layers_bitexact_amaranth():
     for kind in VALUE_KINDS:
         assert report.expected[kind] == report.compared[kind] > 0, kind
     assert report.hidden_changes > 0                  # the backward reached the first conv layer
+    assert report.dropped_fired > 0                   # dropout excluded fired pooling neurons
     # what the golden run exercised: a nonzero displacement out of the upper conv layer (through
     # its scatter), and saturated conv weights
     learner = golden_learner(params, initial_weights(params))

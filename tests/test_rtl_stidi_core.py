@@ -299,8 +299,6 @@ def test_params_shape():
 @pytest.mark.parametrize("kwargs,error,text", [
     ({"cfg": StidiConfig(topology="28x28-c5x8-p2-10"), "parallelism": 2}, ValueError,
      "a conv topology ('28x28-c5x8-p2-10') is built with parallelism 1 only, not 2"),
-    ({"cfg": StidiConfig(topology="28x28-c5x8-p2-10", drop8=3)}, ValueError,
-     "StidiCore has no dropout in conv topologies yet: drop8 must be 0"),
     ({"cfg": StidiConfig(topology="28x28-c5x8-p2-p2-10")}, ValueError,
      "StidiCore routes the error through one pooling layer at a time: '28x28-c5x8-p2-p2-10' has two in a row"),
     ({"cfg": StidiConfig(topology="28x28-p2-c5x8-10")}, ValueError,
