@@ -326,6 +326,9 @@ class DesireCore(wiring.Component):
 
         # desire pipeline
         nact = Signal(range(maxnb + 1))
+        # nact - 1 kept beside nact (the index of the last list entry), so H's per-entry "last" test
+        # is an equality, not a subtraction in front of it (the UP5K's longest path)
+        nact_last = Signal.like(nact)
         h1_v, h1_last, h1_zero, h1_i = Signal(), Signal(), Signal(), Signal(range(maxn_in + 1))
         h2_v, h2_last, h2_zero, h2_i = Signal(), Signal(), Signal(), Signal(range(maxn_in + 1))
         # the stage-2 control delayed along the DesireLanes pipeline (same latency for every layer)
@@ -454,10 +457,17 @@ class DesireCore(wiring.Component):
         stages = []   # data-arrival pipeline stages, elaborated after the FSM
         cur_l = Signal(range(L + 1))  # layer of the read issued last cycle (selects the stage)
 
+        # spike-list replay: the entry's weight address of block b, registered (the list's block RAM
+        # clock-to-out, the add and the route to the weight memory's address were ECP5's longest path)
+        sl_fetch_v = Signal()
+        sl_fetch_addr = Signal(p.addr_bits + 1)
+        m.d.sync += sl_fetch_v.eq(0)
+
         def spike_list_stage(l):
-            # spike-list replay: the list entry arrived, fetch the weight word of block b
             with m.If(sl_v & (cur_l == l)):
-                m.d.comb += W[l][1].addr.eq(bbase + sl_r.data)
+                m.d.sync += [sl_fetch_v.eq(1), sl_fetch_addr.eq(bbase + sl_r.data)]
+            with m.If(sl_fetch_v & (cur_l == l)):
+                m.d.comb += W[l][1].addr.eq(sl_fetch_addr)
                 m.d.sync += acc_en[l].eq(1)
         for l in range(1, L + 1):
             stages.append(lambda l=l: spike_list_stage(l))
@@ -614,8 +624,11 @@ class DesireCore(wiring.Component):
                     with m.If(e == ns - 1):
                         m.next = f"DRAIN_{l}"
                 with m.State(f"DRAIN_{l}"):
+                    # the last entry's fetch is issued (from sl_fetch_addr) in the cycle after its
+                    # arrival; its word reaches acc by NeuronLanes' stage 2
                     m.d.sync += cur_l.eq(l)
-                    m.next = f"NRD_{l}"
+                    with m.If(~sl_v):
+                        m.next = f"NRD_{l}"
 
                 with m.State(f"NRD_{l}"):
                     m.d.comb += [V[l][1].addr.eq(b), C[l][1].addr.eq(b)]
@@ -730,7 +743,7 @@ class DesireCore(wiring.Component):
                     with m.If(g_on != 0):
                         m.d.comb += [al_w.addr.eq(nact), al_w.en.eq(1), al_w.data.b.eq(rd_blk),
                                      al_w.data.base.eq(bbase)]
-                        m.d.sync += nact.eq(nact + 1)
+                        m.d.sync += [nact.eq(nact + 1), nact_last.eq(nact)]
                     m.d.sync += bbase.eq(bbase + nin)
                     with m.If(rd_blk == nbo - 1):
                         m.d.sync += [i.eq(0), e.eq(0), h_gap.eq(0), care_word.eq(0), want_word.eq(0), dacc.eq(0)]
@@ -741,7 +754,7 @@ class DesireCore(wiring.Component):
                 with m.State(f"H_{l}"):
                     m.d.sync += cur_l.eq(l)
                     m.d.comb += al_r.addr.eq(e)
-                    last_a = (e == nact - 1) | (nact == 0)
+                    last_a = (e == nact_last) | (nact == 0)
                     with m.If(h_gap != 0):
                         m.d.sync += h_gap.eq(h_gap - 1)
                     with m.Else():
