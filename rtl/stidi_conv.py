@@ -20,26 +20,15 @@ Neuron indices are flat and channel-major as in the golden model: a (C, H, W) ma
 constants, and the constants that need products (tap offsets) are computed on the host at elaboration.
 """
 
-import operator
 
 from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .stidi_lanes import _eligible, _saturate, signed_bits
+from .stidi_lanes import _count, _eligible, _saturate, signed_bits
 
 __all__ = ["ConvTap", "StepCurrents", "PoolScan", "ConvUpdateLanes", "ScatterAdd", "conv_accumulator_bits"]
-
-
-def _count(name, value, minimum=1):
-    try:
-        value = operator.index(value)
-    except TypeError:
-        raise TypeError(f"{name} must be an integer, not {value!r}") from None
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, not {value!r}")
-    return value
 
 
 def _time_bits(time_steps):

@@ -14,28 +14,15 @@ from amaranth.hdl import Module, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
-from amaranth.sim import Simulator
 
 from mfsnn.golden import stidi_fixed as golden
 from mfsnn.golden.fixedpoint import saturate, scatter_sum_reference
 from mfsnn.golden.stidi import build_stages, parse_stidi_topology
 from mfsnn.rtl.stidi_conv import ConvTap, ConvUpdateLanes, PoolScan, ScatterAdd, StepCurrents, conv_accumulator_bits
 from mfsnn.rtl.stidi_lanes import MinPool
+from test_rtl_stidi_lanes import rng_for, simulate
 
 T = 101
-
-
-def rng_for(seed):
-    print(f"seed {seed}")
-    return np.random.default_rng(seed)
-
-
-def simulate(dut, testbench, clocked=True):
-    sim = Simulator(dut)
-    if clocked:
-        sim.add_clock(1e-6)
-    sim.add_testbench(testbench)
-    sim.run()
 
 
 def conv_stage(cin, side, k, cout):

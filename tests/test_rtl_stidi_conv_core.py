@@ -15,23 +15,11 @@ import pytest
 from mfsnn.golden.stidi import StidiConfig
 from mfsnn.rtl.stidi_core import StidiCoreParams
 from mfsnn.sim.amaranth_tb import check_run
+from test_rtl_stidi_core import make_samples
 from mfsnn.sim.stidi_check import (VALUE_KINDS, Sample, check_stidi, expected_sample, from_host, golden_learner,
                                    initial_weights, rtl_run, start_check, to_host)
 
 T = 16
-
-
-def make_samples(params, n, seed, pattern=(True, True, False)):
-    print(f"samples seed {seed}")
-    rng = np.random.default_rng(seed)
-    samples, step = [], 0
-    for q in range(n):
-        train = pattern[q % len(pattern)]
-        pixels = rng.integers(0, 256, params.n_pixels).astype(np.uint8)
-        pixels[rng.random(params.n_pixels) < 0.3] = 0
-        samples.append(Sample(pixels, int(rng.integers(0, params.n_classes)), train, step, 0))
-        step += int(train)
-    return samples
 
 
 def conv(topology, debug=True, **options):
