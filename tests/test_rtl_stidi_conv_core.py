@@ -16,7 +16,7 @@ from mfsnn.golden.stidi import StidiConfig
 from mfsnn.rtl.stidi_core import StidiCoreParams
 from mfsnn.sim.amaranth_tb import check_run
 from test_rtl_stidi_core import make_samples
-from mfsnn.sim.stidi_check import (VALUE_KINDS, Sample, check_stidi, expected_sample, from_host, golden_learner,
+from mfsnn.sim.stidi_check import (VALUE_KINDS, check_stidi, expected_sample, from_host, golden_learner,
                                    initial_weights, rtl_run, start_check, to_host)
 
 T = 16
