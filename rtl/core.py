@@ -283,6 +283,7 @@ class DesireCore(wiring.Component):
         b = Signal(range(maxnb + 1))
         bbase = Signal(p.addr_bits + 1)
         ns = Signal(range(maxn_in + 1))        # spikes in the list
+        ns_last = Signal.like(ns)               # ns - 1, kept beside it (SLR's last-entry test is an equality)
         e = Signal(range(max(maxn_in, maxnb, T) + 1))
         pend = Signal(P)
         kbase = Signal(max(ceil_log2(maxn_in), 1) + 1)
@@ -571,7 +572,7 @@ class DesireCore(wiring.Component):
                         idx_i = (kbase | bit) if lg else kbase
                         m.d.comb += [sl_w.addr.eq(ns), sl_w.data.eq(idx_i), sl_w.en.eq(1)]
                         m.d.comb += Wr.addr.eq(idx_i)
-                        m.d.sync += [acc_en[l].eq(1), ns.eq(ns + 1), pend.eq(pend & (pend - 1))]
+                        m.d.sync += [acc_en[l].eq(1), ns.eq(ns + 1), ns_last.eq(ns), pend.eq(pend & (pend - 1))]
                     with m.Elif(k == nw):
                         m.d.sync += [k.eq(0), b.eq(0), bbase.eq(0)]
                         m.next = f"NRD_{l}"
@@ -621,7 +622,7 @@ class DesireCore(wiring.Component):
                     m.d.sync += cur_l.eq(l)
                     m.d.comb += sl_r.addr.eq(e)
                     m.d.sync += [sl_v.eq(1), e.eq(e + 1)]
-                    with m.If(e == ns - 1):
+                    with m.If(e == ns_last):
                         m.next = f"DRAIN_{l}"
                 with m.State(f"DRAIN_{l}"):
                     # the last entry's fetch is issued (from sl_fetch_addr) in the cycle after its
