@@ -13,7 +13,9 @@ import shlex
 import sys
 from pathlib import Path
 
+# synth_flow's BOARDS and ROUTERS, named here so the parser is built without importing Amaranth
 BOARD_NAMES = ("icebreaker", "ulx3s-85f", "ulx3s-45f", "ulx3s-25f")
+ROUTER_NAMES = ("router1", "router2")
 
 
 class _OptionError(Exception):
@@ -37,7 +39,7 @@ def add_parser(subparsers):
     p.add_argument("--parallelism", "-P", type=int, default=1, metavar="P",
                    help="lanes, a power of two (default 1)")
     p.add_argument("--seed", type=int, default=1, help="nextpnr placement seed (default 1)")
-    p.add_argument("--router", choices=("router1", "router2"),
+    p.add_argument("--router", choices=ROUTER_NAMES,
                    help="nextpnr routing algorithm (default: router2 for an ECP5 design the pre-check estimates "
                         "above a quarter of the device, router1 otherwise)")
     p.add_argument("--clock-mhz", type=float, metavar="F",

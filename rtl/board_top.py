@@ -58,11 +58,10 @@ class SerialHarness(wiring.Component):
         m.d.sync += register.eq(Cat(self.serial_in, register[:-1]))
         m.d.comb += chain.eq(register)
         level = Cat(*outputs)
-        depth = 0
-        while len(level) > 1:
+        for depth in range(self.latency):
             nodes = Signal((len(level) + 3) // 4, name=f"xor_level{depth}")
             m.d.sync += [nodes[n].eq(level[4 * n:4 * n + 4].xor()) for n in range(len(nodes))]
-            level, depth = nodes, depth + 1
+            level = nodes
         m.d.comb += self.serial_out.eq(level)
         return m
 

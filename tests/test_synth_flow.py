@@ -129,6 +129,10 @@ def test_default_router_by_family_and_size(board, topology, parallelism, router)
     assert synth_flow.default_router(BOARDS[board], fit_check(BOARDS[board], params)) == router
 
 
+def test_cli_choices_are_the_flows_boards_and_routers():
+    assert synth_cmd.BOARD_NAMES == tuple(BOARDS) and synth_cmd.ROUTER_NAMES == synth_flow.ROUTERS
+
+
 def test_precheck_lets_196_64_10_onto_the_85f():
     assert fit_check(BOARDS["ulx3s-85f"], params_for((196, 64, 10))).fits
 
