@@ -209,6 +209,9 @@ class DesireLanes(wiring.Component):
     significant first, selects the g_k*w_k that enter the lane adder tree, and ``acc = 2*acc + tree``
     sums the planes. Five shifted copies of a weight per lane and their adders (a third of a lane on
     ECP5) become one select per lane, for CBITS cycles per word of the (short) hidden-desire phase.
+    A lane negates without a carry chain: -w = ~w + 1, so a lane with g = -1 enters ~w and its
+    e bit of the plane enters a P-input popcount beside the lane tree, whose own ``2*acc + tree``
+    (a few bits wide) is added to ``acc`` once, in a last register, after the planes.
     """
 
     def __init__(self, lanes, *, weight_bits, count_bits, target_count, error_mode, sum_bits):
@@ -234,55 +237,73 @@ class DesireLanes(wiring.Component):
     @property
     def latency(self):
         if self.error_mode == "exact":
-            return self.e_bits + tree_registers(self.lanes) + 1
+            return self.e_bits + tree_registers(self.lanes) + 2
         return 2 + tree_registers(self.lanes)
 
     def elaborate(self, platform):
         from amaranth.hdl import Module
         m = Module()
-        ebits = self.e_bits
-        es, gws = [], []
-        for k in range(self.lanes):
-            c = self.count[k]
-            e = Signal(unsigned(ebits), name=f"e_{k}")
-            # g*w before the shift: g*(w << s) == (g*w) << s, and the negation runs in parallel with e
-            gw = Signal(signed(self.weight_bits + 1), name=f"gw_{k}")
-            w = self.w[k].as_signed()
-            e_now = Mux(self.want[k], Mux(c > self.target_count, c - self.target_count, self.target_count - c), c)
-            g_on = self.care[k] & self.keep[k]
-            if self.error_mode == "pow2":
-                m.d.sync += [e.eq(e_now), gw.eq(Mux(g_on & self.start, Mux(self.want[k], w, -w), 0))]
-            else:
-                # loaded on start, then shifted up a plane per cycle: e[-1] is the current plane
-                with m.If(self.start):
-                    m.d.sync += [e.eq(e_now), gw.eq(Mux(g_on, Mux(self.want[k], w, -w), 0))]
-                with m.Else():
-                    m.d.sync += e.eq(e << 1)
-            es.append(e)
-            gws.append(gw)
         if self.error_mode == "pow2":
-            terms = []
-            for k, (e, gw) in enumerate(zip(es, gws)):
-                lead = Signal(range(ebits + 1), name=f"lead_{k}")
-                term = Signal(signed(self.weight_bits + ebits + 2), name=f"term_{k}")
-                m.d.comb += lead.eq(bit_length_value(e, ebits))
-                m.d.sync += term.eq(Mux(lead == 0, 0, (gw << lead) >> 1))
-                terms.append(term)
-            # the order does not matter (exact sum)
-            m.d.comb += self.term.eq(pipelined_tree_sum(m, terms))
-            return m
-        plane = pipelined_tree_sum(m, [Mux(e[-1], gw, 0) for e, gw in zip(es, gws)], name="plane")
-        # the most significant plane of a set (one cycle after start) restarts the sum; its flag
-        # travels down the tree's registers with the plane
+            return self._elaborate_pow2(m)
+        ebits = self.e_bits
+        es, ws, ons, flips = [], [], [], []
+        for k in range(self.lanes):
+            # loaded on start, then e shifted up a plane per cycle: e[-1] is the current plane
+            e = Signal(unsigned(ebits), name=f"e_{k}")
+            w = Signal(signed(self.weight_bits), name=f"w_{k}")
+            on, flip = Signal(name=f"on_{k}"), Signal(name=f"flip_{k}")
+            g_on = self.care[k] & self.keep[k]
+            with m.If(self.start):
+                m.d.sync += [e.eq(self._error(k)), w.eq(self.w[k]), on.eq(g_on), flip.eq(g_on & ~self.want[k])]
+            with m.Else():
+                m.d.sync += e.eq(e << 1)
+            es.append(e); ws.append(w); ons.append(on); flips.append(flip)
+        # g*w = w or ~w + 1: the lane enters w or ~w (one LUT per bit), the +1s go to the popcount
+        leaves = [((w.as_unsigned() ^ flip.replicate(len(w))) & (e[-1] & on).replicate(len(w))).as_signed()
+                  for e, w, on, flip in zip(es, ws, ons, flips)]
+        ones = [Cat(e[-1] & flip, Const(0, 1)).as_signed() for e, flip in zip(es, flips)]
+        plane = pipelined_tree_sum(m, leaves, name="plane")
+        plane_ones = pipelined_tree_sum(m, ones, name="ones")
+        # the most significant plane of a set (one cycle after start) restarts the sums; its flag
+        # travels down the trees' registers with the plane
         first = Signal(name="first_plane")
         m.d.sync += first.eq(self.start)
         for n in range(tree_registers(self.lanes)):
             delayed = Signal(name=f"first_plane{n}")
             m.d.sync += delayed.eq(first)
             first = delayed
-        acc = Signal(signed(self.sum_bits), name="plane_acc")
-        m.d.sync += acc.eq(Mux(first, 0, acc << 1) + plane)
-        m.d.comb += self.term.eq(acc)
+        # acc = term - sum of the e_k with g_k = -1, which is at most P * (2**ebits - 1)
+        acc = Signal(signed(self.sum_bits + 1), name="plane_acc")
+        ones_acc = Signal(unsigned(ebits + self.lanes.bit_length()), name="ones_acc")
+        m.d.sync += [acc.eq(Mux(first, 0, acc << 1) + plane),
+                     ones_acc.eq(Mux(first, 0, ones_acc << 1) + plane_ones)]
+        term = Signal(signed(self.sum_bits), name="term")
+        m.d.sync += term.eq(acc + ones_acc)
+        m.d.comb += self.term.eq(term)
+        return m
+
+    def _error(self, k):
+        """e_k = want ? |TM - c_k| : c_k."""
+        c = self.count[k]
+        return Mux(self.want[k], Mux(c > self.target_count, c - self.target_count, self.target_count - c), c)
+
+    def _elaborate_pow2(self, m):
+        ebits = self.e_bits
+        terms = []
+        for k in range(self.lanes):
+            e = Signal(unsigned(ebits), name=f"e_{k}")
+            # g*w before the shift: g*(w << s) == (g*w) << s, and the negation runs in parallel with e
+            gw = Signal(signed(self.weight_bits + 1), name=f"gw_{k}")
+            w = self.w[k].as_signed()
+            g_on = self.care[k] & self.keep[k]
+            m.d.sync += [e.eq(self._error(k)), gw.eq(Mux(g_on & self.start, Mux(self.want[k], w, -w), 0))]
+            lead = Signal(range(ebits + 1), name=f"lead_{k}")
+            term = Signal(signed(self.weight_bits + ebits + 2), name=f"term_{k}")
+            m.d.comb += lead.eq(bit_length_value(e, ebits))
+            m.d.sync += term.eq(Mux(lead == 0, 0, (gw << lead) >> 1))
+            terms.append(term)
+        # the order does not matter (exact sum)
+        m.d.comb += self.term.eq(pipelined_tree_sum(m, terms))
         return m
 
 
@@ -332,7 +353,7 @@ class UpdateLanes(wiring.Component):
 
     Pipelined, one input set per cycle, ``w_next`` ``latency`` = 3 cycles after the inputs: stage 1
     registers the inputs (A arrives from an adder behind a block RAM, w from block RAM), stage 2 the
-    rounded and shifted magnitude, stage 3 the signed add with saturation (the weight memory's
+    shifted magnitude and its rounding bit, stage 3 the signed add with saturation (the weight memory's
     write data then comes straight from a register: on the UP5K it is SPRAM, far across the die).
     ``offset`` is taken one cycle after the other inputs of its set, by stage 2, the first that uses
     it: a mix32 hash of the synapse index gets that cycle for its pipeline.
@@ -372,24 +393,29 @@ class UpdateLanes(wiring.Component):
         m.d.comb += shl.eq(Mux(sh < 0, -sh, 0))
         for k in range(self.lanes):
             a = a1[k]
+            # stage 2: magnitude, and with nearest rounding its rounding bit apart:
+            # (A + 2**(SH-1)) >> SH = (A >> SH) + bit SH-1 of A, and that bit becomes the carry-in of
+            # stage 3's add, so the rounding needs no adder of its own
+            mag = Signal(unsigned(mag_bits), name=f"mag_{k}")
             if self.stochastic:
                 rnd = self.offset[k] & ~(Const(0xFFFFFFFF, 32) << shr)[:32]
+                shifted, round_bit = (a + rnd) >> shr, Const(0, 1)
             else:
-                rnd = (Const(1, 1) << shr) >> 1   # 2**(SH-1), 0 when SH == 0
-            # stage 2: magnitude
-            mag = Signal(unsigned(mag_bits), name=f"mag_{k}")
-            if self.max_left_shift:
-                m.d.sync += mag.eq(Mux(sh > 0, (a + rnd) >> shr, a << shl))
-            else:
-                m.d.sync += mag.eq((a + rnd) >> shr)
-            # w + mag or w - mag = w + ~mag + 1 in one carry chain: the carry-in enters as the low
-            # bit of both operands, (2w + c) + (2t + c) = 2(w + t + c)
-            w, negate = w2[k], ~want2[k]
+                # 2A >> SH: bits 1.. are A >> SH, bit 0 is bit SH-1 of A (0 when SH == 0)
+                doubled = Cat(Const(0, 1), a) >> shr
+                shifted, round_bit = doubled[1:], Signal(name=f"round_bit_{k}")
+                m.d.sync += round_bit.eq(doubled[0])
+            m.d.sync += mag.eq(Mux(sh < 0, a << shl, shifted) if self.max_left_shift else shifted)
+            # stage 3: w + (mag + r) or w - (mag + r) = w + ~mag + (1 - r) as one carry chain: the
+            # carry-in enters as the low bit of both operands, (2w + c) + (2t + c) = 2(w + t + c);
+            # an inactive synapse adds 0 with carry 0, so saturating the sum leaves its w as it is
+            w, negate, active = w2[k], ~want2[k], active2[k]
             mag_ext = Signal(signed(mag_bits + 1), name=f"mag_ext_{k}")
             m.d.comb += mag_ext.eq(mag)
-            term = Mux(negate, ~mag_ext, mag_ext)
-            total = (Cat(negate, w).as_signed() + Cat(negate, term).as_signed())[1:].as_signed()
+            term = Mux(active, Mux(negate, ~mag_ext, mag_ext), 0)
+            carry = active & (negate ^ round_bit)
+            total = (Cat(carry, w).as_signed() + Cat(carry, term).as_signed())[1:].as_signed()
             w_next = Signal(signed(self.weight_bits), name=f"w_next_{k}")
-            m.d.sync += w_next.eq(Mux(active2[k], saturate_value(total, self.weight_bits), w))
+            m.d.sync += w_next.eq(saturate_value(total, self.weight_bits))
             m.d.comb += self.w_next[k].eq(w_next)
         return m

@@ -248,8 +248,8 @@ def test_desire_lanes_match_golden_hidden_desire(mode, lanes):
     tree = {1: 0, 4: 1, 8: 2}[lanes]                  # a register per 2 tree levels
     if mode == "pow2":                                  # 2 lane stages, one input set per cycle
         assert (dut.latency, dut.interval) == (2 + tree, 1)
-    else:                                               # 5 bit planes of e < 32, then the plane sum
-        assert (dut.latency, dut.interval) == (5 + tree + 1, 5)
+    else:                                               # 5 bit planes of e < 32, the plane sums, their sum
+        assert (dut.latency, dut.interval) == (5 + tree + 2, 5)
     got = run_piped(dut, cases, apply, lambda ctx: ctx.get(dut.term))
     assert len(got) == len(cases)
     for case, term in zip(cases, got):
