@@ -27,6 +27,7 @@ PARAMS = [
     CoreParams(DesireConfig(topology=(16, 10, 8, 4)), 2),
     CoreParams(DesireConfig(topology=(9, 5)), 4),
 ]
+IDS = [f"{'-'.join(map(str, p.sizes))} P{p.P}" for p in PARAMS]
 
 
 def phases_of(params):
@@ -43,7 +44,7 @@ def memory_ports(phase):
             yield name, kind, getattr(phase, member)
 
 
-@pytest.mark.parametrize("params", PARAMS, ids=lambda p: f"{'-'.join(map(str, p.sizes))} P{p.P}")
+@pytest.mark.parametrize("params", PARAMS, ids=IDS)
 def test_every_port_names_a_memory_and_every_memory_has_one_writer(params):
     table = memory_table(params)
     writers = {name: [] for name in table}
@@ -52,7 +53,10 @@ def test_every_port_names_a_memory_and_every_memory_has_one_writer(params):
         for name, kind, port in memory_ports(phase):
             assert name in table, (type(phase).__name__, name)
             assert len(port.addr) == table[name].addr_bits
-            (writers[name].append(type(phase).__name__) if kind == "write" else read.add(name))
+            if kind == "write":
+                writers[name].append(type(phase).__name__)
+            else:
+                read.add(name)
     # pix and vin are also written by the core's IDLE (pixel loading); pix by nothing else
     assert writers.pop("pix") == [] and writers.pop("vin") == ["DesireForward"]
     assert all(len(owners) == 1 for owners in writers.values()), writers
@@ -126,9 +130,6 @@ def words(params, layer, values):
 def bits(params, layer, values):
     """``values`` (0/1) of layer ``layer``'s neurons as P-bit words."""
     return [sum(int(v) << q for q, v in enumerate(word)) for word in words(params, layer, values)]
-
-
-IDS = [f"{'-'.join(map(str, p.sizes))} P{p.P}" for p in PARAMS]
 
 
 @pytest.mark.parametrize("params", PARAMS, ids=IDS)
