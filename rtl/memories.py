@@ -9,19 +9,36 @@ ECP5) it is a ``lib.memory.Memory`` that behaves like one single-port SRAM, so a
 reads and writes in the same cycle gets wrong data in every simulation, not only on the board.
 """
 
-from amaranth.hdl import Cat, ClockSignal, Const, Instance, Module, Mux, Shape, Signal, Value
+from amaranth.hdl import Array, Cat, ClockSignal, Const, Instance, Module, Mux, Shape, Signal, Value
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
-__all__ = ["WordMemory", "KINDS", "SPRAM_WIDTH", "SPRAM_DEPTH", "is_ice40_up"]
+__all__ = ["WordMemory", "KINDS", "SPRAM_WIDTH", "SPRAM_DEPTH", "is_ice40_up", "COLLISION_ATTR",
+           "SYNTH_COLLISION_SCRIPT"]
 
 #: Memory kinds: simple dual-port (a read and a write each cycle) or single-port (one of them).
 KINDS = ("dual", "single")
 #: Data width and depth of one iCE40 UltraPlus SB_SPRAM256KA block.
 SPRAM_WIDTH = 16
 SPRAM_DEPTH = 16384
+#: A word wider than this (the widest block RAM port, ECP5's 512 x 36) and deeper than ``BANK_DEPTH``
+#: is stored in banks of ``BANK_DEPTH`` words: Yosys then builds each bank from 2048 x 9 block RAMs
+#: side by side, and a read chooses among ceil(depth / 2048) banks. Left to itself it stacks 512 x 36
+#: blocks (784-128-10 P=16's first layer: 13 deep) behind a 13-way multiplexer per bit, thousands
+#: of LUTs and five times the block RAM data wires to route.
+BANK_ABOVE_WIDTH = 36
+BANK_BITS = 11
+BANK_DEPTH = 1 << BANK_BITS
+#: Attribute on the ``lib.memory.Memory`` of every dual-port ``WordMemory``: a read of the word
+#: written in the same cycle returns an undefined word.
+COLLISION_ATTR = "mfsnn_collision_undefined"
+#: Yosys commands (after reading the design) that tell the memory mapper so: without them it keeps
+#: the old word with a register of the write data, an address comparator and a multiplexer per
+#: memory, about one LUT and one FF per bit of the word, on the read path. (``memory_collect``
+#: makes each memory one cell that carries the attribute; it skips modules with processes.)
+SYNTH_COLLISION_SCRIPT = f"proc\nmemory_collect\nsetparam -set RD_COLLISION_X_MASK 1'1 a:{COLLISION_ATTR}"
 
 
 def is_ice40_up(platform) -> bool:
@@ -53,6 +70,13 @@ class WordMemory(wiring.Component):
         cycle (synchronous, non-transparent: a write to that address in that cycle is not seen).
     write : ``In(Signature({"addr": Out(addr_bits), "en": Out(1), "data": Out(shape)}))``
         When ``write.en`` is high, ``write.data`` is stored at ``write.addr`` at the clock edge.
+
+    A ``"dual"`` memory's read of the address written in the same cycle (a collision) gives an
+    undefined word on the device: block RAM does not define it across its two ports, and Yosys is
+    told so (``SYNTH_COLLISION_SCRIPT``) rather than adding logic that keeps the old word. Simulation
+    returns the old word; a reader must not use it. The cores never read the word they write in
+    that cycle: with a model that returned the old word inverted, every Amaranth-simulator test of
+    both cores and the desire core's cocotb tests stayed bit-exact (docs/synth.md §4.2).
 
     Clock domain ``sync``. The contents are undefined until written (SPRAM has no initial
     contents; the ``Memory`` starts at zero, which the caller must not rely on). An address at or
@@ -145,13 +169,34 @@ class WordMemory(wiring.Component):
             read_addr = addr
         else:
             read_addr = self.read.addr
-        m.submodules.mem = mem = Memory(shape=self._shape, depth=self._depth, init=[])
-        # no transparent_for: a read of the word being written returns the word before the write
-        # (as every memory of core.py today; block RAM does that without bypass logic)
-        rd, wr = mem.read_port(), mem.write_port()
-        m.d.comb += [rd.addr.eq(read_addr), self.read.data.eq(rd.data),
-                     wr.addr.eq(self.write.addr), wr.en.eq(self.write.en), wr.data.eq(self.write.data)]
+        dual = self._kind == "dual"
+        words = []
+        for bank, depth in enumerate(self._bank_depths):
+            # only the addressed bank writes; its read port sees the address's low bits
+            mem = Memory(shape=self._shape, depth=depth, init=[], attrs={COLLISION_ATTR: "1"} if dual else {})
+            m.submodules["mem" if len(self._bank_depths) == 1 else f"mem{bank}"] = mem
+            rd, wr = mem.read_port(), mem.write_port()
+            low = ceil_log2(depth)
+            selected = (self.write.addr >> BANK_BITS) == bank if len(self._bank_depths) > 1 else Const(1, 1)
+            m.d.comb += [rd.addr.eq(read_addr[:low]), wr.addr.eq(self.write.addr[:low]),
+                         wr.en.eq(self.write.en & selected), wr.data.eq(self.write.data)]
+            words.append(Value.cast(rd.data))
+        word = words[0]
+        if len(words) > 1:
+            # read data comes a cycle after its address: the multiplexer needs that cycle's bank
+            bank_q = Signal(range(len(words)), name="read_bank")
+            m.d.sync += bank_q.eq(read_addr >> BANK_BITS)
+            word = Array(words)[bank_q]
+        m.d.comb += self.read.data.eq(word)
         return m
+
+    @property
+    def _bank_depths(self):
+        """Depths of the ``lib.memory.Memory`` banks, ``BANK_DEPTH`` words each but the last."""
+        if self._width <= BANK_ABOVE_WIDTH or self._depth <= BANK_DEPTH:
+            return [self._depth]
+        full, rest = divmod(self._depth, BANK_DEPTH)
+        return [BANK_DEPTH] * full + ([rest] if rest else [])
 
     def _elaborate_spram(self, m, addr):
         """SB_SPRAM256KA tiles: ``_spram_columns`` side by side, ``_spram_rows`` deep, the row chosen

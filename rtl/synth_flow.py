@@ -30,7 +30,7 @@ from amaranth.lib.memory import Memory
 from ..environment import temporary_environment
 from .board_top import BoardTop
 from .core import CoreParams, DesireCore
-from .memories import SPRAM_DEPTH, SPRAM_WIDTH, WordMemory
+from .memories import SPRAM_DEPTH, SPRAM_WIDTH, SYNTH_COLLISION_SCRIPT, WordMemory
 
 __all__ = ["BOARDS", "Board", "FitCheck", "SynthError", "check_prerequisites", "compare_reports",
            "core_memories", "fit_check", "read_nextpnr", "read_yosys_cells", "report_problems", "spram_plan",
@@ -522,6 +522,7 @@ def synthesize(params: CoreParams, board: Board, out_dir, *, seed: int = 1, targ
     # and stream its log with a heartbeat.
     top = BoardTop(params)
     plan = platform.build(top, name=DESIGN_NAME, do_build=False, synth_opts=family.synth_opts,
+                          script_after_read=SYNTH_COLLISION_SCRIPT,
                           script_after_synth="tee -q -o stat.json stat -json",
                           nextpnr_opts=f"--seed {seed} --router {router} --report nextpnr-report.json "
                                        "--timing-allow-fail",

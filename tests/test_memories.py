@@ -22,7 +22,7 @@ from amaranth.lib.wiring import Flow, connect, flipped
 from amaranth.sim import Simulator
 from conftest import require_tool
 
-from mfsnn.rtl.memories import SPRAM_DEPTH, WordMemory
+from mfsnn.rtl.memories import BANK_ABOVE_WIDTH, BANK_DEPTH, SPRAM_DEPTH, WordMemory
 
 SEED = 20261125  # fixed; printed by every random test, so a failure names the stream it saw
 
@@ -55,7 +55,7 @@ def make_ops(rng, depth, width, cycles, *, together):
     """One (read_addr or None, (write_addr, word) or None) per cycle. Addresses come from a small
     pool (first, last, row edges, random) so they repeat; reads only go to written addresses (the
     contents are undefined until written). ``together``: some cycles both read and write."""
-    pool = sorted({0, depth - 1, *(a for a in (SPRAM_DEPTH - 1, SPRAM_DEPTH) if a < depth),
+    pool = sorted({0, depth - 1, *(a for a in (SPRAM_DEPTH - 1, SPRAM_DEPTH, BANK_DEPTH - 1, BANK_DEPTH) if a < depth),
                    *(rng.randrange(depth) for _ in range(min(depth, 12)))})
     written, ops = set(), []
     for _ in range(cycles):
@@ -72,9 +72,10 @@ def make_ops(rng, depth, width, cycles, *, together):
 def expected_reads(ops, kind):
     """The word each cycle's read returns one cycle later (None: undefined, not checked).
 
-    A read and a write in one cycle: "dual" reads ``read_addr`` before the write (non-transparent);
-    "single" has one address, the write's, so the reader gets the old word at ``write_addr``
-    (the documented garbage; undefined if never written)."""
+    A read and a write in one cycle: "dual" reads ``read_addr`` before the write (at the written
+    address that is undefined on the device; simulation gives the old word); "single" has one
+    address, the write's, so the reader gets the old word at ``write_addr`` (the documented garbage;
+    undefined if never written)."""
     model, expect = {}, []
     for read, write in ops:
         if read is None:
@@ -158,6 +159,18 @@ def test_read_and_write_in_one_cycle(kind, depth):
     if kind == "single" and depth > 1:
         collisions = [(r, w[0]) for r, w in ops if r is not None and w is not None and r != w[0]]
         assert len(collisions) > 10
+
+
+@pytest.mark.parametrize("together", [False, True])
+@pytest.mark.parametrize("kind", ["dual", "single"])
+def test_banks(kind, together):
+    """A wide, deep memory is built of BANK_DEPTH-word banks (the last one shorter) and is still one
+    memory: reads and writes cross the bank edges (first, last, edge addresses in the pool)."""
+    shape, depth = data.ArrayLayout(signed(16), 3), 2 * BANK_DEPTH + 37
+    assert Shape.cast(shape).width > BANK_ABOVE_WIDTH
+    mem = WordMemory(shape=shape, depth=depth, kind=kind)
+    assert mem._bank_depths == [BANK_DEPTH, BANK_DEPTH, 37]
+    check_against_model(kind, shape, depth, cycles=600, together=together)
 
 
 @pytest.mark.parametrize("kind", ["dual", "single"])
