@@ -35,7 +35,7 @@ from .desire_update import DesireUpdate
 from .desire_params import CoreParams
 from .desire_ports import DebugKind, WritePortSignature, memory_table
 from .lanes import Mix32
-from .memories import WordMemory
+from .memories import COLLISION_ATTR, WordMemory
 from .skeleton import SampleLoader, WeightBank, core_members
 
 __all__ = ["CoreParams", "DebugKind", "DesireCore"]
@@ -132,7 +132,10 @@ class DesireCore(wiring.Component):
                 m.submodules[name] = mem
                 ports[name] = mem.read, mem.write
             else:
-                mem = m.submodules[name] = Memory(shape=memory.shape, depth=memory.depth, init=[], attrs=attrs)
+                # no phase reads a state word in the cycle it is written (checked as for WordMemory,
+                # docs/synth.md §4.2): block RAM needs no read-during-write logic
+                mem = m.submodules[name] = Memory(shape=memory.shape, depth=memory.depth, init=[],
+                                                  attrs={**attrs, COLLISION_ATTR: "1"})
                 ports[name] = mem.read_port(), mem.write_port(granularity=1 if memory.granular else None)
         return ports
 

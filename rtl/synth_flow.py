@@ -78,6 +78,7 @@ class Family:
     place_products: tuple       # what nextpnr and the packer write besides the bitstream
     synth_opts: str
     default_target_mhz: float   # issue #10's targets
+    no_abc9: str | None         # synth option for the classic ABC flow, the fallback when ABC9 crashes
 
 
 ICE40 = Family(
@@ -91,7 +92,7 @@ ICE40 = Family(
     place_products=(f"{DESIGN_NAME}.asc",),
     # -dsp lets Yosys map any multiplier to SB_MAC16, so "0 DSP" proves there is none; without it a
     # multiplier would hide in LUTs.
-    synth_opts="-dsp", default_target_mhz=30.0)
+    synth_opts="-dsp", default_target_mhz=30.0, no_abc9=None)
 
 ECP5 = Family(
     name="ecp5", tools=("yosys", "nextpnr-ecp5", "ecppack"), block_ram_name="DP16KD",
@@ -102,7 +103,8 @@ ECP5 = Family(
     spram_cell=None, dsp_cells=("MULT18X18D", "ALU54B"), lut_ram_cell="TRELLIS_DPR16X4", lut_ram_bits=64,
     constraints_override="add_preferences", bitstream=f"{DESIGN_NAME}.bit",
     place_products=(f"{DESIGN_NAME}.config", f"{DESIGN_NAME}.svf"),
-    synth_opts="", default_target_mhz=60.0)   # synth_ecp5 maps multipliers to MULT18X18D by default
+    synth_opts="", default_target_mhz=60.0,   # synth_ecp5 maps multipliers to MULT18X18D by default
+    no_abc9="-noabc9")
 
 ROUTERS = ("router1", "router2")
 # nextpnr's router1 is the better one for small designs (196-64-10 P=1 on the 85F: 70.3 MHz against
@@ -366,6 +368,16 @@ def _run_stage(stage: str, argv: list, build_dir: Path, log) -> dict:
     return result
 
 
+#: What Yosys 0.70 prints when its ABC9 flow fails to reintegrate the mapped netlist
+#: (``ABC_OPS_REINTEGRATE``): it happens for some netlists (784-128-10 P=16 on ECP5 at f726db1, a
+#: P=4 DesireLanes variant) and not for others; the classic ABC flow maps them.
+ABC9_REINTEGRATE_ASSERT = "GetSize(conn.first) == GetSize(conn.second)"
+
+
+def _abc9_failed(family: Family, stage: dict) -> bool:
+    return bool(stage["returncode"] and family.no_abc9 and ABC9_REINTEGRATE_ASSERT in (stage.get("error") or ""))
+
+
 def _tool_versions(tools, build_dir: Path) -> dict:
     versions = {}
     for tool in tools:
@@ -538,7 +550,17 @@ def synthesize(params: CoreParams, board: Board, out_dir, *, seed: int = 1, targ
                 f"(cached afterwards)")
         for tool, *arguments in commands:
             stage = STAGE_OF_TOOL[tool]
-            stages[stage] = _run_stage(stage, [os.environ[tool_env_var(tool)], *arguments], out_dir, log)
+            argv = [os.environ[tool_env_var(tool)], *arguments]
+            stages[stage] = _run_stage(stage, argv, out_dir, log)
+            if stage == "yosys" and _abc9_failed(family, stages[stage]):
+                log(f"[yosys] Yosys' ABC9 mapping failed an internal assertion (a Yosys bug that depends on the "
+                    f"netlist); mapping again with synth_{family.name} {family.no_abc9}")
+                script = out_dir / f"{DESIGN_NAME}.ys"
+                script.write_text(script.read_text().replace(f"synth_{family.name} ",
+                                                             f"synth_{family.name} {family.no_abc9} ", 1))
+                first = stages[stage]
+                stages[stage] = _run_stage(stage, argv, out_dir, log)
+                stages[stage]["abc9_attempt"] = {key: first[key] for key in ("seconds", "returncode", "error")}
             if stages[stage]["returncode"]:
                 break
         versions = _tool_versions(family.tools, out_dir)

@@ -252,3 +252,38 @@ def test_a_tool_crash_logged_only_in_the_yosys_report_is_named(tmp_path):
     (tmp_path / f"{DESIGN_NAME}.rpt").write_text(f"-- Running pass abc --\n{crash}\n")   # as Yosys leaves it
     result = _run_stage("yosys", ["sh", "-c", "echo running; exit 134"], tmp_path, log=lambda line: None)
     assert result["returncode"] == 134 and result["error"] == crash
+
+
+def test_an_abc9_crash_is_mapped_again_without_abc9(tmp_path, monkeypatch):
+    """Yosys 0.70's ABC9 reintegration assertion (netlist-dependent): the ECP5 flow runs Yosys once more
+    with synth_ecp5 -noabc9 and records the first attempt; the iCE40 flow has no such fallback."""
+    from mfsnn.rtl.synth_flow import ABC9_REINTEGRATE_ASSERT, DESIGN_NAME, ECP5, ICE40, _abc9_failed
+
+    crash = {"seconds": 1.0, "returncode": 1, "log": "yosys.log",
+             "error": f"ERROR: Assert `{ABC9_REINTEGRATE_ASSERT}' failed in kernel/rtlil.cc:3091."}
+    assert _abc9_failed(ECP5, crash) and not _abc9_failed(ICE40, crash)
+    assert not _abc9_failed(ECP5, {**crash, "error": "ERROR: something else"})
+    assert not _abc9_failed(ECP5, {**crash, "returncode": 0})
+
+    calls = []
+
+    def fake_stage(stage, argv, build_dir, log):
+        script = (build_dir / f"{DESIGN_NAME}.ys").read_text() if stage == "yosys" else ""
+        calls.append((stage, script))
+        if stage == "yosys" and "-noabc9" not in script:
+            return dict(crash)
+        return {"seconds": 1.0, "returncode": 0, "log": f"{stage}.log"}
+
+    monkeypatch.setattr(synth_flow, "_run_stage", fake_stage)
+    monkeypatch.setattr(synth_flow, "check_prerequisites", lambda board: None)
+    monkeypatch.setattr(synth_flow, "_tool_versions", lambda tools, build_dir: {})
+    params = params_for((8, 4, 2), weight_bits=8)
+    lines = []
+    report = synth_flow.synthesize(params, BOARDS["ulx3s-85f"], tmp_path / "b", log=lines.append)
+    yosys_calls = [script for stage, script in calls if stage == "yosys"]
+    assert len(yosys_calls) == 2 and "synth_ecp5 -noabc9 " in yosys_calls[1] and "-noabc9" not in yosys_calls[0]
+    assert [stage for stage, _ in calls][2:] == ["nextpnr", "pack"]
+    assert report["stages"]["yosys"]["returncode"] == 0
+    assert report["stages"]["yosys"]["abc9_attempt"]["error"] == crash["error"]
+    assert not any("yosys" in problem for problem in report["problems"])
+    assert any("-noabc9" in line for line in lines)
