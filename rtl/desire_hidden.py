@@ -9,7 +9,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In
 from amaranth.utils import ceil_log2
 
-from .desire_ports import DebugKind, debug_emitter, keep_bits, phase_members, start_state
+from .desire_ports import DebugKind, debug_emitter, keep_bits, phase_members, read_block_flags, start_state
 from .lanes import DesireLanes
 
 __all__ = ["DesireHidden"]
@@ -102,11 +102,7 @@ class DesireHidden(wiring.Component):
         p = self.params
         nin, nbo = p.sizes[l - 1], p.blocks(l)
         with m.State(f"G_RD_{l}"):
-            m.d.comb += [self._read(f"c{l}").addr.eq(s.b), self._read(f"care{l}").addr.eq(s.b),
-                         self._read(f"want{l}").addr.eq(s.b)]
-            if p.maskable(l):
-                m.d.comb += self._read(f"mask{l}").addr.eq(s.b)
-            m.d.sync += s.rd_blk.eq(s.b)
+            read_block_flags(m, p, self, l, s.b, s.rd_blk)
             m.next = f"G_EX_{l}"
         with m.State(f"G_EX_{l}"):
             g_on = self._read(f"care{l}").data & keep_bits(p, self, l, self.train, s.rd_blk)

@@ -127,6 +127,14 @@ def valid_lanes(p, layer, word):
     return Mux(word == nb - 1, Const((1 << rem) - 1, P), Const(full, P))
 
 
+def read_block_flags(m, p, phase, layer, word, arriving):
+    """Address ``word`` of ``layer``'s counts, care and want bits (and dropout mask) through
+    ``phase``'s read ports; ``arriving`` remembers the word whose data comes next cycle."""
+    reads = [f"c{layer}", f"care{layer}", f"want{layer}"] + ([f"mask{layer}"] if p.maskable(layer) else [])
+    m.d.comb += [getattr(phase, f"{name}_read").addr.eq(word) for name in reads]
+    m.d.sync += arriving.eq(word)
+
+
 def keep_bits(p, phase, layer, train, word):
     """Keep bits of ``layer``'s ``word``: its dropout mask (training; ``phase``'s ``mask<layer>_read``
     data) or all real lanes (inference, and layers without dropout)."""

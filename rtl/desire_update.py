@@ -10,7 +10,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from .desire_masks import MIX_LATENCY
-from .desire_ports import keep_bits, phase_members, start_state
+from .desire_ports import keep_bits, phase_members, read_block_flags, start_state
 from .lanes import UpdateLanes
 
 __all__ = ["DesireUpdate"]
@@ -124,11 +124,7 @@ class DesireUpdate(wiring.Component):
         p, T = self.params, self.params.cfg.time_steps
         nbo, nw = p.blocks(l), p.blocks(l - 1)
         with m.State(f"U_RD_{l}"):
-            m.d.comb += [self._read(f"c{l}").addr.eq(s.b), self._read(f"care{l}").addr.eq(s.b),
-                         self._read(f"want{l}").addr.eq(s.b)]
-            if p.maskable(l):
-                m.d.comb += self._read(f"mask{l}").addr.eq(s.b)
-            m.d.sync += s.rd_blk.eq(s.b)
+            read_block_flags(m, p, self, l, s.b, s.rd_blk)
             m.next = f"U_EX_{l}"
         with m.State(f"U_EX_{l}"):
             spiked = Cat(*[self._read(f"c{l}").data[q] != 0 for q in range(p.P)])
