@@ -78,7 +78,8 @@ class Family:
     place_products: tuple       # what nextpnr and the packer write besides the bitstream
     synth_opts: str
     default_target_mhz: float   # issue #10's targets
-    no_abc9: str | None         # synth option for the classic ABC flow, the fallback when ABC9 crashes
+    classic_abc: str | None     # the synth command ({synth}) with classic ABC in place of ABC9: the
+                                # fallback when ABC9 crashes
 
 
 ICE40 = Family(
@@ -92,7 +93,7 @@ ICE40 = Family(
     place_products=(f"{DESIGN_NAME}.asc",),
     # -dsp lets Yosys map any multiplier to SB_MAC16, so "0 DSP" proves there is none; without it a
     # multiplier would hide in LUTs.
-    synth_opts="-dsp", default_target_mhz=30.0, no_abc9=None)
+    synth_opts="-dsp", default_target_mhz=30.0, classic_abc=None)
 
 ECP5 = Family(
     name="ecp5", tools=("yosys", "nextpnr-ecp5", "ecppack"), block_ram_name="DP16KD",
@@ -104,7 +105,9 @@ ECP5 = Family(
     constraints_override="add_preferences", bitstream=f"{DESIGN_NAME}.bit",
     place_products=(f"{DESIGN_NAME}.config", f"{DESIGN_NAME}.svf"),
     synth_opts="", default_target_mhz=60.0,   # synth_ecp5 maps multipliers to MULT18X18D by default
-    no_abc9="-noabc9")
+    # synth_ecp5 (Yosys 0.70: synth_lattice) has no option for it: its map_luts step by hand
+    classic_abc="{synth} -run :map_luts\ntechmap -map +/lattice/latches_map.v\nabc -lut 4:7\nclean\n"
+                "{synth} -run map_cells:")
 
 ROUTERS = ("router1", "router2")
 # nextpnr's router1 is the better one for small designs (196-64-10 P=1 on the 85F: 70.3 MHz against
@@ -370,12 +373,12 @@ def _run_stage(stage: str, argv: list, build_dir: Path, log) -> dict:
 
 #: What Yosys 0.70 prints when its ABC9 flow fails to reintegrate the mapped netlist
 #: (``ABC_OPS_REINTEGRATE``): it happens for some netlists (784-128-10 P=16 on ECP5 at f726db1, a
-#: P=4 DesireLanes variant) and not for others; the classic ABC flow maps them.
+#: P=4 DesireLanes variant) and not for others; the classic ABC pass maps them.
 ABC9_REINTEGRATE_ASSERT = "GetSize(conn.first) == GetSize(conn.second)"
 
 
 def _abc9_failed(family: Family, stage: dict) -> bool:
-    return bool(stage["returncode"] and family.no_abc9 and ABC9_REINTEGRATE_ASSERT in (stage.get("error") or ""))
+    return bool(stage["returncode"] and family.classic_abc and ABC9_REINTEGRATE_ASSERT in (stage.get("error") or ""))
 
 
 def _tool_versions(tools, build_dir: Path) -> dict:
@@ -553,11 +556,12 @@ def synthesize(params: CoreParams, board: Board, out_dir, *, seed: int = 1, targ
             argv = [os.environ[tool_env_var(tool)], *arguments]
             stages[stage] = _run_stage(stage, argv, out_dir, log)
             if stage == "yosys" and _abc9_failed(family, stages[stage]):
-                log(f"[yosys] Yosys' ABC9 mapping failed an internal assertion (a Yosys bug that depends on the "
-                    f"netlist); mapping again with synth_{family.name} {family.no_abc9}")
+                log("[yosys] Yosys' ABC9 mapping failed an internal assertion (a Yosys bug that depends on the "
+                    "netlist); mapping again with classic ABC (abc -lut 4:7)")
                 script = out_dir / f"{DESIGN_NAME}.ys"
-                script.write_text(script.read_text().replace(f"synth_{family.name} ",
-                                                             f"synth_{family.name} {family.no_abc9} ", 1))
+                script.write_text(re.sub(rf"^\s*(synth_{family.name}\b.*)$",
+                                         lambda line: family.classic_abc.format(synth=line.group(1).strip()),
+                                         script.read_text(), count=1, flags=re.M))
                 first = stages[stage]
                 stages[stage] = _run_stage(stage, argv, out_dir, log)
                 stages[stage]["abc9_attempt"] = {key: first[key] for key in ("seconds", "returncode", "error")}

@@ -256,7 +256,8 @@ def test_a_tool_crash_logged_only_in_the_yosys_report_is_named(tmp_path):
 
 def test_an_abc9_crash_is_mapped_again_without_abc9(tmp_path, monkeypatch):
     """Yosys 0.70's ABC9 reintegration assertion (netlist-dependent): the ECP5 flow runs Yosys once more
-    with synth_ecp5 -noabc9 and records the first attempt; the iCE40 flow has no such fallback."""
+    with classic ABC in synth_ecp5's map_luts step and records the first attempt; the iCE40 flow has no
+    such fallback."""
     from mfsnn.rtl.synth_flow import ABC9_REINTEGRATE_ASSERT, DESIGN_NAME, ECP5, ICE40, _abc9_failed
 
     crash = {"seconds": 1.0, "returncode": 1, "log": "yosys.log",
@@ -270,7 +271,7 @@ def test_an_abc9_crash_is_mapped_again_without_abc9(tmp_path, monkeypatch):
     def fake_stage(stage, argv, build_dir, log):
         script = (build_dir / f"{DESIGN_NAME}.ys").read_text() if stage == "yosys" else ""
         calls.append((stage, script))
-        if stage == "yosys" and "-noabc9" not in script:
+        if stage == "yosys" and "abc -lut" not in script:
             return dict(crash)
         return {"seconds": 1.0, "returncode": 0, "log": f"{stage}.log"}
 
@@ -281,9 +282,11 @@ def test_an_abc9_crash_is_mapped_again_without_abc9(tmp_path, monkeypatch):
     lines = []
     report = synth_flow.synthesize(params, BOARDS["ulx3s-85f"], tmp_path / "b", log=lines.append)
     yosys_calls = [script for stage, script in calls if stage == "yosys"]
-    assert len(yosys_calls) == 2 and "synth_ecp5 -noabc9 " in yosys_calls[1] and "-noabc9" not in yosys_calls[0]
+    assert len(yosys_calls) == 2 and "abc -lut" not in yosys_calls[0]
+    synth_lines = [" ".join(line.split()) for line in yosys_calls[1].splitlines() if "synth_ecp5" in line or "abc" in line]
+    assert synth_lines == ["synth_ecp5 -top top -run :map_luts", "abc -lut 4:7", "synth_ecp5 -top top -run map_cells:"]
     assert [stage for stage, _ in calls][2:] == ["nextpnr", "pack"]
     assert report["stages"]["yosys"]["returncode"] == 0
     assert report["stages"]["yosys"]["abc9_attempt"]["error"] == crash["error"]
     assert not any("yosys" in problem for problem in report["problems"])
-    assert any("-noabc9" in line for line in lines)
+    assert any("classic ABC" in line for line in lines)
