@@ -3,18 +3,18 @@
 from types import SimpleNamespace
 
 from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import data, wiring
+from amaranth.lib import data
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In
 from amaranth.utils import ceil_log2
 
-from .desire_ports import DebugKind, debug_emitter, keep_bits, phase_members, start_state
+from .desire_ports import DebugKind, Phase, debug_emitter, keep_bits, phase_members, start_state
 from .lanes import EncoderLanes, NeuronLanes, TraceLanes
 
 __all__ = ["DesireForward"]
 
 
-class DesireForward(wiring.Component):
+class DesireForward(Phase):
     """For t in 0..T-1, for l in 1..L: scan, then the post blocks.
 
     * ``SCAN_RD_l`` / ``SCAN_EX_l``: the input words of layer l (P inputs each; the encoder for
@@ -35,12 +35,6 @@ class DesireForward(wiring.Component):
         reads += [f"r{l}" for l in range(1, p.L)]
         writes = ["vin"] + [f"{kind}{l}" for l in layers for kind in ("v", "c", "r", "x", "ever")]
         super().__init__({**phase_members(p, reads, writes), "train": In(1)})
-
-    def _read(self, name):
-        return getattr(self, f"{name}_read")
-
-    def _write(self, name):
-        return getattr(self, f"{name}_write")
 
     def elaborate(self, platform):
         p = self.params

@@ -4,18 +4,18 @@ add/sub/skip only (``DesireLanes``)."""
 from types import SimpleNamespace
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import data, wiring
+from amaranth.lib import data
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In
 from amaranth.utils import ceil_log2
 
-from .desire_ports import DebugKind, debug_emitter, keep_bits, phase_members, read_block_flags, start_state
+from .desire_ports import DebugKind, Phase, debug_emitter, keep_bits, phase_members, read_block_flags, start_state
 from .lanes import DesireLanes
 
 __all__ = ["DesireHidden"]
 
 
-class DesireHidden(wiring.Component):
+class DesireHidden(Phase):
     """Care/want of layer l-1 from layer l's, for l = L .. 2 (only built for L >= 2).
 
     * ``G_RD_l`` / ``G_EX_l``: the post blocks of layer l with a non-zero g (care & keep) go into
@@ -33,9 +33,6 @@ class DesireHidden(wiring.Component):
         reads += [f"mask{l}" for l in layers if p.maskable(l)]
         writes = [f"{kind}{l - 1}" for l in layers for kind in ("care", "want")]
         super().__init__({**phase_members(p, reads, writes), "train": In(1)})
-
-    def _read(self, name):
-        return getattr(self, f"{name}_read")
 
     def elaborate(self, platform):
         p = self.params

@@ -84,6 +84,17 @@ class WritePortSignature(wiring.Signature):
         super().__init__({"addr": Out(memory.addr_bits), "en": Out(en_bits), "data": Out(memory.shape)})
 
 
+class Phase(wiring.Component):
+    """A phase of the desire core: its ports to the shared memories are the members
+    ``<memory>_read`` and ``<memory>_write`` (``phase_members``)."""
+
+    def _read(self, name):
+        return getattr(self, f"{name}_read")
+
+    def _write(self, name):
+        return getattr(self, f"{name}_write")
+
+
 def phase_members(p, reads=(), writes=()):
     """``start``/``done``, the named memory ports and (with ``p.debug``) a debug port, for a phase's
     signature; ``reads``/``writes`` name memories of ``memory_table(p)``."""

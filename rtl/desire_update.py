@@ -4,19 +4,19 @@ rounding shift, add/sub, saturation)."""
 from types import SimpleNamespace
 
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import data, wiring
+from amaranth.lib import data
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from .desire_masks import MIX_LATENCY
-from .desire_ports import keep_bits, phase_members, read_block_flags, start_state
+from .desire_ports import Phase, keep_bits, phase_members, read_block_flags, start_state
 from .lanes import UpdateLanes
 
 __all__ = ["DesireUpdate"]
 
 
-class DesireUpdate(wiring.Component):
+class DesireUpdate(Phase):
     """Per layer l, per post block with an active neuron (care & keep & count > 0):
 
     * ``U_RD_l`` / ``U_EX_l``: the block's active and want bits;
@@ -43,9 +43,6 @@ class DesireUpdate(wiring.Component):
             lanes = data.ArrayLayout(unsigned(32), p.P)
             members.update({"round_key": In(32), "hash_in": Out(lanes), "hash_out": In(lanes)})
         super().__init__(members)
-
-    def _read(self, name):
-        return getattr(self, f"{name}_read")
 
     def elaborate(self, platform):
         p = self.params
