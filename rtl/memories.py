@@ -170,14 +170,14 @@ class WordMemory(wiring.Component):
         else:
             read_addr = self.read.addr
         dual = self._kind == "dual"
-        words = []
-        for bank, depth in enumerate(self._bank_depths):
+        depths, words = self._bank_depths, []
+        for bank, depth in enumerate(depths):
             # only the addressed bank writes; its read port sees the address's low bits
             mem = Memory(shape=self._shape, depth=depth, init=[], attrs={COLLISION_ATTR: "1"} if dual else {})
-            m.submodules["mem" if len(self._bank_depths) == 1 else f"mem{bank}"] = mem
+            m.submodules["mem" if len(depths) == 1 else f"mem{bank}"] = mem
             rd, wr = mem.read_port(), mem.write_port()
             low = ceil_log2(depth)
-            selected = (self.write.addr >> BANK_BITS) == bank if len(self._bank_depths) > 1 else Const(1, 1)
+            selected = (self.write.addr >> BANK_BITS) == bank if len(depths) > 1 else Const(1, 1)
             m.d.comb += [rd.addr.eq(read_addr[:low]), wr.addr.eq(self.write.addr[:low]),
                          wr.en.eq(self.write.en & selected), wr.data.eq(self.write.data)]
             words.append(Value.cast(rd.data))
