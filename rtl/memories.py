@@ -9,6 +9,8 @@ ECP5) it is a ``lib.memory.Memory`` that behaves like one single-port SRAM, so a
 reads and writes in the same cycle gets wrong data in every simulation, not only on the board.
 """
 
+from types import SimpleNamespace
+
 from amaranth.hdl import Array, Cat, ClockSignal, Const, Instance, Module, Mux, Shape, Signal, Value
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
@@ -47,7 +49,7 @@ def is_ice40_up(platform) -> bool:
 
 
 class WordMemory(wiring.Component):
-    """A memory of ``depth`` words of ``shape``, read latency 1, whole-word writes.
+    """A memory of ``depth`` words of ``shape``, read latency 1 (2 if ``registered``), whole-word writes.
 
     Parameters
     ----------
@@ -62,12 +64,20 @@ class WordMemory(wiring.Component):
         address is ``write.addr``, and the read data of the next cycle is garbage for the reader:
         the old word at ``write.addr`` in simulation and on every target but iCE40 UltraPlus, and
         undefined (``x``) from the SB_SPRAM256KA blocks on iCE40 UltraPlus.
+    registered : bool
+        ``False`` (default): the ports go straight to the memory. ``True``: the read address, the
+        write address, enable and data are registered first, so everything happens one cycle later
+        (read latency 2; a write lands a cycle after its request, a read issued in the cycle after
+        it still sees it, a read and a write in one cycle collide as without the registers). For a
+        memory of many block RAMs spread across the die: the route from the controller's address
+        logic to all of them was 784-128-10 P=16's longest path on ECP5.
 
     Members
     -------
     read : ``In(Signature({"addr": Out(addr_bits), "data": In(shape)}))``
-        The user drives ``read.addr``; ``read.data`` is the word at the address of the previous
-        cycle (synchronous, non-transparent: a write to that address in that cycle is not seen).
+        The user drives ``read.addr``; ``read.data`` is the word at the address of ``latency``
+        cycles before (synchronous, non-transparent: a write requested in the cycle of the read is
+        not seen).
     write : ``In(Signature({"addr": Out(addr_bits), "en": Out(1), "data": Out(shape)}))``
         When ``write.en`` is high, ``write.data`` is stored at ``write.addr`` at the clock edge.
 
@@ -85,10 +95,7 @@ class WordMemory(wiring.Component):
     needing more blocks than the device has fails in placement, not here.
     """
 
-    #: Cycles from ``read.addr`` to ``read.data``.
-    latency = 1
-
-    def __init__(self, *, shape, depth, kind):
+    def __init__(self, *, shape, depth, kind, registered=False):
         # bool is an int, and Shape.cast(True) would quietly be unsigned(1)
         try:
             width = None if isinstance(shape, bool) else Shape.cast(shape).width
@@ -104,7 +111,10 @@ class WordMemory(wiring.Component):
             raise ValueError(f"WordMemory depth must be a positive integer, not {depth!r}")
         if kind not in KINDS:
             raise ValueError(f"WordMemory kind must be 'dual' or 'single', not {kind!r}")
+        if not isinstance(registered, bool):
+            raise TypeError(f"WordMemory registered must be True or False, not {registered!r}")
         self._shape, self._depth, self._kind, self._width = shape, depth, kind, width
+        self._registered = registered
         addr_bits = ceil_log2(depth)  # as lib.memory: 0 bits for depth 1
         super().__init__({
             "read": In(wiring.Signature({"addr": Out(addr_bits), "data": In(shape)})),
@@ -122,6 +132,15 @@ class WordMemory(wiring.Component):
     @property
     def kind(self):
         return self._kind
+
+    @property
+    def registered(self):
+        return self._registered
+
+    @property
+    def latency(self):
+        """Cycles from ``read.addr`` to ``read.data``."""
+        return 2 if self._registered else 1
 
     @property
     def width(self):
@@ -155,20 +174,22 @@ class WordMemory(wiring.Component):
     def __repr__(self):
         if not hasattr(self, "_kind"):  # the constructor refused its arguments
             return super().__repr__()
-        return f"WordMemory(shape={self._shape!r}, depth={self._depth!r}, kind={self._kind!r})"
+        registered = ", registered=True" if self._registered else ""
+        return f"WordMemory(shape={self._shape!r}, depth={self._depth!r}, kind={self._kind!r}{registered})"
 
     def elaborate(self, platform):
         m = Module()
+        request = self._request(m)
         if self._kind == "single":
             # one address per cycle: a write takes the port, the read of that cycle gets garbage
             addr = Signal(self.addr_bits, name="addr")
-            m.d.comb += addr.eq(Mux(self.write.en, self.write.addr, self.read.addr))
+            m.d.comb += addr.eq(Mux(request.write.en, request.write.addr, request.read.addr))
             if is_ice40_up(platform):
-                self._elaborate_spram(m, addr)
+                self._elaborate_spram(m, addr, request.write)
                 return m
             read_addr = addr
         else:
-            read_addr = self.read.addr
+            read_addr = request.read.addr
         dual = self._kind == "dual"
         depths, words = self._bank_depths, []
         for bank, depth in enumerate(depths):
@@ -177,9 +198,9 @@ class WordMemory(wiring.Component):
             m.submodules["mem" if len(depths) == 1 else f"mem{bank}"] = mem
             rd, wr = mem.read_port(), mem.write_port()
             low = ceil_log2(depth)
-            selected = (self.write.addr >> BANK_BITS) == bank if len(depths) > 1 else Const(1, 1)
-            m.d.comb += [rd.addr.eq(read_addr[:low]), wr.addr.eq(self.write.addr[:low]),
-                         wr.en.eq(self.write.en & selected), wr.data.eq(self.write.data)]
+            selected = (request.write.addr >> BANK_BITS) == bank if len(depths) > 1 else Const(1, 1)
+            m.d.comb += [rd.addr.eq(read_addr[:low]), wr.addr.eq(request.write.addr[:low]),
+                         wr.en.eq(request.write.en & selected), wr.data.eq(request.write.data)]
             words.append(Value.cast(rd.data))
         word = words[0]
         if len(words) > 1:
@@ -190,6 +211,19 @@ class WordMemory(wiring.Component):
         m.d.comb += self.read.data.eq(word)
         return m
 
+    def _request(self, m):
+        """The ports as the memory sees them: ``self``'s own, or registered copies (``registered``)."""
+        if not self._registered:
+            return self
+        # only the write enable needs a reset: the rest is data path
+        read = SimpleNamespace(addr=Signal.like(self.read.addr, name="read_addr_q", reset_less=True))
+        write = SimpleNamespace(addr=Signal.like(self.write.addr, name="write_addr_q", reset_less=True),
+                                en=Signal(name="write_en_q"),
+                                data=Signal(self._width, name="write_data_q", reset_less=True))
+        m.d.sync += [read.addr.eq(self.read.addr), write.addr.eq(self.write.addr), write.en.eq(self.write.en),
+                     write.data.eq(self.write.data)]
+        return SimpleNamespace(read=read, write=write)
+
     @property
     def _bank_depths(self):
         """Depths of the ``lib.memory.Memory`` banks, ``BANK_DEPTH`` words each but the last."""
@@ -198,11 +232,11 @@ class WordMemory(wiring.Component):
         full, rest = divmod(self._depth, BANK_DEPTH)
         return [BANK_DEPTH] * full + ([rest] if rest else [])
 
-    def _elaborate_spram(self, m, addr):
+    def _elaborate_spram(self, m, addr, write):
         """SB_SPRAM256KA tiles: ``_spram_columns`` side by side, ``_spram_rows`` deep, the row chosen
         by ``addr[14:]`` (ports and behaviour as in Yosys' ``share/ice40/cells_sim.v``)."""
         rows, columns = self._spram_rows, self._spram_columns
-        wdata = _zext(Value.cast(self.write.data), columns * SPRAM_WIDTH)
+        wdata = _zext(Value.cast(write.data), columns * SPRAM_WIDTH)
         row = addr[14:]
         rdata_rows = []
         for r in range(rows):
@@ -214,7 +248,7 @@ class WordMemory(wiring.Component):
                     i_ADDRESS=_zext(addr[:14], 14),
                     i_DATAIN=wdata[c * SPRAM_WIDTH:(c + 1) * SPRAM_WIDTH],
                     i_MASKWREN=Const(0b1111, 4),   # whole words only
-                    i_WREN=self.write.en,
+                    i_WREN=write.en,
                     # only the addressed row: the others neither write nor change their DATAOUT
                     i_CHIPSELECT=(row == r) if rows > 1 else Const(1, 1),
                     i_CLOCK=ClockSignal(),

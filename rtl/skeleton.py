@@ -36,6 +36,9 @@ class LaneShape:
         """log2 P: the lane bits of a neuron index."""
         return ceil_log2(self.parallelism)
 
+    #: Cycles from the host's ``wport.addr`` to ``wport.rdata`` (``WeightBank.read_latency``).
+    weight_read_latency = 1
+
     @property
     def L(self):
         """Weight layers."""
@@ -118,7 +121,8 @@ class WeightPortSignature(wiring.Signature):
     """Host access to the weight memories while the core is idle.
 
     Seen from the host: ``layer`` (0-based weight layer, i.e. W_{layer+1}), ``addr`` word address,
-    ``we`` writes ``wdata`` this cycle; ``rdata`` is the word at last cycle's ``addr`` (read latency 1).
+    ``we`` writes ``wdata`` this cycle; ``rdata`` is the word at the ``addr`` of the bank's
+    ``read_latency`` cycles before (the core's parameters: ``weight_read_latency``).
     """
 
     def __init__(self, *, layers, addr_bits, word_bits):
@@ -138,17 +142,20 @@ class WeightBank(wiring.Component):
     drives ``reads[l - 1]`` / ``writes[l - 1]`` (the ``WordMemory`` ports of W_l) while
     ``host_enable`` is low; while it is high the host's ``wport`` drives them and the core's
     requests are ignored. Single-port memories: the core must never read a word it needs in a cycle
-    in which it writes that memory (``WordMemory``).
+    in which it writes that memory (``WordMemory``). ``registered``: every ``WordMemory`` registers
+    its ports (``read_latency`` 2 for the core and the host alike).
     """
 
-    def __init__(self, *, word_shape, memories):
+    def __init__(self, *, word_shape, memories, registered=False):
         if not memories:
             raise ValueError("a weight bank needs at least one layer")
         self.memories = tuple((operator.index(depth), bool(single)) for depth, single in memories)
         self.word_shape = word_shape
         self.addr_bits = max(ceil_log2(max(depth, 2)) for depth, _ in self.memories)
-        self._layers = [WordMemory(shape=word_shape, depth=max(depth, 2), kind="single" if single else "dual")
+        self._layers = [WordMemory(shape=word_shape, depth=max(depth, 2), kind="single" if single else "dual",
+                                   registered=registered)
                         for depth, single in self.memories]
+        self.read_latency = self._layers[0].latency
         word_bits = Shape.cast(word_shape).width
         super().__init__({
             "reads": In(wiring.Signature({"addr": Out(self.addr_bits), "data": In(word_shape)})).array(len(self.memories)),
@@ -161,8 +168,11 @@ class WeightBank(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         host = self.wport
-        host_layer = Signal.like(host.layer)     # the layer whose read data arrives this cycle
-        m.d.sync += host_layer.eq(host.layer)
+        host_layer = host.layer                  # becomes the layer whose read data arrives this cycle
+        for n in range(self.read_latency):
+            delayed = Signal.like(host.layer, name=f"host_layer{n}")
+            m.d.sync += delayed.eq(host_layer)
+            host_layer = delayed
         for l, memory in enumerate(self._layers):
             m.submodules[f"w{l + 1}"] = memory
             read, write = self.reads[l], self.writes[l]

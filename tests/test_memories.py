@@ -92,9 +92,9 @@ def expected_reads(ops, kind):
 # ------------------------------------------------------------------------------------------------
 # Amaranth simulator
 
-def run_ops(mem, ops):
+def run_ops(mem, ops, latency):
     """Drive one op per cycle into ``mem`` under Amaranth's simulator; the raw word of
-    ``read.data`` in the cycle after each op (the read of that op). It is sampled after the next
+    ``read.data`` ``latency`` cycles after each op (the read of that op). It is sampled after a later
     op's inputs are set, as a pipelined user sees it: a combinational path from the address to the
     data would show."""
     width = Shape.cast(mem.shape).width
@@ -105,14 +105,14 @@ def run_ops(mem, ops):
         return raw - (1 << width) if sig.shape().signed and raw >> (width - 1) else raw
 
     async def tb(ctx):
-        for n, (read, write) in enumerate(ops + [(None, None)]):
+        for n, (read, write) in enumerate(ops + [(None, None)] * latency):
             if read is not None:
                 ctx.set(mem.read.addr, read)
             ctx.set(mem.write.en, write is not None)
             if write is not None:
                 ctx.set(mem.write.addr, write[0])
                 ctx.set(wdata, signed_if(wdata, write[1]))
-            if n:
+            if n >= latency:
                 got.append(ctx.get(rdata) & ((1 << width) - 1))
             await ctx.tick()
 
@@ -123,14 +123,17 @@ def run_ops(mem, ops):
     return got
 
 
-def check_against_model(kind, shape, depth, *, cycles=300, together=False, seed=SEED, wrap=False):
-    print(f"seed {seed}: {kind} {shape!r} x {depth}")
+def check_against_model(kind, shape, depth, *, cycles=300, together=False, seed=SEED, wrap=False,
+                        registered=False):
+    print(f"seed {seed}: {kind} {shape!r} x {depth}, registered={registered}")
     rng = random.Random(f"{seed}-{kind}-{shape!r}-{depth}-{together}")
-    mem = WordMemory(shape=shape, depth=depth, kind=kind)
+    mem = WordMemory(shape=shape, depth=depth, kind=kind, registered=registered)
+    latency = mem.latency
+    assert latency == (2 if registered else 1)
     if wrap:
         mem = Wrapper(mem)
     ops = make_ops(rng, depth, Shape.cast(shape).width, cycles, together=together)
-    got = run_ops(mem, ops)
+    got = run_ops(mem, ops, latency)
     expect = expected_reads(ops, kind)
     checked = [(n, g, e) for n, (g, e) in enumerate(zip(got, expect)) if e is not None]
     assert len(checked) > cycles // 5  # the stream really reads
@@ -173,6 +176,16 @@ def test_banks(kind, together):
     check_against_model(kind, shape, depth, cycles=600, together=together)
 
 
+@pytest.mark.parametrize("together", [False, True])
+@pytest.mark.parametrize("kind", ["dual", "single"])
+def test_registered_is_the_same_memory_a_cycle_later(kind, together):
+    """The registered ports shift reads and writes alike by one cycle: the dict model, collisions
+    included, holds with the reads sampled two cycles after their op, across bank edges too."""
+    check_against_model(kind, unsigned(24), 37, together=together, registered=True)
+    check_against_model(kind, data.ArrayLayout(signed(16), 3), BANK_DEPTH + 37, cycles=600, together=together,
+                        registered=True)
+
+
 @pytest.mark.parametrize("kind", ["dual", "single"])
 def test_through_connect(kind):
     check_against_model(kind, data.ArrayLayout(signed(16), 3), 20, wrap=True)
@@ -183,9 +196,9 @@ def test_single_collision_returns_old_word_at_write_address():
     ops = [(None, (1, 0x11)), (None, (2, 0x22)),
            (2, (1, 0x33)),           # read 2 while writing 1: the reader gets the old word at 1
            (2, None), (1, None)]     # alone, both reads are right and the write went through
-    assert run_ops(mem, ops)[2:] == [0x11, 0x22, 0x33]
+    assert run_ops(mem, ops, 1)[2:] == [0x11, 0x22, 0x33]
     dual = WordMemory(shape=unsigned(8), depth=4, kind="dual")
-    assert run_ops(dual, ops)[2:] == [0x22, 0x22, 0x33]
+    assert run_ops(dual, ops, 1)[2:] == [0x22, 0x22, 0x33]
 
 
 def test_data_views():
@@ -229,6 +242,9 @@ def test_properties_and_signature():
         (("write", "addr"), Flow.In), (("write", "en"), Flow.In), (("write", "data"), Flow.In)]
     assert len(mem.read.addr) == 10 and len(WordMemory(shape=1, depth=1, kind="dual").read.addr) == 0
     assert repr(mem) == "WordMemory(shape=ArrayLayout(signed(24), 16), depth=784, kind='single')"
+    registered = WordMemory(shape=unsigned(8), depth=4, kind="dual", registered=True)
+    assert (registered.latency, registered.registered, mem.registered) == (2, True, False)
+    assert repr(registered) == "WordMemory(shape=unsigned(8), depth=4, kind='dual', registered=True)"
 
 
 @pytest.mark.parametrize("kwargs,exc,text", [
@@ -243,6 +259,7 @@ def test_properties_and_signature():
     (dict(shape=-1, depth=4, kind="dual"), TypeError, "WordMemory shape must be a shape-castable object, not -1"),
     (dict(shape=True, depth=4, kind="dual"), TypeError, "WordMemory shape must be a shape-castable object, not True"),
     (dict(shape=0, depth=4, kind="dual"), ValueError, "WordMemory shape must be at least 1 bit wide, not 0"),
+    (dict(shape=8, depth=4, kind="dual", registered=1), TypeError, "WordMemory registered must be True or False, not 1"),
 ])
 def test_init_wrong_arguments(kwargs, exc, text):
     with pytest.raises(exc, match=f"^{re.escape(text)}$"):
@@ -324,9 +341,9 @@ def spram_model():
     require_tool("Yosys' share/ice40/cells_sim.v not found (pip install 'mfsnn[synth]')")
 
 
-def verilog_testbench(ops, expect, width, addr_bits, collide_x):
-    """Self-checking testbench for module ``top``: one op per cycle, the read data checked after
-    the clock edge; prints PASS or the first mismatch."""
+def verilog_testbench(ops, expect, width, addr_bits, collide_x, latency):
+    """Self-checking testbench for module ``top``: one op per cycle, the read data checked
+    ``latency`` clock edges later; prints PASS or the first mismatch."""
     lines = ["`timescale 1ns/1ps", "module tb;",
              "  reg clk = 0, rst = 1, write__en = 0;",
              f"  reg [{addr_bits - 1}:0] read__addr = 0, write__addr = 0;",
@@ -337,19 +354,20 @@ def verilog_testbench(ops, expect, width, addr_bits, collide_x):
              "  task cycle; begin #4 clk = 1; #5 clk = 0; end endtask",
              "  initial begin",
              "    cycle; rst = 0;"]
-    # a cycle: the inputs of op n, then (before the edge) the check of op n - 1's read data, as a
-    # pipelined user sees it: the row mux must follow the registered row, not the new address
-    want = None
-    for n, (read, write) in enumerate(ops + [(None, None)]):
+    # a cycle: the inputs of op n, then (before the edge) the check of op n - latency's read data,
+    # as a pipelined user sees it: the row mux must follow the registered row, not the new address
+    wants = []
+    for n, (read, write) in enumerate(ops + [(None, None)] * latency):
         step = []
         if read is not None:
             step.append(f"read__addr = {read};")
         step.append(f"write__en = {int(write is not None)};")
         if write is not None:
             step.append(f"write__addr = {write[0]}; write__data = {width}'h{write[1]:x};")
+        want = wants[n - latency] if n >= latency else None
         if want is not None:
-            step.append(f'#1 if (read__data !== {want}) begin $display("MISMATCH cycle {n - 1}: got %h, expected %h", '
-                        f"read__data, {want}); $finish; end")
+            step.append(f'#1 if (read__data !== {want}) begin $display("MISMATCH cycle {n - latency}: got %h, '
+                        f'expected %h", read__data, {want}); $finish; end')
         step.append("cycle;")
         lines.append("    " + " ".join(step))
         want = None
@@ -359,25 +377,28 @@ def verilog_testbench(ops, expect, width, addr_bits, collide_x):
                 want = f"{width}'b" + "x" * width
             elif expect[n] is not None:
                 want = f"{width}'h{expect[n]:x}"
+        wants.append(want)
     lines += ['    $display("PASS"); $finish;', "  end", "endmodule", ""]
     return "\n".join(lines)
 
 
 @pytest.mark.synth
 @pytest.mark.sim
-def test_spram_verilog_matches_model(icarus, tmp_path):
+@pytest.mark.parametrize("registered", [False, True])
+def test_spram_verilog_matches_model(icarus, tmp_path, registered):
     # the iCE40 elaboration (4 SB_SPRAM256KA, row mux) under Icarus with Yosys' SPRAM model
     model = spram_model()
     depth, width = 20000, 24
-    mem = WordMemory(shape=unsigned(width), depth=depth, kind="single")
+    mem = WordMemory(shape=unsigned(width), depth=depth, kind="single", registered=registered)
     rng = random.Random(f"{SEED}-spram")
-    print(f"seed {SEED}")
+    print(f"seed {SEED}, registered={registered}")
     ops = make_ops(rng, depth, width, 1500, together=True)
     expect = expected_reads(ops, "single")
     (tmp_path / "top.v").write_text(verilog.convert(Wrapper(mem), name="top", platform=ice40_platform(),
                                                   emit_src=False))
     (tmp_path / "spram.v").write_text(model)
-    (tmp_path / "tb.v").write_text(verilog_testbench(ops, expect, width, mem.addr_bits, collide_x=True))
+    (tmp_path / "tb.v").write_text(verilog_testbench(ops, expect, width, mem.addr_bits, collide_x=True,
+                                                       latency=mem.latency))
     build = subprocess.run(["iverilog", "-g2012", "-o", "tb.vvp", "-s", "tb", "tb.v", "top.v", "spram.v"],
                            cwd=tmp_path, capture_output=True, text=True)
     assert build.returncode == 0, build.stderr

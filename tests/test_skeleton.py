@@ -77,18 +77,21 @@ def test_loader_validates_pixel_count():
         SampleLoader(pixel_count=0, label_layout=LABEL)
 
 
+@pytest.mark.parametrize("registered", [False, True])
 @pytest.mark.parametrize("single_port", [False, True])
-def test_weight_bank_host_and_core_access(single_port):
+def test_weight_bank_host_and_core_access(single_port, registered):
     seed = 20261126
     print(f"seed {seed}")
     rng = random.Random(seed)
     depths = [7, 3]
     word = data.ArrayLayout(signed(6), 2)
-    dut = WeightBank(word_shape=word, memories=[(depth, single_port) for depth in depths])
+    dut = WeightBank(word_shape=word, memories=[(depth, single_port) for depth in depths], registered=registered)
+    latency = dut.read_latency
+    assert latency == (2 if registered else 1)
     model = [[[rng.randrange(-32, 32) for _ in range(2)] for _ in range(depth)] for depth in depths]
 
     async def testbench(ctx):
-        # host loads every word, then reads every word back (read latency 1)
+        # host loads every word, then reads every word back (``latency`` cycles later)
         ctx.set(dut.host_enable, 1)
         for layer, depth in enumerate(depths):
             for addr in range(depth):
@@ -104,13 +107,17 @@ def test_weight_bank_host_and_core_access(single_port):
         ctx.set(dut.writes[0].data, [0, 0])
         await ctx.tick()
         ctx.set(dut.writes[0].en, 0)
-        for layer, depth in enumerate(depths):
-            ctx.set(dut.wport.layer, layer)
-            for addr in range(depth):
-                ctx.set(dut.wport.addr, addr)
-                await ctx.tick()
+        # pipelined: one address a cycle, across the layer change; each word ``latency`` cycles later
+        requests = [(layer, addr) for layer, depth in enumerate(depths) for addr in range(depth)]
+        for n in range(len(requests) + latency):
+            if n < len(requests):
+                ctx.set(dut.wport.layer, requests[n][0])
+                ctx.set(dut.wport.addr, requests[n][1])
+            if n >= latency:
+                layer, addr = requests[n - latency]
                 got = ctx.get(dut.wport.rdata)
-                assert [((got >> (6 * q)) & 63) for q in range(2)] == [v & 63 for v in model[layer][addr]]
+                assert [((got >> (6 * q)) & 63) for q in range(2)] == [v & 63 for v in model[layer][addr]], (layer, addr)
+            await ctx.tick()
         # the core reads and writes through its own ports once the host lets go
         ctx.set(dut.host_enable, 0)
         for layer, depth in enumerate(depths):
@@ -124,7 +131,7 @@ def test_weight_bank_host_and_core_access(single_port):
             ctx.set(dut.writes[layer].en, 0)
             for addr in range(depth):
                 ctx.set(dut.reads[layer].addr, addr)
-                await ctx.tick()
+                await ctx.tick().repeat(latency)
                 assert list(ctx.get(dut.reads[layer].data)) == model[layer][addr]
 
     run(dut, testbench)
