@@ -41,12 +41,18 @@ HEARTBEAT_SECONDS = 30
 DESIGN_NAME = "top"
 CONSTRAINTS_DIR = Path(__file__).resolve().parent.parent / "constraints"
 
-# Logic pre-check constant, measured, not derived: placed ECP5 LUTs per lane. Measured with one
-# lane per layer on 196-64-10 (2 weight layers), 24-bit weights, this flow on the 85F (docs/synth.md):
-# 13,756 LUTs at P=4 and 47,345 at P=16, i.e. 2,799 per added lane; the layers now share one set of
-# lanes, which that figure bounds from above. The control logic comes on top; narrower weights need
-# fewer. A coarse bound for refusing hopeless P, not a prediction.
-LUTS_PER_LANE = 2_800
+# Logic pre-check constants, measured, not derived: placed ECP5 LUTs of 196-64-10 with 24-bit weights,
+# this flow on the 85F (docs/synth.md §4.2, results/synth/ulx3s-85f-196-64-10-W24-P*): 4,198 at P=1
+# (the control logic and one lane), 20,959 at P=16, i.e. 1,117 per added lane. 784-128-10 at P=16
+# placed at 21,759 (the estimate: 21,450). Narrower weights need fewer. A coarse figure for refusing
+# hopeless P and choosing the router, not a prediction.
+CORE_LUTS = 4_200
+LUTS_PER_LANE = 1_150
+
+
+def logic_estimate(parallelism: int) -> int:
+    """ECP5 LUTs of a core with ``parallelism`` lanes (``CORE_LUTS`` + ``LUTS_PER_LANE`` per added lane)."""
+    return CORE_LUTS + LUTS_PER_LANE * (parallelism - 1)
 
 
 class SynthError(Exception):
@@ -111,14 +117,17 @@ ECP5 = Family(
 
 ROUTERS = ("router1", "router2")
 # nextpnr's router1 is the better one for small designs (196-64-10 P=1 on the 85F: 70.3 MHz against
-# router2's 57.7; every iCE40 build), but did not converge on 784-128-10 P=16 on the 85F (132k of
-# 156k arcs left after 100 min). router2 is the default for ECP5 designs above this share of the
-# device's logic (pre-check estimate).
-ROUTER2_ABOVE = 0.25
+# router2's 57.7; P=16, 25 % of the 85F's LUTs: 68.1 MHz; every iCE40 build), but did not converge on
+# 784-128-10 P=16 on the 85F (132k of 156k arcs left after 100 min), whose weights fill 70 % of the
+# block RAM bits: every block RAM column is in use and its data fans out across the die. router2 is
+# the default for ECP5 designs above either share of the device (pre-check figures).
+ROUTER2_ABOVE_LOGIC = 0.40
+ROUTER2_ABOVE_BLOCK_RAM_BITS = 0.50
 
 
 def default_router(board: "Board", fit: "FitCheck") -> str:
-    large = fit.logic_estimate > ROUTER2_ABOVE * board.logic_cells
+    large = (fit.logic_estimate > ROUTER2_ABOVE_LOGIC * board.logic_cells
+             or fit.dual_port_bits > ROUTER2_ABOVE_BLOCK_RAM_BITS * fit.block_ram_bits)
     return "router2" if board.family is ECP5 and large else "router1"
 
 # The YoWASP executable, its PyPI package and the flag that prints its version, per Amaranth tool name.
@@ -301,15 +310,15 @@ class FitCheck:
         memory = (f"{self.label} needs {self.dual_port_bits:,} memory bits in block RAM{spram}; {self.board.device} "
                   f"has {self.block_ram_bits:,} ({self.board.block_rams} {family.block_ram_name} x "
                   f"{family.block_ram_bits:,}): {'fits' if self.memory_fits else 'does not fit'}")
-        logic = (f"the lanes alone need about {self.logic_estimate:,} LUTs ({LUTS_PER_LANE:,} per lane, "
-                 f"measured on ECP5) of {self.board.logic_cells:,}: "
+        logic = (f"the logic needs about {self.logic_estimate:,} LUTs ({CORE_LUTS:,} and {LUTS_PER_LANE:,} per "
+                 f"added lane, measured on ECP5) of {self.board.logic_cells:,}: "
                  f"{'fits' if self.logic_fits else 'does not fit'}")
         return f"{memory}; {logic}"
 
 
 def fit_check(board: Board, params: CoreParams) -> FitCheck:
     memories = tuple((name, *shape) for name, shape in core_memories(params).items())
-    return FitCheck(board, design_label(params), memories, LUTS_PER_LANE * params.P)
+    return FitCheck(board, design_label(params), memories, logic_estimate(params.P))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -590,7 +599,7 @@ def synthesize(params: CoreParams, board: Board, out_dir, *, seed: int = 1, targ
                      "logic_estimate": fit.logic_estimate, "logic_available": board.logic_cells,
                      "block_ram_bits_needed": fit.dual_port_bits, "spram_blocks_needed": fit.spram_tiles,
                      "block_rams_estimate": fit.block_rams_estimate,
-                     "luts_per_lane": LUTS_PER_LANE, "fits": fit.fits, "forced": force,
+                     "core_luts": CORE_LUTS, "luts_per_lane": LUTS_PER_LANE, "fits": fit.fits, "forced": force,
                      "memories": {name: f"{depth}x{width}{' single-port' if kind == 'single' else ''}"
                                   for name, depth, width, kind in fit.memories}},
         "summary": summary,
