@@ -116,7 +116,8 @@ class DesireCore(wiring.Component):
         # the host's weight port whenever no sample is being processed (the phases leave W alone then)
         bank = m.submodules.weights = WeightBank(
             word_shape=table["w1"].shape,
-            memories=[(p.w_depth(l), f"w{l}" in p.single_port) for l in range(1, p.L + 1)])
+            memories=[(p.w_depth(l), f"w{l}" in p.single_port) for l in range(1, p.L + 1)],
+            registered=p.weight_read_latency == 2)
         wiring.connect(m, wiring.flipped(self.wport), bank.wport)
         m.d.comb += bank.host_enable.eq(~busy)
         ports = {}

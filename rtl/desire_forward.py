@@ -10,6 +10,7 @@ from amaranth.utils import ceil_log2
 
 from .desire_ports import DebugKind, Phase, debug_emitter, keep_bits, phase_members, start_state
 from .lanes import EncoderLanes, NeuronLanes, TraceLanes
+from .memories import COLLISION_ATTR
 
 __all__ = ["DesireForward"]
 
@@ -72,8 +73,9 @@ class DesireForward(Phase):
         s.nl = m.submodules.neuron = NeuronLanes(P, membrane_bits=cfg.membrane_bits, acc_bits=p.lane_acc_bits,
                                                  decay_shift=cfg.decay_shift, threshold_bits=cfg.membrane_bits)
         maxn_in = max(p.sizes[:-1])
+        # written in SCAN_RD, read in SLR: never in one cycle (COLLISION_ATTR)
         spike_list = m.submodules.spike_list = Memory(shape=unsigned(max(ceil_log2(maxn_in), 1)),
-                                                      depth=max(maxn_in, 2), init=[])
+                                                      depth=max(maxn_in, 2), init=[], attrs={COLLISION_ATTR: "1"})
         s.sl_r, s.sl_w = spike_list.read_port(), spike_list.write_port()
 
         s.t = Signal(range(T + 1))                 # time step
@@ -90,7 +92,8 @@ class DesireForward(Phase):
         s.rd_word, s.rd_blk = Signal.like(s.k), Signal.like(s.b)   # word / block whose read data arrives
         s.layer = Signal(range(L + 1))             # layer of the spike-list replay (selects its stage)
         s.acc = Signal(data.ArrayLayout(signed(p.lane_acc_bits), P))
-        s.acc_en = {l: Signal(name=f"acc_en{l}") for l in range(1, L + 1)}   # a W_l word arrives next cycle
+        # W_l words in flight: [0] set in the cycle of the read, [-1] in the cycle its word arrives
+        s.w_due = {l: [Signal(name=f"w_due{l}_{n}") for n in range(p.weight_read_latency)] for l in range(1, L + 1)}
         # spike-list replay: the entry's weight address of block b, registered (the list's block RAM
         # clock-to-out, the add and the route to the weight memory's address were ECP5's longest path)
         s.sl_v, s.sl_fetch_v = Signal(), Signal()
@@ -120,15 +123,15 @@ class DesireForward(Phase):
         P = self.params.P
         acc_word = Signal(data.ArrayLayout(signed(self.params.cfg.weight_bits), P))
         acc_add = Signal()
-        for l, en in s.acc_en.items():
-            with m.If(en):
+        for l, due in s.w_due.items():
+            with m.If(due[-1]):
                 m.d.sync += acc_word.eq(self._read(f"w{l}").data)
-        m.d.sync += acc_add.eq(Cat(*s.acc_en.values()).any())
+            m.d.sync += [due[0].eq(0)] + [due[n].eq(due[n - 1]) for n in range(1, len(due))]
+        m.d.sync += acc_add.eq(Cat(*(due[-1] for due in s.w_due.values())).any())
         with m.If(acc_add):
             m.d.sync += [s.acc[q].eq(s.acc[q] + acc_word[q]) for q in range(P)]
-        m.d.sync += [en.eq(0) for en in s.acc_en.values()]
         # NeuronLanes takes acc one cycle after NEX (its stage 2), when the block's last word is
-        # in; the next block's first word arrives three cycles later at the earliest
+        # in; the next block's first word arrives three cycles after that at the earliest
         m.d.comb += [s.nl.acc[q].eq(s.acc[q]) for q in range(P)]
         with m.If(s.nrn_v[0]):
             m.d.sync += [s.acc[q].eq(0) for q in range(P)]
@@ -148,7 +151,8 @@ class DesireForward(Phase):
                 idx_i = (s.kbase | bit) if lg else s.kbase
                 m.d.comb += [s.sl_w.addr.eq(s.ns), s.sl_w.data.eq(idx_i), s.sl_w.en.eq(1)]
                 m.d.comb += self._read(f"w{l}").addr.eq(idx_i)
-                m.d.sync += [s.acc_en[l].eq(1), s.ns.eq(s.ns + 1), s.ns_last.eq(s.ns), s.pend.eq(s.pend & (s.pend - 1))]
+                m.d.sync += [s.w_due[l][0].eq(1), s.ns.eq(s.ns + 1), s.ns_last.eq(s.ns),
+                             s.pend.eq(s.pend & (s.pend - 1))]
             with m.Elif(s.k == nw):
                 m.d.sync += [s.k.eq(0), s.b.eq(0), s.bbase.eq(0)]
                 m.next = f"NRD_{l}"
@@ -191,9 +195,11 @@ class DesireForward(Phase):
                 m.next = f"DRAIN_{l}"
         with m.State(f"DRAIN_{l}"):
             # the last entry's fetch is issued (from sl_fetch_addr) in the cycle after its arrival;
-            # its word reaches acc by NeuronLanes' stage 2
+            # leaving once it has been in flight for weight_read_latency - 1 cycles, its word reaches
+            # acc by NeuronLanes' stage 2
             m.d.sync += s.layer.eq(l)
-            with m.If(~s.sl_v):
+            in_flight = [s.sl_v] + ([s.sl_fetch_v] + s.w_due[l][:-2])[:p.weight_read_latency - 1]
+            with m.If(~Cat(*in_flight).any()):
                 m.next = f"NRD_{l}"
 
         with m.State(f"NRD_{l}"):
@@ -240,7 +246,7 @@ class DesireForward(Phase):
             m.d.sync += [s.sl_fetch_v.eq(1), s.sl_fetch_addr.eq(s.bbase + s.sl_r.data)]
         with m.If(s.sl_fetch_v & (s.layer == l)):
             m.d.comb += self._read(f"w{l}").addr.eq(s.sl_fetch_addr)
-            m.d.sync += s.acc_en[l].eq(1)
+            m.d.sync += s.w_due[l][0].eq(1)
 
     def _scan_stage(self, m, s, l):
         # the word scanned last cycle: its traces and "ever spiked" bits, from registers (the

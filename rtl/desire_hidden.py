@@ -11,6 +11,7 @@ from amaranth.utils import ceil_log2
 
 from .desire_ports import DebugKind, Phase, debug_emitter, keep_bits, phase_members, read_block_flags, start_state
 from .lanes import DesireLanes
+from .memories import COLLISION_ATTR
 
 __all__ = ["DesireHidden"]
 
@@ -60,9 +61,10 @@ class DesireHidden(Phase):
                                                  sum_bits=p.lane_desire_bits)
         maxnb = max(p.blocks(l) for l in range(2, L + 1))
         maxn_in = max(p.sizes[1:-1])
+        # written in G_EX, read in H: never in one cycle (COLLISION_ATTR)
         block_list = m.submodules.block_list = Memory(
             shape=data.StructLayout({"b": unsigned(max(ceil_log2(maxnb), 1)), "base": unsigned(p.addr_bits)}),
-            depth=max(maxnb, 2), init=[])
+            depth=max(maxnb, 2), init=[], attrs={COLLISION_ATTR: "1"})
         s.al_r, s.al_w = block_list.read_port(), block_list.write_port()
 
         s.b = Signal(range(maxnb + 1))             # post block of G
@@ -77,9 +79,21 @@ class DesireHidden(Phase):
         s.e = Signal(range(maxnb + 1))             # block-list entry of H
         # cycles until H may issue the next block-list entry (DesireLanes takes one per interval)
         s.h_gap = Signal(range(max(s.dl.interval, 2)))
-        # control along the stages: 1 = list entry arrives, 2 = words arrive, hp = DesireLanes' delay
-        # line (the same latency for every layer): valid, last block of input i, empty list, i
+        # control along the stages: 1 = list entry arrives (W read), hw = waits for the W word
+        # (weight_read_latency - 1 cycles; its last stage reads the block's state words), 2 = words
+        # arrive, hp = DesireLanes' delay line (the same latency for every layer): valid, last block
+        # of input i, empty list, i, and in hw the entry's block
         s.h1_v, s.h1_last, s.h1_zero, s.h1_i = Signal(), Signal(), Signal(), Signal.like(s.i)
+        wait = p.weight_read_latency - 1
+        s.hw_v = [Signal(name=f"hw_v{n}") for n in range(wait)]
+        s.hw_last = [Signal(name=f"hw_last{n}") for n in range(wait)]
+        s.hw_zero = [Signal(name=f"hw_zero{n}") for n in range(wait)]
+        s.hw_i = [Signal.like(s.i, name=f"hw_i{n}") for n in range(wait)]
+        s.hw_b = [Signal.like(s.b, name=f"hw_b{n}") for n in range(wait)]
+        for n in range(1, wait):
+            m.d.sync += [s.hw_v[n].eq(s.hw_v[n - 1]), s.hw_last[n].eq(s.hw_last[n - 1]),
+                         s.hw_zero[n].eq(s.hw_zero[n - 1]), s.hw_i[n].eq(s.hw_i[n - 1]), s.hw_b[n].eq(s.hw_b[n - 1])]
+        m.d.sync += [v.eq(0) for v in s.hw_v[:1]]
         s.h2_v, s.h2_last, s.h2_zero, s.h2_i = Signal(), Signal(), Signal(), Signal.like(s.i)
         lat = s.dl.latency
         s.hp_v = [Signal(name=f"hp_v{n}") for n in range(lat)]
@@ -133,7 +147,7 @@ class DesireHidden(Phase):
         with m.State(f"H_DRAIN_{l}"):
             m.d.sync += s.layer.eq(l)
             # the finishing stage may write in this cycle; everything before it must be empty
-            with m.If(~s.h1_v & ~s.h2_v & ~Cat(*s.hp_v).any()):
+            with m.If(~s.h1_v & ~Cat(*s.hw_v).any() & ~s.h2_v & ~Cat(*s.hp_v).any()):
                 m.d.sync += [s.b.eq(0), s.bbase.eq(0), s.nact.eq(0)]
                 if l - 1 >= 2:
                     m.next = f"G_RD_{l - 1}"
@@ -145,15 +159,24 @@ class DesireHidden(Phase):
         p, cfg = self.params, self.params.cfg
         P, lg, nin, dl = p.P, p.lg, p.sizes[l - 1], s.dl
         mine = s.layer == l
-        # stage 1: block list entry arrived -> read W word and the block's desire state
+        # stage 1: block list entry arrived -> read the W word; the block's desire state is read
+        # weight_read_latency - 1 cycles later (last hw stage), so that all words arrive together
+        entry = s.al_r.data
         with m.If(s.h1_v & mine):
-            entry = s.al_r.data
-            m.d.comb += [self._read(f"w{l}").addr.eq(entry.base + s.h1_i), self._read(f"c{l}").addr.eq(entry.b),
-                         self._read(f"care{l}").addr.eq(entry.b), self._read(f"want{l}").addr.eq(entry.b)]
+            m.d.comb += self._read(f"w{l}").addr.eq(entry.base + s.h1_i)
+            if s.hw_v:
+                m.d.sync += [s.hw_v[0].eq(1), s.hw_last[0].eq(s.h1_last), s.hw_zero[0].eq(s.h1_zero),
+                             s.hw_i[0].eq(s.h1_i), s.hw_b[0].eq(entry.b)]
+        if s.hw_v:
+            state_v, last, zero, i, b = s.hw_v[-1], s.hw_last[-1], s.hw_zero[-1], s.hw_i[-1], s.hw_b[-1]
+        else:
+            state_v, last, zero, i, b = s.h1_v, s.h1_last, s.h1_zero, s.h1_i, entry.b
+        with m.If(state_v & mine):
+            m.d.comb += [self._read(f"c{l}").addr.eq(b), self._read(f"care{l}").addr.eq(b),
+                         self._read(f"want{l}").addr.eq(b)]
             if p.maskable(l):
-                m.d.comb += self._read(f"mask{l}").addr.eq(entry.b)
-            m.d.sync += [s.h2_v.eq(1), s.h2_last.eq(s.h1_last), s.h2_zero.eq(s.h1_zero), s.h2_i.eq(s.h1_i),
-                         s.rd_blk.eq(entry.b)]
+                m.d.comb += self._read(f"mask{l}").addr.eq(b)
+            m.d.sync += [s.h2_v.eq(1), s.h2_last.eq(last), s.h2_zero.eq(zero), s.h2_i.eq(i), s.rd_blk.eq(b)]
         # stage 2: data arrived -> into the DesireLanes pipeline, control into its delay line
         with m.If(s.h2_v & mine):
             m.d.comb += [dl.start.eq(1), dl.w.eq(self._read(f"w{l}").data), dl.count.eq(self._read(f"c{l}").data),

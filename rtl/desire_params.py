@@ -28,6 +28,10 @@ class CoreParams(LaneShape):
     #: kind "single", SPRAM on iCE40 UltraPlus); the controller then never reads and writes one of
     #: them in the same cycle, at the cost of a stall cycle where it would.
     single_port: frozenset = frozenset()
+    #: The weight memories' ports are registered (``WordMemory(registered=True)``): a W word arrives
+    #: two cycles after its address. W_1 of 784-128-10 at P=16 is 140 block RAMs across the ECP5 die,
+    #: and the route from the phases' address logic to all of them was the longest path.
+    weight_read_latency = 2
 
     def __post_init__(self):
         p = operator.index(self.parallelism)

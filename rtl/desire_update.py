@@ -12,6 +12,7 @@ from amaranth.utils import ceil_log2
 from .desire_masks import MIX_LATENCY
 from .desire_ports import Phase, keep_bits, phase_members, read_block_flags, start_state
 from .lanes import UpdateLanes
+from .memories import COLLISION_ATTR
 
 __all__ = ["DesireUpdate"]
 
@@ -81,24 +82,29 @@ class DesireUpdate(Phase):
         s.nt = Signal(range(T + 1))                # entries of the step list
         # The steps at which an active lane of the post block spiked, in a small memory rather than
         # T registers: UT writes them in order, UI reads entry e (issued a cycle ahead) for every
-        # visited input.
+        # visited input. Written by the t-scan stage (UT and UT_DRAIN), read from UW_LD on: never in
+        # one cycle (COLLISION_ATTR)
         step_list = m.submodules.step_list = Memory(
-            shape=data.StructLayout({"x": s.xtb.shape(), "r": unsigned(P)}), depth=max(T, 2), init=[])
+            shape=data.StructLayout({"x": s.xtb.shape(), "r": unsigned(P)}), depth=max(T, 2), init=[],
+            attrs={COLLISION_ATTR: "1"})
         s.st_r, s.st_w = step_list.read_port(), step_list.write_port()
         s.k = Signal(range(max(p.blocks(x) for x in range(L)) + 1))   # input word of UW/UI
         s.kbase = Signal(max(ceil_log2(maxn_in), 1) + 1)              # its first input
         s.pend = Signal(P)                         # inputs of the word that spiked, not yet visited
         s.e = Signal(range(T + 1))                 # step-list entry of UI
         s.accum = Signal(data.ArrayLayout(unsigned(p.accum_bits), P))  # A of the input's P synapses
-        # the stages: ut1 = raster word arrives; u1 = trace (and weight) word arrives; u2 = the trace
-        # word lane-selected, registered before the accumulate; uw = the UpdateLanes delay line of
-        # the weight word's address (the same latency for every layer)
+        # the stages: ut1 = raster word arrives; u1 = trace word arrives; u2 = the trace word
+        # lane-selected, registered before the accumulate, and (weight_read_latency 2) the weight
+        # word arrives, straight into UpdateLanes' input register; uw = the UpdateLanes delay line
+        # of the weight word's address (the same latency for every layer)
         s.ut1_v, s.ut1_xtb = Signal(), Signal.like(s.xtb)
         s.u1_v, s.u1_last, s.u1_rbits, s.u1_lane = Signal(), Signal(), Signal(P), Signal(max(lg, 1))
         s.u1_i = Signal(range(maxn_in + 1))
         s.u2_v, s.u2_last, s.u2_rbits, s.u2_i = Signal(), Signal(), Signal(P), Signal.like(s.u1_i)
         s.u2_x = Signal(unsigned(cfg.trace_bits))
-        s.u2_w = Signal(data.ArrayLayout(signed(cfg.weight_bits), P))
+        if p.weight_read_latency != 2:
+            raise ValueError(f"the update phase takes the weight word at stage u2, two cycles after UI "
+                             f"reads it; the weight memories' read latency is {p.weight_read_latency}")
         s.uw_v = [Signal(name=f"uw_v{n}") for n in range(s.ul.latency)]
         s.uw_addr = [Signal(p.addr_bits, name=f"uw_addr{n}") for n in range(s.ul.latency)]
         for n in range(1, s.ul.latency):
@@ -227,18 +233,18 @@ class DesireUpdate(Phase):
             with m.If(rb != 0):
                 m.d.comb += [s.st_w.addr.eq(s.nt), s.st_w.data.x.eq(s.ut1_xtb), s.st_w.data.r.eq(rb), s.st_w.en.eq(1)]
                 m.d.sync += s.nt.eq(s.nt + 1)
-        # arrival stage: trace word (and on the last entry the weight word) -> registers
+        # arrival stage: trace word -> registers
         with m.If(s.u1_v & mine):
             xw = self._read(f"x{l}").data
             m.d.sync += [s.u2_v.eq(1), s.u2_last.eq(s.u1_last), s.u2_rbits.eq(s.u1_rbits), s.u2_i.eq(s.u1_i),
-                         s.u2_x.eq(Array(xw[q] for q in range(P))[s.u1_lane] if lg else xw[0]),
-                         s.u2_w.eq(self._read(f"w{l}").data)]
+                         s.u2_x.eq(Array(xw[q] for q in range(P))[s.u1_lane] if lg else xw[0])]
         # accumulate stage: the word's trace into the lanes that spiked at its step
         with m.If(s.u2_v & mine):
             new_acc = [Mux(s.u2_rbits[q], s.accum[q] + s.u2_x, s.accum[q]) for q in range(P)]
             with m.If(s.u2_last):
+                w_word = self._read(f"w{l}").data   # read in UI with this entry, two cycles ago
                 for q in range(P):
-                    m.d.comb += [ul.accum[q].eq(new_acc[q]), ul.w[q].eq(s.u2_w[q])]
+                    m.d.comb += [ul.accum[q].eq(new_acc[q]), ul.w[q].eq(w_word[q])]
                 m.d.comb += [ul.active.eq(s.act), ul.want.eq(s.want), ul.shift.eq(self.shift)]
                 m.d.sync += [s.uw_v[0].eq(1), s.uw_addr[0].eq(s.bbase + s.u2_i)]
                 m.d.sync += [s.accum[q].eq(0) for q in range(P)]

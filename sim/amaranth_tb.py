@@ -53,7 +53,7 @@ def simulate_core(dut, params, weights, samples, *, label_word, result_of, new_d
             ctx.set(dut.wport.layer, l - 1)
             for a in range(params.w_depth(l)):
                 ctx.set(dut.wport.addr, a)
-                await ctx.tick()
+                await ctx.tick().repeat(params.weight_read_latency)
                 words.append(ctx.get(dut.wport.rdata))
             out.append(unpack_weights(params, l, words))
         return out

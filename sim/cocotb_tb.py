@@ -172,7 +172,8 @@ class TB:
             words = []
             for a in range(self.p.w_depth(l)):
                 d.wport__addr.value = a
-                await FallingEdge(d.clk)
+                for _ in range(self.p.weight_read_latency):
+                    await FallingEdge(d.clk)
                 words.append(d.wport__rdata.value.to_unsigned())
             out.append(unpack_weights(self.p, l, words))
         return out
