@@ -12,7 +12,7 @@ Architecture (docs/rtl.md has the long form):
     non-zero g, ``DesireLanes``) and the update (rtl/desire_update.py: per active post block the
     steps where an active lane spiked, then a read-modify-write of every spiking input's word,
     ``UpdateLanes``);
-  * this file holds the parameters' memories, which the phases share (rtl/desire_ports.py: a
+  * this file holds the parameters' memories, which the phases share (rtl/phase_ports.py: a
     read port's address is the OR of its phases', a write port has one owner), the mix32 bank of
     the masks and the stochastic rounding, and the sequencer that starts one phase after another.
 All memories are ``lib.memory.Memory`` with one synchronous read and one write port (simple
@@ -20,10 +20,7 @@ dual-port block RAM). The optional debug stream (``debug=True``) reports every i
 golden trace records; with ``debug=False`` none of that logic exists.
 """
 
-import operator
-from functools import reduce
-
-from amaranth.hdl import Module, Mux, Signal, Value
+from amaranth.hdl import Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 
@@ -36,6 +33,7 @@ from .desire_params import CoreParams
 from .desire_ports import DebugKind, WritePortSignature, memory_table
 from .lanes import Mix32
 from .memories import COLLISION_ATTR, WordMemory
+from .phase_ports import any_of, join_debug, join_ports
 from .skeleton import SampleLoader, WeightBank, core_members
 
 __all__ = ["CoreParams", "DebugKind", "DesireCore"]
@@ -83,16 +81,13 @@ class DesireCore(wiring.Component):
         # the loader's writes in IDLE: each pixel as it arrives, and a zero encoder state beside it
         table = memory_table(p)
         loading = {name: WritePortSignature(table[name]).create(path=("load", name)) for name in ("pix", "vin")}
-        self._share(m, ports, phases.values(), loading)
+        join_ports(m, ports, phases.values(), {name: [port] for name, port in loading.items()})
         self._hash_bank(m, phases["masks"], phases["update"])
         running = {name: Signal(name=f"{name}_running") for name in phases}
         if p.debug:
-            # the records of the phase that runs (they never share a cycle): a phase's tap is decoded
-            # from its pipeline's valid bits, which Icarus leaves X until they first change
-            taps = [(running[name], phase.debug) for name, phase in phases.items()
-                    if "debug" in phase.signature.members]
-            m.d.comb += [self.debug.valid.eq(_any(Mux(on, tap.valid, 0) for on, tap in taps)),
-                         self.debug.payload.eq(_any(Mux(on, tap.payload.as_value(), 0) for on, tap in taps))]
+            # the records of the phase that runs (they never share a cycle)
+            join_debug(m, self.debug, [(running[name], phase.debug) for name, phase in phases.items()
+                                       if "debug" in phase.signature.members])
 
         cycles, sample_cycles = Signal(32), Signal(32)
         m.d.sync += cycles.eq(cycles + 1)
@@ -140,31 +135,13 @@ class DesireCore(wiring.Component):
                 ports[name] = mem.read_port(), mem.write_port(granularity=1 if memory.granular else None)
         return ports
 
-    def _share(self, m, ports, phases, loading):
-        """Each memory's read port: the OR of its phases' addresses, its data to all of them; its write
-        port: the OR of its writers' (one phase; the loader too for ``pix``/``vin``, in IDLE)."""
-        readers, writers = {}, {name: [port] for name, port in loading.items()}
-        for phase in phases:
-            for member in phase.signature.members:
-                name, _, kind = member.rpartition("_")
-                if kind in ("read", "write"):
-                    (readers if kind == "read" else writers).setdefault(name, []).append(getattr(phase, member))
-        for name, users in readers.items():
-            read = ports[name][0]
-            m.d.comb += read.addr.eq(_any(user.addr for user in users))
-            m.d.comb += [user.data.eq(read.data) for user in users]
-        for name, users in writers.items():
-            write = ports[name][1]
-            m.d.comb += [write.addr.eq(_any(user.addr for user in users)), write.en.eq(_any(user.en for user in users)),
-                         write.data.eq(_any(user.data for user in users))]
-
     def _hash_bank(self, m, masks, update):
         """The mix32 pipelines of the step keys and dropout masks and (stochastic) the rounding offsets:
         those never overlap, and each phase drives the inputs only while it hashes."""
         users = [masks] + ([update] if "hash_in" in update.signature.members else [])
         for q in range(hash_lanes(self.params)):
             mix = m.submodules[f"hash{q}"] = Mix32()
-            m.d.comb += mix.i.eq(_any(user.hash_in[q] for user in users))
+            m.d.comb += mix.i.eq(any_of(user.hash_in[q] for user in users))
             m.d.comb += [user.hash_out[q].eq(mix.o) for user in users]
         if "round_key" in update.signature.members:
             m.d.comb += update.round_key.eq(masks.round_key)
@@ -215,7 +192,3 @@ class DesireCore(wiring.Component):
                     m.d.sync += busy.eq(0)
                     m.next = "IDLE"
 
-
-def _any(values):
-    """Bitwise OR of ``values`` (ports of phases of which at most one drives a non-zero value)."""
-    return reduce(operator.or_, [Value.cast(value) for value in values])
