@@ -52,7 +52,8 @@ from mfsnn.sim.stidi_check import Sample, expected_sample, golden_learner, learn
 
 KINDS = ("error", "correct", "inference")
 
-#: Controller state name prefix -> phase (the phases of the rtl/stidi_core.py docstring).
+#: State name prefix (of the phase components' FSMs, or the sequencer's) -> phase (the phases of the
+#: rtl/stidi_core.py docstring).
 PHASE_OF_STATE = (("FW_", "forward"), ("DEC_", "decision"), ("TGT", "targets"), ("BW_", "backward"),
                   ("Q_", "quantise"), ("OUT", "result"))
 PHASES = ("forward", "decision", "targets", "backward", "quantise", "result")
@@ -221,17 +222,41 @@ def pick_samples(params, learner, pixels, labels, first, wanted, limit):
 # The RTL run, with the controller state observed
 # ------------------------------------------------------------------------------------------------
 
+def _generated_fsm(module, name):
+    fsm = getattr(module, "_generated", {}).get(name)      # Amaranth 0.5 keeps a module's FSMs here
+    if fsm is None:
+        raise RuntimeError(f"cannot find the FSM {name!r} in amaranth {amaranth.__version__}")
+    return fsm
+
+
 class PhaseObservedCore(StidiCore):
-    """``StidiCore`` that keeps its controller FSM (``ctrl``: ``state`` and ``decoding``) for the
-    probe, so the cycles of every state can be counted; the hardware is unchanged."""
+    """``StidiCore`` that keeps the FSMs (``state`` and ``decoding``) of its sequencer (``ctrl``) and of
+    every phase (``phase_fsms``) for the probe, so the cycles of every state can be counted; the
+    hardware is unchanged."""
+
+    def _phases(self):
+        phases = super()._phases()
+        self.phase_fsms = []
+        for phase in phases.values():
+            def elaborate(platform, inner=phase.elaborate):
+                m = inner(platform)
+                self.phase_fsms.append(_generated_fsm(m, "fsm"))
+                return m
+            phase.elaborate = elaborate
+        return phases
 
     def elaborate(self, platform):
         m = super().elaborate(platform)
-        fsm = getattr(m, "_generated", {}).get("ctrl")      # Amaranth 0.5 keeps a module's FSMs here
-        if fsm is None:
-            raise RuntimeError(f"cannot find the controller FSM 'ctrl' in amaranth {amaranth.__version__}")
-        self.ctrl = fsm
+        self.ctrl = _generated_fsm(m, "ctrl")
         return m
+
+    def state_name(self, ctrl_state, phase_states):
+        """The state of this cycle: that of the phase that runs (the one not idle), else the sequencer's."""
+        for fsm, state in zip(self.phase_fsms, phase_states):
+            name = fsm.decoding[state]
+            if name not in ("START", "IDLE"):
+                return name
+        return self.ctrl.decoding[ctrl_state]
 
 
 def phase_of(state):
@@ -249,12 +274,13 @@ def run_rtl(params, weights, samples, bar):
     def probe(dut):
         async def count_states(ctx):
             current = None
-            async for _, _, state, busy in ctx.tick().sample(dut.ctrl.state, dut.busy):
+            phase_states = [fsm.state for fsm in dut.phase_fsms]
+            async for _, _, state, busy, *states in ctx.tick().sample(dut.ctrl.state, dut.busy, *phase_states):
                 if busy:
                     if current is None:
                         current = {}
                         per_sample.append(current)
-                    name = dut.ctrl.decoding[state]
+                    name = dut.state_name(state, states)
                     current[name] = current.get(name, 0) + 1
                 elif current is not None:
                     current = None

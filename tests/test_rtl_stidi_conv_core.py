@@ -1,5 +1,5 @@
 # amaranth: UnusedElaboratable=no
-"""The STiDi-BP core on conv topologies (rtl/stidi_core.py + rtl/stidi_conv_phases.py) under Amaranth's
+"""The STiDi-BP core on conv topologies (rtl/stidi_core.py + rtl/stidi_map_forward.py, rtl/stidi_conv_update.py) under Amaranth's
 simulator, bit-exact against the integer golden model: every input time, the current and membrane of
 every conv and fc neuron at every step, every spike time, every pooling time and argmin, the
 decision, targets, the displacements arriving at pooling and conv stages, every error level, the

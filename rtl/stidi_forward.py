@@ -1,0 +1,166 @@
+"""The STiDi-BP core's fully connected forward pass (§5): every fc stage, from the first to the top."""
+
+from amaranth.hdl import Mux, Signal, unsigned
+from amaranth.lib.memory import Memory
+
+from .stidi_lanes import IntegrateLanes, SignAccumulateLanes
+from .stidi_params import StidiDebugKind
+from .stidi_ports import StagePass, each, pick
+
+__all__ = ["StidiFcForward"]
+
+
+class StidiFcForward(StagePass):
+    """Golden ``fc_currents`` + ``integrate`` of every fc stage l, in order, on P lanes (P posts of a block):
+
+    * ``FW_CLEAR_l``: every step's spike list starts empty (T cycles);
+    * ``FW_LIST_l``: read pre i's time from ``time<l-1>``; one cycle later the list stage links i
+      into the list of its step (if it spikes before T-1: a later spike cannot change a membrane, §5);
+      ``FW_LIST_DRAIN_l`` waits for the last link;
+    * ``FW_WALK_l``: per post block b and step t, one list entry per cycle fetches its sign word of
+      ``s<l>`` into ``SignAccumulateLanes``; at the list's end (NIL) step t integrates
+      (``IntegrateLanes``, a STEP record; the top stage's U(t) into ``u_out``);
+    * ``FW_BLOCK_END_l``: the block's spike times into ``time<l>`` (a TIMES record).
+    """
+
+    def __init__(self, params):
+        p = params
+        self.stages = [s for s in p.weight_stages if p.kind(s) == "fc"]
+        reads = [f"time{s - 1}" for s in self.stages] + [f"s{p.weight_layer[s]}" for s in self.stages]
+        writes = [f"time{s}" for s in self.stages] + ["u_out"]
+        super().__init__(p, reads, writes)
+
+    def _stage_states(self, m, s):
+        self._list_states(m, s)
+        self._walk_states(m, s)
+
+    def _data_stages(self, m):
+        self._list_stage(m)
+
+    def _parts(self, m):
+        p = self.params
+        T = p.T
+        self.nil = p.max_fc_fan_in                       # the end of a list
+        pointer = unsigned(self.nil.bit_length())
+        # per-step spike lists of the pre stage: head[t] -> next[i] -> ... -> NIL
+        head, nxt = Memory(shape=pointer, depth=max(T, 2), init=[]), Memory(shape=pointer, depth=max(self.nil, 2), init=[])
+        m.submodules.head, m.submodules.next = head, nxt
+        self.head_r, self.head_w = head.read_port(), head.write_port()
+        self.next_r, self.next_w = nxt.read_port(), nxt.write_port()
+        self.acc = m.submodules.sign_acc = SignAccumulateLanes(lanes=p.P, fan_in=p.max_fc_fan_in)
+        self.integ = m.submodules.integrate = IntegrateLanes(lanes=p.P, fan_in=p.max_fan_in + 1, time_steps=T)
+
+        self.layer = Signal(range(p.top + 1))            # the stage of the pass
+        self.block = Signal(range(max(p.stage_blocks(s) for s in self.stages)))
+        self.step = Signal(range(T))
+        self.pre = Signal(range(p.max_fc_fan_in))
+        self.sign_base = Signal(p.addr_bits + 1)         # b * N_{l-1}: block b's sign words
+        self.u_base = Signal(range(p.stage_blocks(p.top) * T + 1))   # b * T: block b's membranes in u_out
+        self.walk_first = Signal()                       # the walk's pointer comes from head (else next)
+        self.sign_valid = Signal()                       # a sign word arrives this cycle
+        self.cur_i = Signal(self.integ.i.shape())
+        self.cur_u = Signal(self.integ.u.shape())
+        self.cur_t = Signal(self.integ.t_fire.shape())
+        self.delta = Signal(self.acc.delta.shape())
+        # list build pipeline: time word read (lst), head read (ins), head/next write (prev = last write)
+        self.lst_v, self.lst_pre = Signal(), Signal.like(self.pre)
+        self.ins_v, self.ins_pre, self.ins_t = Signal(), Signal.like(self.pre), Signal(range(T + 1))
+        self.prev_v, self.prev_pre, self.prev_t = Signal(), Signal.like(self.pre), Signal(range(T + 1))
+        m.d.sync += [self.lst_v.eq(0), self.sign_valid.eq(0)]
+
+    def _enter(self, m, s):
+        if s > self.params.top:
+            m.d.comb += self.done.eq(1)
+            m.next = "IDLE"
+        else:
+            m.d.sync += [self.step.eq(0), self.layer.eq(s)]
+            m.next = f"FW_CLEAR_{s}"
+
+    def _clear_neurons(self, m):
+        m.d.sync += [self.cur_i.eq(0), self.cur_u.eq(0), self.delta.eq(0), self.walk_first.eq(1)]
+        m.d.sync += [self.cur_t[q].eq(self.params.T) for q in range(self.params.P)]
+
+    def _list_states(self, m, l):
+        p = self.params
+        with m.State(f"FW_CLEAR_{l}"):
+            m.d.comb += [self.head_w.addr.eq(self.step), self.head_w.data.eq(self.nil), self.head_w.en.eq(1)]
+            m.d.sync += self.step.eq(self.step + 1)
+            with m.If(self.step == p.T - 1):
+                m.d.sync += [self.step.eq(0), self.pre.eq(0)]
+                m.next = f"FW_LIST_{l}"
+        with m.State(f"FW_LIST_{l}"):
+            m.d.comb += self._read(f"time{l - 1}").addr.eq(self.pre >> p.lg)
+            m.d.sync += [self.lst_v.eq(1), self.lst_pre.eq(self.pre), self.pre.eq(self.pre + 1)]
+            with m.If(self.pre == p.stage_sizes[l - 1] - 1):
+                m.next = f"FW_LIST_DRAIN_{l}"
+        with m.State(f"FW_LIST_DRAIN_{l}"):
+            # the last head/next write happens in the last cycle with ins_v
+            with m.If(~self.lst_v & ~self.ins_v):
+                m.d.comb += self.head_r.addr.eq(0)
+                m.d.sync += [self.block.eq(0), self.sign_base.eq(0), self.u_base.eq(0), self.step.eq(0)]
+                self._clear_neurons(m)
+                m.next = f"FW_WALK_{l}"
+
+    def _walk_states(self, m, l):
+        p = self.params
+        T, sign_r = p.T, self._read(f"s{p.weight_layer[l]}")
+        with m.State(f"FW_WALK_{l}"):
+            # one list entry per cycle: fetch its sign word and the next pointer; at the list's end
+            # (NIL) step t of the block's P neurons integrates, and the next step's head is read
+            pointer = Mux(self.walk_first, self.head_r.data, self.next_r.data)
+            m.d.sync += self.walk_first.eq(0)
+            m.d.comb += [self.acc.spike.eq(self.sign_valid), self.acc.negative.eq(sign_r.data),
+                         self.acc.delta.eq(self.delta)]
+            with m.If(pointer != self.nil):
+                m.d.comb += [self.next_r.addr.eq(pointer), sign_r.addr.eq(self.sign_base + pointer)]
+                m.d.sync += [self.sign_valid.eq(1), self.delta.eq(self.acc.delta_next)]
+            with m.Else():
+                integ = self.integ
+                m.d.comb += [integ.i.eq(self.cur_i), integ.u.eq(self.cur_u), integ.t_fire.eq(self.cur_t),
+                             integ.t.eq(self.step), integ.threshold.eq(p.threshold(l))]
+                m.d.comb += each(p, integ.delta, self.acc.delta_next)   # I is one bit wider at F + 1 = 2**n
+                m.d.sync += [self.cur_i.eq(integ.i_next), self.cur_u.eq(integ.u_next),
+                             self.cur_t.eq(integ.t_fire_next), self.delta.eq(0), self.walk_first.eq(1)]
+                self.emit(StidiDebugKind.STEP, l, self.step, self.block << p.lg,
+                          value=[integ.u_next[q] for q in range(p.P)], aux=[integ.i_next[q] for q in range(p.P)])
+                if l == p.top:
+                    u_w = self.u_out_write
+                    m.d.comb += [u_w.addr.eq(self.u_base + self.step), u_w.en.eq(1)]
+                    m.d.comb += each(p, u_w.data, integ.u_next)
+                with m.If(self.step == T - 1):
+                    m.next = f"FW_BLOCK_END_{l}"
+                with m.Else():
+                    m.d.comb += self.head_r.addr.eq(self.step + 1)
+                    m.d.sync += self.step.eq(self.step + 1)
+        with m.State(f"FW_BLOCK_END_{l}"):
+            time_w = self._write(f"time{l}")
+            m.d.comb += [time_w.addr.eq(self.block), time_w.en.eq((1 << p.P) - 1)]
+            m.d.comb += each(p, time_w.data, self.cur_t)
+            self.emit(StidiDebugKind.TIMES, l, 0, self.block << p.lg, value=[self.cur_t[q] for q in range(p.P)])
+            self._clear_neurons(m)
+            m.d.sync += self.step.eq(0)
+            with m.If(self.block == p.stage_blocks(l) - 1):
+                self._enter(m, l + 1)
+            with m.Else():
+                m.d.comb += self.head_r.addr.eq(0)
+                m.d.sync += [self.block.eq(self.block + 1), self.sign_base.eq(self.sign_base + p.stage_sizes[l - 1]),
+                             self.u_base.eq(self.u_base + T)]
+                m.next = f"FW_WALK_{l}"
+
+    def _list_stage(self, m):
+        """Spike-list build: pre i's time arrived -> read the head of its step (if it spikes before T-1);
+        one cycle later i becomes the head and points at the old head. Only the write of the cycle
+        before can be missing from that read (the memory is not transparent), and it is forwarded."""
+        p = self.params
+        m.d.sync += [self.ins_v.eq(0), self.prev_v.eq(self.ins_v), self.prev_pre.eq(self.ins_pre),
+                     self.prev_t.eq(self.ins_t)]
+        for l in self.stages:
+            with m.If(self.lst_v & (self.layer == l)):
+                t = pick(p, self._read(f"time{l - 1}").data, self.lst_pre)
+                with m.If(t < p.T - 1):
+                    m.d.comb += self.head_r.addr.eq(t)
+                    m.d.sync += [self.ins_v.eq(1), self.ins_pre.eq(self.lst_pre), self.ins_t.eq(t)]
+        with m.If(self.ins_v):
+            old = Mux(self.prev_v & (self.prev_t == self.ins_t), self.prev_pre, self.head_r.data)
+            m.d.comb += [self.head_w.addr.eq(self.ins_t), self.head_w.data.eq(self.ins_pre), self.head_w.en.eq(1),
+                         self.next_w.addr.eq(self.ins_pre), self.next_w.data.eq(old), self.next_w.en.eq(1)]

@@ -1,0 +1,178 @@
+"""The STiDi-BP core's fully connected update (§9.1–9.3): latent weights and the displacement D sent
+to the stage below."""
+
+from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data
+from amaranth.lib.wiring import In
+
+from .phase_ports import advance_or_leave, on_start
+from .stidi_lanes import DisplacementLanes, FcUpdateLanes
+from .stidi_ports import StidiPhase, each, enter_stage, lane_of, pick
+
+__all__ = ["StidiFcUpdate", "lr_shift_member", "clamped_lr_shift"]
+
+
+def lr_shift_member(p):
+    """The label beat's R of every weight layer (``params.label_layout``), for an update phase."""
+    return In(data.ArrayLayout(unsigned(8), p.L))
+
+
+def clamped_lr_shift(p, lr_shift, stage):
+    """R of weight stage ``stage``; any R above the step's width gives step 0, as the clamp does."""
+    r = lr_shift[p.weight_layer[stage] - 1]
+    return Mux(r > p.max_lr_shift, p.max_lr_shift, r)
+
+
+class StidiFcUpdate(StidiPhase):
+    """Golden ``fc_backward`` of fc stage l (``stage``, with ``start``), P post lanes:
+
+    * ``BW_PRE_l`` / ``BW_PRE_EX_l``: pre j's time (and dropout bit): j is eligible if it fired, is
+      kept, and for l = 1 fired before T-1, as the golden model skips the others;
+    * ``BW_BLOCK_l``: per post block b of an eligible j, read ``W_l[b, j]``, the block's error and
+      post times; the update stages do the rest: ``FcUpdateLanes`` (rounded step << level, saturated),
+      the new word into ``w<l>`` and its signs into ``s<l>``, and for l >= 2 into ``DisplacementLanes``
+      (D with the updated weights, §9.3), summed over the blocks into ``disp[j]``;
+    * ``BW_DRAIN_l`` waits for the pipelines.
+    """
+
+    def __init__(self, params):
+        p = params
+        self.stages = [s for s in p.weight_stages if p.kind(s) == "fc"]
+        layers = [p.weight_layer[s] for s in self.stages]
+        reads = [f"time{x}" for x in sorted({x for s in self.stages for x in (s - 1, s)})] + ["err"]
+        reads += [f"w{l}" for l in layers] + (["keep"] if p.dropout else [])
+        self.sends_down = any(s >= 2 for s in self.stages)
+        writes = [f"w{l}" for l in layers] + [f"s{l}" for l in layers] + (["disp"] if self.sends_down else [])
+        super().__init__(p, reads, writes, members={"stage": In(range(p.top + 1)), "lr_shift": lr_shift_member(p)})
+
+    def elaborate(self, platform):
+        p = self.params
+        m = Module()
+        self.upd = m.submodules.update = FcUpdateLanes(lanes=p.P, weight_bits=p.cfg.weight_bits, levels=p.cfg.levels,
+                                                      max_lr_shift=p.max_lr_shift, time_steps=p.T)
+        self.layer = Signal(range(p.top + 1))        # the stage being updated
+        self.pre = Signal(range(p.max_fc_fan_in))
+        self.block = Signal(range(max(p.stage_blocks(s) for s in self.stages)))
+        self.w_base = Signal(p.addr_bits + 1)        # b * N_{l-1}
+        self.t_pre = Signal(range(p.T + 1))
+        # update pipeline: u1 = read data arrives (FcUpdateLanes in), u2, u3 = its new word out;
+        # u2 and u3 also carry the block's error and post times for DisplacementLanes
+        self.u1, self.u2, self.u3 = self._stage("u1", False), self._stage("u2", True), self._stage("u3", True)
+        m.d.sync += self.u1["v"].eq(0)
+        # the displacement pipeline's control, DisplacementLanes' latency after u3
+        latency = 0
+        if self.sends_down:
+            self.dsp = m.submodules.displace = DisplacementLanes(lanes=p.P, weight_bits=p.cfg.weight_bits,
+                                                                 levels=p.cfg.levels, time_steps=p.T)
+            latency = self.dsp.latency
+        self.dq_v = [Signal(name=f"dq_v{n}") for n in range(latency)]
+        self.dq_last = [Signal(name=f"dq_last{n}") for n in range(latency)]
+        self.dq_pre = [Signal.like(self.pre, name=f"dq_pre{n}") for n in range(latency)]
+        with m.FSM():
+            with on_start(m, self):
+                m.d.sync += [self.layer.eq(self.stage), self.pre.eq(0)]
+                enter_stage(m, self.stage, {s: f"BW_PRE_{s}" for s in self.stages})
+            for s in self.stages:
+                self._states(m, s)
+        self._update_stages(m)
+        if self.sends_down:
+            self._displacement_stages(m)
+        return m
+
+    def _stage(self, name, with_data):
+        p = self.params
+        regs = {"v": Signal(name=f"{name}_v"), "addr": Signal(p.addr_bits, name=f"{name}_addr"),
+                "last": Signal(name=f"{name}_last"), "pre": Signal.like(self.pre, name=f"{name}_pre"),
+                "t_pre": Signal(range(p.T + 1), name=f"{name}_t_pre")}
+        if with_data:
+            regs["t_post"] = Signal(p.lanes(unsigned(p.time_bits)), name=f"{name}_t_post")
+            regs["err"] = Signal(p.err_layout, name=f"{name}_err")
+        return regs
+
+    def _states(self, m, l):
+        p = self.params
+        T, n_in, blocks = p.T, p.stage_sizes[l - 1], p.stage_blocks(l)
+        time_pre = self._read(f"time{l - 1}")
+        dropout = p.dropout and l >= 2
+
+        def next_pre():
+            advance_or_leave(m, self.pre, n_in - 1, again=f"BW_PRE_{l}", after=f"BW_DRAIN_{l}")
+
+        with m.State(f"BW_PRE_{l}"):
+            m.d.comb += time_pre.addr.eq(self.pre >> p.lg)
+            if dropout:
+                m.d.comb += self.keep_read.addr.eq(self.pre >> p.lg)
+            m.next = f"BW_PRE_EX_{l}"
+        with m.State(f"BW_PRE_EX_{l}"):
+            # eligible pre: fired, not dropped; layer 1 also skips inputs at T-1 as the golden
+            # fc_backward does (their step to any post is 0 unless the post is silent)
+            t = pick(p, time_pre.data, self.pre)
+            eligible = t < (T if l >= 2 else T - 1)
+            if dropout:
+                eligible &= self.keep_read.data.bit_select(lane_of(p, self.pre), 1)
+            with m.If(eligible):
+                m.d.sync += [self.t_pre.eq(t), self.block.eq(0), self.w_base.eq(0)]
+                m.next = f"BW_BLOCK_{l}"
+            with m.Else():
+                next_pre()
+        with m.State(f"BW_BLOCK_{l}"):
+            # read W_l[b, j], the block's error and post times; the update stages do the rest
+            addr = self.w_base + self.pre
+            m.d.comb += [self._read(f"w{p.weight_layer[l]}").addr.eq(addr), self.err_read.addr.eq(self.block),
+                         self._read(f"time{l}").addr.eq(self.block)]
+            last = self.block == blocks - 1
+            m.d.sync += [self.u1["v"].eq(1), self.u1["addr"].eq(addr), self.u1["last"].eq(last),
+                         self.u1["pre"].eq(self.pre), self.u1["t_pre"].eq(self.t_pre)]
+            with m.If(last):
+                next_pre()
+            with m.Else():
+                m.d.sync += [self.block.eq(self.block + 1), self.w_base.eq(self.w_base + n_in)]
+        with m.State(f"BW_DRAIN_{l}"):
+            with m.If(~(self.u1["v"] | self.u2["v"] | self.u3["v"] | Cat(*self.dq_v).any())):
+                m.d.comb += self.done.eq(1)
+                m.next = "IDLE"
+
+    def _update_stages(self, m):
+        """The read-modify-write of one weight word per cycle: u1 read data -> ``FcUpdateLanes`` -> u3
+        new word -> ``w<l>`` and ``s<l>``."""
+        p = self.params
+        u1, u2, u3, upd = self.u1, self.u2, self.u3, self.upd
+        for l in self.stages:
+            layer = p.weight_layer[l]
+            time_post = self._read(f"time{l}")
+            with m.If(u1["v"] & (self.layer == l)):
+                m.d.comb += [upd.lr_shift.eq(clamped_lr_shift(p, self.lr_shift, l)), upd.keep.eq((1 << p.P) - 1)]
+                m.d.comb += [upd.t_pre[q].eq(u1["t_pre"]) for q in range(p.P)]
+                m.d.comb += each(p, upd.w, self._read(f"w{layer}").data) + each(p, upd.t_post, time_post.data)
+                m.d.comb += each(p, upd.sign, self.err_read.data.sign) + each(p, upd.level, self.err_read.data.level)
+                m.d.sync += [u2["t_post"].eq(time_post.data), u2["err"].eq(self.err_read.data)]
+        m.d.sync += [u2[key].eq(u1[key]) for key in u1]
+        m.d.sync += [u3[key].eq(u2[key]) for key in u2]
+        for l in self.stages:
+            layer = p.weight_layer[l]
+            with m.If(u3["v"] & (self.layer == l)):
+                write, sign_w = self._write(f"w{layer}"), self._write(f"s{layer}")
+                m.d.comb += [write.addr.eq(u3["addr"]), write.en.eq(1)] + each(p, write.data, upd.w_next)
+                m.d.comb += [sign_w.addr.eq(u3["addr"]), sign_w.data.eq(upd.negative), sign_w.en.eq(1)]
+
+    def _displacement_stages(self, m):
+        """u3's new word -> ``DisplacementLanes`` -> D_j summed over the post blocks into ``disp[j]``."""
+        p = self.params
+        u3, dsp, dq_v, dq_last, dq_pre = self.u3, self.dsp, self.dq_v, self.dq_last, self.dq_pre
+        m.d.comb += [dsp.t_pre.eq(u3["t_pre"]), dsp.keep.eq(1)]
+        m.d.comb += each(p, dsp.w, self.upd.w_next) + each(p, dsp.t_post, u3["t_post"])
+        m.d.comb += each(p, dsp.sign, u3["err"].sign) + each(p, dsp.level, u3["err"].level)
+        m.d.sync += [dq_v[0].eq(u3["v"] & (self.layer >= 2)), dq_last[0].eq(u3["last"]), dq_pre[0].eq(u3["pre"])]
+        for n in range(1, dsp.latency):
+            m.d.sync += [dq_v[n].eq(dq_v[n - 1]), dq_last[n].eq(dq_last[n - 1]), dq_pre[n].eq(dq_pre[n - 1])]
+        disp_acc = Signal(signed(p.disp_bits))
+        with m.If(dq_v[-1]):
+            total = Signal(signed(p.disp_bits))
+            m.d.comb += total.eq(disp_acc + dsp.term)
+            with m.If(dq_last[-1]):
+                pre, disp_w = dq_pre[-1], self.disp_write
+                m.d.comb += [disp_w.addr.eq(pre >> p.lg), disp_w.en.eq(1 << lane_of(p, pre))]
+                m.d.comb += [disp_w.data[q].eq(total) for q in range(p.P)]
+                m.d.sync += disp_acc.eq(0)
+            with m.Else():
+                m.d.sync += disp_acc.eq(total)
