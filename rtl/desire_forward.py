@@ -94,11 +94,10 @@ class DesireForward(Phase):
         s.acc = Signal(data.ArrayLayout(signed(p.lane_acc_bits), P))
         # W_l words in flight: [0] set in the cycle of the read, [-1] in the cycle its word arrives
         s.w_due = {l: [Signal(name=f"w_due{l}_{n}") for n in range(p.weight_read_latency)] for l in range(1, L + 1)}
-        # spike-list replay: the entry's weight address of block b, registered (the list's block RAM
-        # clock-to-out, the add and the route to the weight memory's address were ECP5's longest path)
-        s.sl_v, s.sl_fetch_v = Signal(), Signal()
-        s.sl_fetch_addr = Signal(p.addr_bits + 1)
-        m.d.sync += [s.sl_v.eq(0), s.sl_fetch_v.eq(0)]
+        # spike-list replay: the entry arrives (sl_v) and its weight address of block b goes to W_l,
+        # whose registered ports take the route to the block RAMs out of this cycle
+        s.sl_v = Signal()
+        m.d.sync += s.sl_v.eq(0)
         # NEX control delayed along the NeuronLanes pipeline: valid, layer, block, the counts read
         lat = s.nl.latency
         s.nrn_v = [Signal(name=f"nrn_v{n}") for n in range(lat)]
@@ -194,12 +193,11 @@ class DesireForward(Phase):
             with m.If(s.e == s.ns_last):
                 m.next = f"DRAIN_{l}"
         with m.State(f"DRAIN_{l}"):
-            # the last entry's fetch is issued (from sl_fetch_addr) in the cycle after its arrival;
-            # leaving once it has been in flight for weight_read_latency - 1 cycles, its word reaches
-            # acc by NeuronLanes' stage 2
+            # the last entry's W read is issued in the cycle of its arrival (sl_v); leaving once it
+            # has been in flight for weight_read_latency - 1 cycles, its word reaches acc by
+            # NeuronLanes' stage 2
             m.d.sync += s.layer.eq(l)
-            in_flight = [s.sl_v] + ([s.sl_fetch_v] + s.w_due[l][:-2])[:p.weight_read_latency - 1]
-            with m.If(~Cat(*in_flight).any()):
+            with m.If(~Cat(s.sl_v, *s.w_due[l][:-2]).any()):
                 m.next = f"NRD_{l}"
 
         with m.State(f"NRD_{l}"):
@@ -241,11 +239,9 @@ class DesireForward(Phase):
                         m.next = "SCAN_RD_1"
 
     def _spike_list_stage(self, m, s, l):
-        # the replayed entry arrives -> its weight address; a cycle later the W_l read
+        # the replayed entry arrives -> the W_l read of its weight in block b
         with m.If(s.sl_v & (s.layer == l)):
-            m.d.sync += [s.sl_fetch_v.eq(1), s.sl_fetch_addr.eq(s.bbase + s.sl_r.data)]
-        with m.If(s.sl_fetch_v & (s.layer == l)):
-            m.d.comb += self._read(f"w{l}").addr.eq(s.sl_fetch_addr)
+            m.d.comb += self._read(f"w{l}").addr.eq(s.bbase + s.sl_r.data)
             m.d.sync += s.w_due[l][0].eq(1)
 
     def _scan_stage(self, m, s, l):

@@ -384,13 +384,13 @@ class UpdateLanes(wiring.Component):
         a1 = Signal.like(self.accum)
         active1, active2 = Signal(self.lanes), Signal(self.lanes)
         want1, want2 = Signal(self.lanes), Signal(self.lanes)
-        sh = Signal(signed(8))
+        # the shift decoded into registers: its amounts steer every lane's shifter, lanes that sit
+        # beside their weights' block RAMs all over the die (784-128-10 P=16 on ECP5)
+        shr, shl, left = Signal(unsigned(6)), Signal(unsigned(6)), Signal()
         m.d.sync += [w1.eq(self.w), a1.eq(self.accum), active1.eq(self.active), want1.eq(self.want),
-                     sh.eq(self.shift), w2.eq(w1), active2.eq(active1), want2.eq(want1)]
-        shr = Signal(unsigned(6))
-        m.d.comb += shr.eq(Mux(sh > 0, sh, 0))
-        shl = Signal(unsigned(6))
-        m.d.comb += shl.eq(Mux(sh < 0, -sh, 0))
+                     w2.eq(w1), active2.eq(active1), want2.eq(want1)]
+        m.d.sync += [shr.eq(Mux(self.shift > 0, self.shift, 0)), shl.eq(Mux(self.shift < 0, -self.shift, 0)),
+                     left.eq(self.shift < 0)]
         for k in range(self.lanes):
             a = a1[k]
             # stage 2: magnitude, and with nearest rounding its rounding bit apart:
@@ -405,7 +405,7 @@ class UpdateLanes(wiring.Component):
                 doubled = Cat(Const(0, 1), a) >> shr
                 shifted, round_bit = doubled[1:], Signal(name=f"round_bit_{k}")
                 m.d.sync += round_bit.eq(doubled[0])
-            m.d.sync += mag.eq(Mux(sh < 0, a << shl, shifted) if self.max_left_shift else shifted)
+            m.d.sync += mag.eq(Mux(left, a << shl, shifted) if self.max_left_shift else shifted)
             # stage 3: w + (mag + r) or w - (mag + r) = w + ~mag + (1 - r) as one carry chain: the
             # carry-in enters as the low bit of both operands, (2w + c) + (2t + c) = 2(w + t + c);
             # an inactive synapse adds 0 with carry 0, so saturating the sum leaves its w as it is
