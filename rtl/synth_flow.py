@@ -116,18 +116,16 @@ ECP5 = Family(
                 "{synth} -run map_cells:")
 
 ROUTERS = ("router1", "router2")
-# nextpnr's router1 is the better one for small designs (196-64-10 P=1 on the 85F: 70.3 MHz against
-# router2's 57.7; P=16, 25 % of the 85F's LUTs: 68.1 MHz; every iCE40 build), but did not converge on
-# 784-128-10 P=16 on the 85F (132k of 156k arcs left after 100 min), whose weights fill 70 % of the
-# block RAM bits: every block RAM column is in use and its data fans out across the die. router2 is
-# the default for ECP5 designs above either share of the device (pre-check figures).
-ROUTER2_ABOVE_LOGIC = 0.40
-ROUTER2_ABOVE_BLOCK_RAM_BITS = 0.50
+# nextpnr's router1 gives the faster clock (196-64-10 P=1 on the 85F: 70.3 MHz against router2's
+# 57.7; 784-128-10 P=16 with registered weight memories, 26 % of the 85F's LUTs: 64.3 MHz against
+# 57.7), but did not converge on the 784-128-10 P=16 of 41 % (132k of 156k arcs left after 100 min),
+# which router2 routed. router2 is the default for ECP5 designs above this share of the device's
+# LUTs (pre-check estimate).
+ROUTER2_ABOVE = 0.40
 
 
 def default_router(board: "Board", fit: "FitCheck") -> str:
-    large = (fit.logic_estimate > ROUTER2_ABOVE_LOGIC * board.logic_cells
-             or fit.dual_port_bits > ROUTER2_ABOVE_BLOCK_RAM_BITS * fit.block_ram_bits)
+    large = fit.logic_estimate > ROUTER2_ABOVE * board.logic_cells
     return "router2" if board.family is ECP5 and large else "router1"
 
 # The YoWASP executable, its PyPI package and the flag that prints its version, per Amaranth tool name.
