@@ -25,6 +25,18 @@ RUNS = {
 # The FPGA-sized net with the larger rate the flow uses on 196 inputs (the default 2^-16 plateaus at 90 %).
 RUNS["desire-196-64-10-mnist-fixed-lr13"] = RUNS["desire-196-64-10-mnist-fixed"] + ["--lr-shift", "13"]
 RUNS["desire-196-64-10-mnist-float-lr2^-13"] = RUNS["desire-196-64-10-mnist-float"] + ["--lr", str(2.0 ** -13)]
+# The tuned desire-BP settings of results/convergence/desire-study.md: no output desire threshold, rate
+# 2^-15, trace decay shift 3.
+TUNED = ["--set", "output_desire_threshold=0.0", "--set", "decay_shift=3"]
+RUNS.update({
+    f"desire-{topo}-{data}-fixed-outthr0-lr15-ds3": RUNS[f"desire-{topo}-{data}-fixed"] + ["--lr-shift", "15"] + TUNED
+    for topo in ("196-64-10", "784-128-10") for data in ("mnist", "fashion-mnist")
+})
+RUNS.update({
+    f"desire-{topo}-{data}-float-outthr0-lr2^-15-ds3": RUNS[f"desire-{topo}-{data}-float"] + ["--lr", str(2.0 ** -15)]
+    + TUNED
+    for topo in ("196-64-10", "784-128-10") for data in ("mnist", "fashion-mnist")
+})
 RUNS.update({
     f"stidi-{topo}-{data}-{arith}": ["--rule", "stidi", "--arith", arith, "--topology", topo, "--dataset", data,
                                      "--set", "lr_halving_epochs=5"]

@@ -511,17 +511,22 @@ def cmd_train(args) -> int:
         print(f"stopped after epoch {metrics['epochs_done']}: {metrics['stopped_early']}")
     print(f"test accuracy {100 * metrics['final_test_accuracy']:.2f} %  (train "
           f"{metrics['train_samples_per_s']:.0f} samples/s, infer {metrics['infer_samples_per_s']:.0f} samples/s)")
-    print(f"wrote {out / 'metrics.json'}, {out / 'model.npz'}, {out / 'accuracy.png'}")
+    print(f"wrote {out / 'metrics.json'}, {out / 'model.npz'}, {out / 'best_model.npz'} "
+          f"(epoch {metrics['best_epoch']}), {out / 'accuracy.png'}")
     return 0
 
 
 def _save_run(learner, metrics: dict, out: Path, dataset: str, topology: str, seed: int) -> None:
-    """OUT/model.npz, OUT/metrics.json and OUT/accuracy.png of a training run (so far)."""
+    """OUT/model.npz, OUT/metrics.json and OUT/accuracy.png of a training run (so far); the model
+    also as OUT/best_model.npz when its epoch has the best test accuracy so far (model.npz is the last
+    epoch's, the one --resume continues from)."""
     from .golden import train as training
 
     metrics["topology"] = topology
-    training.save_model(learner, out / "model.npz", {"dataset": dataset, "epochs": metrics["epochs_done"],
-                                                     "topology": topology, "seed": seed})
+    about = {"dataset": dataset, "epochs": metrics["epochs_done"], "topology": topology, "seed": seed}
+    training.save_model(learner, out / "model.npz", about)
+    if metrics["best_epoch"] == metrics["epochs_done"]:
+        training.save_model(learner, out / "best_model.npz", about)
     training.write_metrics(metrics, out / "metrics.json")
     training.plot_curve(metrics, out / "accuracy.png")
 
@@ -725,7 +730,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a network with a golden model (integer or float)",
                        description="Online training (batch size 1) with a golden model; writes "
-                                   "OUT/metrics.json, OUT/model.npz and OUT/accuracy.png.")
+                                   "OUT/metrics.json, OUT/model.npz (the last epoch's), OUT/best_model.npz "
+                                   "(the best test accuracy's) and OUT/accuracy.png.")
     p.add_argument("--rule", choices=("desire", "stidi"), default="desire",
                    help="learning rule: desire backpropagation or binarized STiDi-BP (default desire)")
     p.add_argument("--arith", choices=("fixed", "float"), default="fixed",

@@ -56,6 +56,14 @@ def test_patience_stops_and_says_why(tmp_path):
     assert metrics["epochs_done"] == 2 and metrics["best_epoch"] == 1 and metrics["patience"] == 1
     assert metrics["test_accuracy"] == [0.075, 0.05]
     assert metrics["stopped_early"] == "best test accuracy not improved for 1 epochs"
+    # model.npz is epoch 2's (what --resume continues from), best_model.npz epoch 1's
+    assert main(["train", "--topology", "196-16-10", "--epochs", "1", *LIMITS, "--out", str(tmp_path / "one")]) == 0
+    epoch1, _ = trained(tmp_path / "one")
+    last, _ = trained(out)
+    best, _ = load_model(out / "best_model.npz")
+    best = best.weight_arrays()
+    assert all(np.array_equal(best[k], epoch1[k]) for k in epoch1)
+    assert any(not np.array_equal(last[k], epoch1[k]) for k in epoch1)
 
 
 @pytest.mark.parametrize("extra,message", [
