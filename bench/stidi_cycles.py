@@ -142,19 +142,19 @@ def excess_by_cause(states, bound, L):
         return sum(c for name, c in states.items() if name.startswith(prefixes))
 
     terms, layers = bound["terms"], range(1, L + 1)
-    bw_pre = sum(n(f"BW_PRE_{l}", f"BW_PRE_EX_{l}") for l in layers)
+    bw_latest = sum(n(f"BW_LATEST_{l}") for l in layers)
+    bw_words = sum(n(f"BW_WORD_{l}", f"BW_MASK_{l}") for l in layers)
     bw_block = sum(n(f"BW_BLOCK_{l}") for l in layers)
     return {
-        "FW_CLEAR: clear the T step lists, T per layer": sum(n(f"FW_CLEAR_{l}") for l in layers),
-        "FW_LIST: link the pres one per cycle (bound: B(l-1) words)":
-            sum(n(f"FW_LIST_{l}", f"FW_LIST_DRAIN_{l}") - terms[f"forward_read_{l}"] for l in layers),
+        "FW_LIST/FW_LINK: 1 per spiking pre or per word without one, list start and drain (bound: B(l-1) words)":
+            sum(n(f"FW_LIST_{l}", f"FW_LINK_{l}", f"FW_LIST_DRAIN_{l}") - terms[f"forward_read_{l}"] for l in layers),
         "FW_WALK beyond B(l) * (S + T)": sum(n(f"FW_WALK_{l}") - terms[f"forward_walk_{l}"] for l in layers),
         "FW_BLOCK_END: 1 per block": sum(n(f"FW_BLOCK_END_{l}") for l in layers),
         "DEC/TGT: one output neuron per cycle, drains": prefixed("DEC_", "TGT") - bound["decision"] - bound["targets"],
-        "BW_PRE/BW_PRE_EX: 2 cycles per pre, eligible or not": bw_pre,
-        "BW_BLOCK: every block of every eligible pre (bound: blocks with an error post at or after t_j)":
-            bw_block - bound["backward"],
-        "BW_KEY/BW_PREP/drains": prefixed("BW_") - bw_pre - bw_block,
+        "BW_LATEST: 1 per post block (each block's latest error post)": bw_latest,
+        "BW_WORD/BW_MASK: 1 per pre word, eligible pres or not": bw_words,
+        "BW_BLOCK beyond the bound's words (blocks with an error post at or after t_j)": bw_block - bound["backward"],
+        "BW_KEY/BW_PREP/BW_DRAIN": prefixed("BW_") - bw_latest - bw_words - bw_block,
         "Q_*: drains": prefixed("Q_") - bound["quantise"],
     }
 

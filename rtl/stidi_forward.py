@@ -1,11 +1,11 @@
 """The STiDi-BP core's fully connected forward pass (§5): every fc stage, from the first to the top."""
 
-from amaranth.hdl import Mux, Signal, unsigned
+from amaranth.hdl import Array, Cat, Mux, Signal, unsigned
 from amaranth.lib.memory import Memory
 
 from .stidi_lanes import IntegrateLanes, SignAccumulateLanes
 from .stidi_params import StidiDebugKind
-from .stidi_ports import StagePass, each, pick
+from .stidi_ports import StagePass, each, live_lanes, lowest_set
 
 __all__ = ["StidiFcForward"]
 
@@ -13,10 +13,12 @@ __all__ = ["StidiFcForward"]
 class StidiFcForward(StagePass):
     """Golden ``fc_currents`` + ``integrate`` of every fc stage l, in order, on P lanes (P posts of a block):
 
-    * ``FW_CLEAR_l``: every step's spike list starts empty (T cycles);
-    * ``FW_LIST_l``: read pre i's time from ``time<l-1>``; one cycle later the list stage links i
-      into the list of its step (if it spikes before T-1: a later spike cannot change a membrane, §5);
-      ``FW_LIST_DRAIN_l`` waits for the last link;
+    * ``FW_LIST_l``: every step's spike list starts empty (its valid bit cleared: one cycle, no
+      loop over the T heads), and word 0 of ``time<l-1>`` is read;
+    * ``FW_LINK_l``: per word of P pres, one cycle per pre of it that spikes before T-1 (a later spike
+      cannot change a membrane, §5), one for a word without any: the lowest such lane is linked
+      into the list of its step (the list stage writes it one cycle later); ``FW_LIST_DRAIN_l``
+      waits for the last link;
     * ``FW_WALK_l``: per post block b and step t, one list entry per cycle fetches its sign word of
       ``s<l>`` into ``SignAccumulateLanes``; at the list's end (NIL) step t integrates
       (``IntegrateLanes``, a STEP record; the top stage's U(t) into ``u_out``);
@@ -53,7 +55,6 @@ class StidiFcForward(StagePass):
         self.layer = Signal(range(p.top + 1))            # the stage of the pass
         self.block = Signal(range(max(p.stage_blocks(s) for s in self.stages)))
         self.step = Signal(range(T))
-        self.pre = Signal(range(p.max_fc_fan_in))
         self.sign_base = Signal(p.addr_bits + 1)         # b * N_{l-1}: block b's sign words
         self.u_base = Signal(range(p.stage_blocks(p.top) * T + 1))   # b * T: block b's membranes in u_out
         self.walk_first = Signal()                       # the walk's pointer comes from head (else next)
@@ -62,11 +63,18 @@ class StidiFcForward(StagePass):
         self.cur_u = Signal(self.integ.u.shape())
         self.cur_t = Signal(self.integ.t_fire.shape())
         self.delta = Signal(self.acc.delta.shape())
-        # list build pipeline: time word read (lst), head read (ins), head/next write (prev = last write)
-        self.lst_v, self.lst_pre = Signal(), Signal.like(self.pre)
-        self.ins_v, self.ins_pre, self.ins_t = Signal(), Signal.like(self.pre), Signal(range(T + 1))
-        self.prev_v, self.prev_pre, self.prev_t = Signal(), Signal.like(self.pre), Signal(range(T + 1))
-        m.d.sync += [self.lst_v.eq(0), self.sign_valid.eq(0)]
+        # head[t] holds a list of this stage only if bit t is set: the lists empty in one cycle
+        self.head_valid = Signal(max(T, 2))
+        self.head_valid_q = Signal()                     # the bit of the head word read a cycle before
+        m.d.sync += self.head_valid_q.eq(self.head_valid.bit_select(self.head_r.addr, 1))
+        # list build: the word's lanes still to link (all of a word whose time read just arrived:
+        # word_fresh), the head read (ins), the head/next write (prev = the write a cycle before)
+        self.word = Signal(range(max(p.stage_blocks(s - 1) for s in self.stages)))
+        self.word_fresh, self.lanes_left = Signal(), Signal(p.P)
+        pre = range(p.max_fc_fan_in)
+        self.ins_v, self.ins_pre, self.ins_t = Signal(), Signal(pre), Signal(range(T + 1))
+        self.prev_v, self.prev_pre, self.prev_t = Signal(), Signal(pre), Signal(range(T + 1))
+        m.d.sync += [self.ins_v.eq(0), self.sign_valid.eq(0)]
 
     def _enter(self, m, s):
         if s > self.params.top:
@@ -74,7 +82,7 @@ class StidiFcForward(StagePass):
             m.next = "IDLE"
         else:
             m.d.sync += [self.step.eq(0), self.layer.eq(s)]
-            m.next = f"FW_CLEAR_{s}"
+            m.next = f"FW_LIST_{s}"
 
     def _clear_neurons(self, m):
         m.d.sync += [self.cur_i.eq(0), self.cur_u.eq(0), self.delta.eq(0), self.walk_first.eq(1)]
@@ -82,20 +90,32 @@ class StidiFcForward(StagePass):
 
     def _list_states(self, m, l):
         p = self.params
-        with m.State(f"FW_CLEAR_{l}"):
-            m.d.comb += [self.head_w.addr.eq(self.step), self.head_w.data.eq(self.nil), self.head_w.en.eq(1)]
-            m.d.sync += self.step.eq(self.step + 1)
-            with m.If(self.step == p.T - 1):
-                m.d.sync += [self.step.eq(0), self.pre.eq(0)]
-                m.next = f"FW_LIST_{l}"
+        time_r = self._read(f"time{l - 1}")
         with m.State(f"FW_LIST_{l}"):
-            m.d.comb += self._read(f"time{l - 1}").addr.eq(self.pre >> p.lg)
-            m.d.sync += [self.lst_v.eq(1), self.lst_pre.eq(self.pre), self.pre.eq(self.pre + 1)]
-            with m.If(self.pre == p.stage_sizes[l - 1] - 1):
+            m.d.comb += time_r.addr.eq(0)
+            m.d.sync += [self.head_valid.eq(0), self.word.eq(0), self.word_fresh.eq(1)]
+            m.next = f"FW_LINK_{l}"
+        with m.State(f"FW_LINK_{l}"):
+            # the time word stays read at ``word`` until its last spiking lane is linked
+            early = Cat(*(time_r.data[q] < p.T - 1 for q in range(p.P))) & live_lanes(p, self.word, l - 1)
+            lanes = Mux(self.word_fresh, early, self.lanes_left)
+            lane, rest = lowest_set(lanes), Signal(p.P)
+            m.d.comb += rest.eq(lanes & (lanes - 1))              # the lowest set lane cleared
+            with m.If(lanes.any()):
+                t = Array(time_r.data[q] for q in range(p.P))[lane]
+                m.d.comb += self.head_r.addr.eq(t)
+                m.d.sync += [self.ins_v.eq(1), self.ins_pre.eq(Cat(lane, self.word)), self.ins_t.eq(t)]
+            m.d.sync += [self.lanes_left.eq(rest), self.word_fresh.eq(rest == 0)]
+            with m.If(rest != 0):
+                m.d.comb += time_r.addr.eq(self.word)
+            with m.Elif(self.word == p.stage_blocks(l - 1) - 1):
                 m.next = f"FW_LIST_DRAIN_{l}"
+            with m.Else():
+                m.d.comb += time_r.addr.eq(self.word + 1)
+                m.d.sync += self.word.eq(self.word + 1)
         with m.State(f"FW_LIST_DRAIN_{l}"):
             # the last head/next write happens in the last cycle with ins_v
-            with m.If(~self.lst_v & ~self.ins_v):
+            with m.If(~self.ins_v):
                 m.d.comb += self.head_r.addr.eq(0)
                 m.d.sync += [self.block.eq(0), self.sign_base.eq(0), self.u_base.eq(0), self.step.eq(0)]
                 self._clear_neurons(m)
@@ -107,7 +127,7 @@ class StidiFcForward(StagePass):
         with m.State(f"FW_WALK_{l}"):
             # one list entry per cycle: fetch its sign word and the next pointer; at the list's end
             # (NIL) step t of the block's P neurons integrates, and the next step's head is read
-            pointer = Mux(self.walk_first, self.head_r.data, self.next_r.data)
+            pointer = Mux(self.walk_first, self._head(), self.next_r.data)
             m.d.sync += self.walk_first.eq(0)
             m.d.comb += [self.acc.spike.eq(self.sign_valid), self.acc.negative.eq(sign_r.data),
                          self.acc.delta.eq(self.delta)]
@@ -147,20 +167,17 @@ class StidiFcForward(StagePass):
                              self.u_base.eq(self.u_base + T)]
                 m.next = f"FW_WALK_{l}"
 
+    def _head(self):
+        """The head word read a cycle before: NIL unless its step's list was started in this stage."""
+        return Mux(self.head_valid_q, self.head_r.data, self.nil)
+
     def _list_stage(self, m):
-        """Spike-list build: pre i's time arrived -> read the head of its step (if it spikes before T-1);
-        one cycle later i becomes the head and points at the old head. Only the write of the cycle
-        before can be missing from that read (the memory is not transparent), and it is forwarded."""
-        p = self.params
-        m.d.sync += [self.ins_v.eq(0), self.prev_v.eq(self.ins_v), self.prev_pre.eq(self.ins_pre),
-                     self.prev_t.eq(self.ins_t)]
-        for l in self.stages:
-            with m.If(self.lst_v & (self.layer == l)):
-                t = pick(p, self._read(f"time{l - 1}").data, self.lst_pre)
-                with m.If(t < p.T - 1):
-                    m.d.comb += self.head_r.addr.eq(t)
-                    m.d.sync += [self.ins_v.eq(1), self.ins_pre.eq(self.lst_pre), self.ins_t.eq(t)]
+        """Spike-list build: one cycle after pre i's head read, i becomes the head of its step's list and
+        points at the old head. Only the write of the cycle before can be missing from that read (the
+        memory is not transparent, nor is the valid bit), and it is forwarded."""
         with m.If(self.ins_v):
-            old = Mux(self.prev_v & (self.prev_t == self.ins_t), self.prev_pre, self.head_r.data)
+            old = Mux(self.prev_v & (self.prev_t == self.ins_t), self.prev_pre, self._head())
             m.d.comb += [self.head_w.addr.eq(self.ins_t), self.head_w.data.eq(self.ins_pre), self.head_w.en.eq(1),
                          self.next_w.addr.eq(self.ins_pre), self.next_w.data.eq(old), self.next_w.en.eq(1)]
+            m.d.sync += self.head_valid.bit_select(self.ins_t, 1).eq(1)
+        m.d.sync += [self.prev_v.eq(self.ins_v), self.prev_pre.eq(self.ins_pre), self.prev_t.eq(self.ins_t)]

@@ -9,12 +9,13 @@ the quantisation ``err``); the phases run one after another, so the OR of their 
 of the one that runs.
 """
 
-from amaranth.hdl import Array, Cat, Const, Module, signed, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, signed, unsigned
 
 from .phase_ports import MemoryShape, Phase, debug_emitter, memory_members, on_start
 from .stidi_params import StidiCoreParams
 
-__all__ = ["memory_table", "StidiPhase", "StagePass", "lane_of", "pick", "each", "block_index", "advance_position", "enter_stage"]
+__all__ = ["memory_table", "StidiPhase", "StagePass", "lane_of", "pick", "each", "block_index", "advance_position", "enter_stage",
+           "lowest_set", "live_lanes"]
 
 
 def memory_table(p: StidiCoreParams):
@@ -117,3 +118,22 @@ def enter_stage(m, stage, states):
         for s, state in states.items():
             with m.Case(s):
                 m.next = state
+
+
+def lowest_set(bits):
+    """Index of the lowest set bit of ``bits`` (meaningless if none is set), as a balanced mux tree
+    log2(width) muxes deep: the next lane or block to serve, found in one cycle."""
+    def tree(lo, size):                          # (any set, index within bits[lo:lo + size])
+        if size == 1:
+            return (bits[lo] if lo < len(bits) else Const(0, 1)), Const(0, 0)
+        (any_low, low), (any_high, high) = tree(lo, size // 2), tree(lo + size // 2, size // 2)
+        return any_low | any_high, Mux(any_low, Cat(low, Const(0, 1)), Cat(high, Const(1, 1)))
+    return tree(0, 1 << max(len(bits) - 1, 0).bit_length())[1]
+
+
+def live_lanes(p, word, stage):
+    """The lanes of word ``word`` of ``stage`` that hold a neuron (the last word's lanes beyond the
+    stage's size hold none, whatever the memory says there), as P bits."""
+    last = p.stage_blocks(stage) - 1
+    tail = p.stage_sizes[stage] - last * p.P
+    return Mux(word == last, (1 << tail) - 1, (1 << p.P) - 1)

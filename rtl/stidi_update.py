@@ -1,15 +1,23 @@
 """The STiDi-BP core's fully connected update (§9.1–9.3): latent weights and the displacement D sent
 to the stage below."""
 
-from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data
 from amaranth.lib.wiring import In
 
 from .phase_ports import advance_or_leave, on_start
 from .stidi_lanes import DisplacementLanes, FcUpdateLanes
-from .stidi_ports import StidiPhase, each, enter_stage, lane_of, pick
+from .stidi_ports import StidiPhase, each, enter_stage, lane_of, live_lanes, lowest_set
 
 __all__ = ["StidiFcUpdate", "lr_shift_member", "clamped_lr_shift"]
+
+
+def max_tree(values):
+    """The largest of ``values`` (unsigned), as a balanced tree of comparators."""
+    while len(values) > 1:
+        pairs = zip(values[0::2], values[1::2])
+        values = [Mux(a > b, a, b) for a, b in pairs] + values[len(values) - len(values) % 2:]
+    return values[0]
 
 
 def lr_shift_member(p):
@@ -26,12 +34,17 @@ def clamped_lr_shift(p, lr_shift, stage):
 class StidiFcUpdate(StidiPhase):
     """Golden ``fc_backward`` of fc stage l (``stage``, with ``start``), P post lanes:
 
-    * ``BW_PRE_l`` / ``BW_PRE_EX_l``: pre j's time (and dropout bit): j is eligible if it fired, is
-      kept, and for l = 1 fired before T-1, as the golden model skips the others;
-    * ``BW_BLOCK_l``: per post block b of an eligible j, read ``W_l[b, j]``, the block's error and
-      post times; the update stages do the rest: ``FcUpdateLanes`` (rounded step << level, saturated),
-      the new word into ``w<l>`` and its signs into ``s<l>``, and for l >= 2 into ``DisplacementLanes``
-      (D with the updated weights, §9.3), summed over the blocks into ``disp[j]``;
+    * ``BW_LATEST_l``: per post block b, from its error and post times, ``latest[b]`` = 1 + the
+      latest spike time of its posts with an error (0: none), and their maximum: a pre j needs
+      block b only if t_j < ``latest[b]`` (golden: s_k != 0 and t_j <= t_k; the other words stay);
+    * ``BW_WORD_l`` reads the first word of P pres; ``BW_MASK_l``, one cycle per word: its eligible
+      lanes (fired, kept, for l = 1 before T-1 as the golden model skips the others, and needing
+      some block); the lowest is taken, with its blocks to update in ``todo``;
+    * ``BW_BLOCK_l``: per block b in ``todo``, read ``W_l[b, j]``, the block's error and post times;
+      the update stages do the rest: ``FcUpdateLanes`` (rounded step << level, saturated), the new
+      word into ``w<l>`` and its signs into ``s<l>``, and for l >= 2 into ``DisplacementLanes`` (D with
+      the updated weights, §9.3), summed over the blocks into ``disp[j]``; the next eligible pre of
+      the word is taken in the cycle of the last block;
     * ``BW_DRAIN_l`` waits for the pipelines.
     """
 
@@ -52,9 +65,16 @@ class StidiFcUpdate(StidiPhase):
                                                       max_lr_shift=p.max_lr_shift, time_steps=p.T)
         self.layer = Signal(range(p.top + 1))        # the stage being updated
         self.pre = Signal(range(p.max_fc_fan_in))
-        self.block = Signal(range(max(p.stage_blocks(s) for s in self.stages)))
-        self.w_base = Signal(p.addr_bits + 1)        # b * N_{l-1}
+        blocks = max(p.stage_blocks(s) for s in self.stages)
+        self.block = Signal(range(blocks))           # BW_LATEST's block
+        self.word = Signal(range(max(p.stage_blocks(s - 1) for s in self.stages)))
         self.t_pre = Signal(range(p.T + 1))
+        self.lanes_left = Signal(p.P)                # eligible pres of the word still to update
+        self.todo = Signal(blocks)                   # blocks the pre still needs
+        self.latest = [Signal(range(p.T + 2), name=f"latest{b}") for b in range(blocks)]
+        self.latest_max = Signal(range(p.T + 2))
+        self.lat_v, self.lat_block = Signal(), Signal.like(self.block)   # BW_LATEST's read data arrives
+        m.d.sync += self.lat_v.eq(0)
         # update pipeline: u1 = read data arrives (FcUpdateLanes in), u2, u3 = its new word out;
         # u2 and u3 also carry the block's error and post times for DisplacementLanes
         self.u1, self.u2, self.u3 = self._stage("u1", False), self._stage("u2", True), self._stage("u3", True)
@@ -70,10 +90,12 @@ class StidiFcUpdate(StidiPhase):
         self.dq_pre = [Signal.like(self.pre, name=f"dq_pre{n}") for n in range(latency)]
         with m.FSM():
             with on_start(m, self):
-                m.d.sync += [self.layer.eq(self.stage), self.pre.eq(0)]
-                enter_stage(m, self.stage, {s: f"BW_PRE_{s}" for s in self.stages})
+                m.d.sync += [self.layer.eq(self.stage), self.block.eq(0), self.word.eq(0), self.latest_max.eq(0)]
+                m.d.sync += [latest.eq(0) for latest in self.latest]     # a layer with fewer blocks
+                enter_stage(m, self.stage, {s: f"BW_LATEST_{s}" for s in self.stages})
             for s in self.stages:
                 self._states(m, s)
+        self._latest_stage(m)
         self._update_stages(m)
         if self.sends_down:
             self._displacement_stages(m)
@@ -91,46 +113,83 @@ class StidiFcUpdate(StidiPhase):
 
     def _states(self, m, l):
         p = self.params
-        T, n_in, blocks = p.T, p.stage_sizes[l - 1], p.stage_blocks(l)
-        time_pre = self._read(f"time{l - 1}")
+        words, blocks = p.stage_blocks(l - 1), p.stage_blocks(l)
+        time_pre, time_post = self._read(f"time{l - 1}"), self._read(f"time{l}")
         dropout = p.dropout and l >= 2
 
-        def next_pre():
-            advance_or_leave(m, self.pre, n_in - 1, again=f"BW_PRE_{l}", after=f"BW_DRAIN_{l}")
+        def read_word(word):
+            m.d.comb += time_pre.addr.eq(word)
+            if dropout:
+                m.d.comb += self.keep_read.addr.eq(word)
 
-        with m.State(f"BW_PRE_{l}"):
-            m.d.comb += time_pre.addr.eq(self.pre >> p.lg)
+        def take_pre(lanes):
+            """Pre ``lanes``' lowest of the word read; its blocks to update into ``todo``."""
+            lane, rest = lowest_set(lanes), Signal(p.P)
+            t = Array(time_pre.data[q] for q in range(p.P))[lane]
+            m.d.comb += rest.eq(lanes & (lanes - 1))
+            m.d.sync += [self.pre.eq(Cat(lane, self.word)), self.t_pre.eq(t), self.lanes_left.eq(rest),
+                         self.todo.eq(Cat(*(self.latest[b] > t for b in range(blocks))))]
+            read_word(self.word)
+
+        def next_word():
+            with m.If(self.word == words - 1):
+                m.next = f"BW_DRAIN_{l}"
+            with m.Else():
+                read_word(self.word + 1)
+                m.d.sync += self.word.eq(self.word + 1)
+                m.next = f"BW_MASK_{l}"
+
+        with m.State(f"BW_LATEST_{l}"):
+            m.d.comb += [time_post.addr.eq(self.block), self.err_read.addr.eq(self.block)]
+            m.d.sync += [self.lat_v.eq(1), self.lat_block.eq(self.block)]
+            advance_or_leave(m, self.block, blocks - 1, again=f"BW_LATEST_{l}", after=f"BW_WORD_{l}")
+        with m.State(f"BW_WORD_{l}"):
+            read_word(0)
+            m.next = f"BW_MASK_{l}"
+        with m.State(f"BW_MASK_{l}"):
+            # eligible: fired (layer 1: before T-1, as golden fc_backward), kept, and early enough
+            # for some block's error post
+            limit = p.T if l >= 2 else p.T - 1
+            eligible = Cat(*(time_pre.data[q] < limit for q in range(p.P)))
+            eligible &= Cat(*(time_pre.data[q] < self.latest_max for q in range(p.P)))
+            eligible &= live_lanes(p, self.word, l - 1)
             if dropout:
-                m.d.comb += self.keep_read.addr.eq(self.pre >> p.lg)
-            m.next = f"BW_PRE_EX_{l}"
-        with m.State(f"BW_PRE_EX_{l}"):
-            # eligible pre: fired, not dropped; layer 1 also skips inputs at T-1 as the golden
-            # fc_backward does (their step to any post is 0 unless the post is silent)
-            t = pick(p, time_pre.data, self.pre)
-            eligible = t < (T if l >= 2 else T - 1)
-            if dropout:
-                eligible &= self.keep_read.data.bit_select(lane_of(p, self.pre), 1)
-            with m.If(eligible):
-                m.d.sync += [self.t_pre.eq(t), self.block.eq(0), self.w_base.eq(0)]
+                eligible &= self.keep_read.data
+            with m.If(eligible.any()):
+                take_pre(eligible)
                 m.next = f"BW_BLOCK_{l}"
             with m.Else():
-                next_pre()
+                next_word()
         with m.State(f"BW_BLOCK_{l}"):
             # read W_l[b, j], the block's error and post times; the update stages do the rest
-            addr = self.w_base + self.pre
-            m.d.comb += [self._read(f"w{p.weight_layer[l]}").addr.eq(addr), self.err_read.addr.eq(self.block),
-                         self._read(f"time{l}").addr.eq(self.block)]
-            last = self.block == blocks - 1
-            m.d.sync += [self.u1["v"].eq(1), self.u1["addr"].eq(addr), self.u1["last"].eq(last),
-                         self.u1["pre"].eq(self.pre), self.u1["t_pre"].eq(self.t_pre)]
-            with m.If(last):
-                next_pre()
+            block, rest = lowest_set(self.todo), Signal.like(self.todo)
+            m.d.comb += rest.eq(self.todo & (self.todo - 1))
+            addr = Array(Const(b * p.stage_sizes[l - 1], p.addr_bits + 1) for b in range(blocks))[block] + self.pre
+            m.d.comb += [self._read(f"w{p.weight_layer[l]}").addr.eq(addr), self.err_read.addr.eq(block),
+                         time_post.addr.eq(block)]
+            m.d.sync += [self.u1["v"].eq(1), self.u1["addr"].eq(addr), self.u1["last"].eq(rest == 0),
+                         self.u1["pre"].eq(self.pre), self.u1["t_pre"].eq(self.t_pre), self.todo.eq(rest)]
+            with m.If(rest != 0):
+                read_word(self.word)
+            with m.Elif(self.lanes_left.any()):
+                take_pre(self.lanes_left)
             with m.Else():
-                m.d.sync += [self.block.eq(self.block + 1), self.w_base.eq(self.w_base + n_in)]
+                next_word()
         with m.State(f"BW_DRAIN_{l}"):
             with m.If(~(self.u1["v"] | self.u2["v"] | self.u3["v"] | Cat(*self.dq_v).any())):
                 m.d.comb += self.done.eq(1)
                 m.next = "IDLE"
+
+    def _latest_stage(self, m):
+        """BW_LATEST's read data: ``latest`` of the block, and the maximum over the blocks."""
+        p = self.params
+        for l in self.stages:
+            time_post = self._read(f"time{l}")
+            with m.If(self.lat_v & (self.layer == l)):
+                latest = max_tree([Mux(self.err_read.data.sign[q] != 0, time_post.data[q] + 1, 0) for q in range(p.P)])
+                m.d.sync += Array(self.latest)[self.lat_block].eq(latest)
+                with m.If(latest > self.latest_max):
+                    m.d.sync += self.latest_max.eq(latest)
 
     def _update_stages(self, m):
         """The read-modify-write of one weight word per cycle: u1 read data -> ``FcUpdateLanes`` -> u3
