@@ -304,7 +304,7 @@ def run_rtl(params, weights, samples, bar):
 
 def memory_bits(params):
     """Every ``lib.memory.Memory`` that ``StidiCore(params)`` instantiates (found by elaborating it),
-    as {path: [width, depth]}, and the bits of the latent weights (``weights/w<l>``), of the sign planes
+    as {path: [width, depth]}, and the bits of the latent weights (``weights/w<l>/mem*``), of the sign planes
     (``s<l>``) and of the rest, next to the unpadded N_l * N_{l-1} * WBITS and N_l * N_{l-1}."""
     found = {}
 
@@ -316,10 +316,13 @@ def memory_bits(params):
             walk(sub, path + [str(name)])
 
     walk(Fragment.get(StidiCore(params), None), [])
-    latent_names = {f"weights/w{l}/mem" for l in range(1, params.L + 1)}
+    # a layer's latent weights are one memory (``mem``) or, when deep, banks of one (``mem0``, ``mem1``, ...:
+    # rtl/memories.py WordMemory)
+    latent_names = {name for name in found if name.startswith("weights/w") and name.split("/")[-1].startswith("mem")}
     sign_names = {f"s{l}" for l in range(1, params.L + 1)}
-    if not latent_names <= found.keys() or not sign_names <= found.keys():
-        raise RuntimeError(f"expected memories {sorted(latent_names | sign_names)}, found {sorted(found)}")
+    latent_layers = {name.split("/")[1] for name in latent_names}
+    if latent_layers != {f"w{l}" for l in range(1, params.L + 1)} or not sign_names <= found.keys():
+        raise RuntimeError(f"expected the memories weights/w<l>/mem* and s<l> for l = 1..{params.L}, found {sorted(found)}")
     bits = {name: w * d for name, (w, d) in found.items()}
     synapses = sum(params.sizes[l] * params.sizes[l - 1] for l in range(1, params.L + 1))
     return {"latent_weights": sum(bits[n] for n in latent_names), "sign_planes": sum(bits[n] for n in sign_names),
