@@ -1,11 +1,12 @@
 # amaranth: UnusedElaboratable=no
 """The STiDi-BP core's phases (rtl/stidi_*.py) one at a time under Amaranth's simulator: the port naming
 the core's memory join relies on, and the decision and target phases alone on their own memories
-against the golden ``decide`` and ``targets`` (the whole core: tests/test_rtl_stidi_core.py)."""
+against the golden ``decide`` and ``targets``, and the lane helpers the list build and the update scan
+use (the whole core: tests/test_rtl_stidi_core.py)."""
 
 import numpy as np
 import pytest
-from amaranth.hdl import Fragment, Module
+from amaranth.hdl import Fragment, Module, Signal
 from amaranth.lib.memory import Memory
 from amaranth.sim import Simulator
 
@@ -14,7 +15,7 @@ from mfsnn.golden.stidi import StidiConfig
 from mfsnn.rtl.phase_ports import join_ports, memory_ports
 from mfsnn.rtl.stidi_core import StidiCore, StidiCoreParams
 from mfsnn.rtl.stidi_decision import StidiDecision, StidiTargets
-from mfsnn.rtl.stidi_ports import memory_table
+from mfsnn.rtl.stidi_ports import live_lanes, lowest_set, memory_table
 
 PARAMS = [
     StidiCoreParams(StidiConfig(topology="16-12-4", time_steps=24, thresholds=(40, 20), drop8=60), 4, debug=True),
@@ -118,3 +119,41 @@ def test_decision_and_targets_match_the_golden_model(params):
         expected = stidi_fixed.sign(target - times)
         assert (pred, case) == (stidi_fixed.decide(times, membrane, T), golden_case), (times, label)
         assert np.array_equal(signs, expected) and any_error == bool(expected.any()), (times, label, signs)
+
+
+@pytest.mark.parametrize("width", [1, 2, 3, 4, 7, 16, 33])
+def test_lowest_set_names_the_lowest_set_bit(width):
+    """The forward's link and the update's pre and block choice take the lowest set bit in one cycle."""
+    bits, index = Signal(width), Signal(8)
+    m = Module()
+    m.d.comb += index.eq(lowest_set(bits))
+    rng = np.random.default_rng(width)
+    values = [1 << q for q in range(width)] + [(1 << width) - 1] + [int(v) | 1 << int(rng.integers(width))
+                                                                  for v in rng.integers(0, 1 << min(width, 62), 40)]
+
+    async def bench(ctx):
+        for value in values:
+            ctx.set(bits, value)
+            assert ctx.get(index) == (value & -value).bit_length() - 1, hex(value)
+
+    sim = Simulator(m)
+    sim.add_testbench(bench)
+    sim.run()
+
+
+@pytest.mark.parametrize("size,P", [(16, 4), (10, 4), (13, 16), (7, 1)])
+def test_live_lanes_masks_the_last_words_padding(size, P):
+    params = StidiCoreParams(StidiConfig(topology=f"{size}-3", time_steps=20, thresholds=(5,)), P)
+    word, mask = Signal(8), Signal(P)
+    m = Module()
+    m.d.comb += mask.eq(live_lanes(params, word, 0))
+
+    async def bench(ctx):
+        for w in range(params.stage_blocks(0)):
+            ctx.set(word, w)
+            lanes = [w * P + q < size for q in range(P)]
+            assert ctx.get(mask) == sum(1 << q for q, live in enumerate(lanes) if live), w
+
+    sim = Simulator(m)
+    sim.add_testbench(bench)
+    sim.run()

@@ -1,6 +1,7 @@
 """The STiDi-BP cycles benchmark (bench/stidi_cycles.py): its analytic bound on hand cases, and on
-the RTL its forward walk term equals the cycles the core walks its step lists (so the probe, the
-phase names and the bound still describe the core)."""
+the RTL its forward walk term equals the cycles the core walks its step lists and its backward term
+the cycles the core updates weight words (so the probe, the phase names and the bound still describe
+the core)."""
 
 import argparse
 import importlib.util
@@ -48,13 +49,21 @@ def test_cycle_bound_refuses_times_of_another_network():
         bench.cycle_bound(SIZES, T, 2, TIMES[:2])
 
 
-def test_bound_walk_equals_the_core_walk():
-    """16-12-4, P = 4, on the RTL (bit-exact checked): one error and one inference sample."""
+BLOCKS_BEYOND = "BW_BLOCK beyond the bound's words (blocks with an error post at or after t_j)"
+
+
+def test_bound_walk_and_update_words_equal_the_core():
+    """16-12-4, P = 4, on the RTL (bit-exact checked): one error and one inference sample. The core
+    walks its step lists in the bound's forward walk cycles and updates exactly the bound's words
+    (one cycle each); no step-list clearing loop is left."""
     args = argparse.Namespace(error=1, correct=0, infer=1, pretrain=0, candidates=20, seed=1)
     run = bench.measure("16-12-4", 4, args)
     assert run["samples_found"] == {"error": 1, "correct": 0, "inference": 1}
     for row in run["samples"]:
         assert row["excess_by_cause"]["FW_WALK beyond B(l) * (S + T)"] == 0, row["states"]
+        assert row["excess_by_cause"][BLOCKS_BEYOND] == 0, row["states"]
+        assert not any(state.startswith("FW_CLEAR") for state in row["states"]), row["states"]
         assert row["cycles"] > row["bound"]["total"] > 0
     error = run["samples"][0]
     assert error["phases"]["backward"] > 0 and error["bound"]["backward"] > 0
+    assert sum(n for state, n in error["states"].items() if state.startswith("BW_BLOCK")) == error["bound"]["backward"]
