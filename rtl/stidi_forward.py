@@ -71,6 +71,10 @@ class StidiFcForward(StagePass):
         # word_fresh), the head read (ins), the head/next write (prev = the write a cycle before)
         self.word = Signal(range(max(p.stage_blocks(s - 1) for s in self.stages)))
         self.word_fresh, self.lanes_left = Signal(), Signal(p.P)
+        # FW_LINK of the stage that runs gives the list stage its time word and live lanes (one
+        # datapath for every stage); the lanes left after this cycle's link come back
+        self.link, self.link_live, self.link_rest = Signal(), Signal(p.P), Signal(p.P)
+        self.link_times = Signal(p.lanes(unsigned(p.time_bits)))
         pre = range(p.max_fc_fan_in)
         self.ins_v, self.ins_pre, self.ins_t = Signal(), Signal(pre), Signal(range(T + 1))
         self.prev_v, self.prev_pre, self.prev_t = Signal(), Signal(pre), Signal(range(T + 1))
@@ -97,16 +101,9 @@ class StidiFcForward(StagePass):
             m.next = f"FW_LINK_{l}"
         with m.State(f"FW_LINK_{l}"):
             # the time word stays read at ``word`` until its last spiking lane is linked
-            early = Cat(*(time_r.data[q] < p.T - 1 for q in range(p.P))) & live_lanes(p, self.word, l - 1)
-            lanes = Mux(self.word_fresh, early, self.lanes_left)
-            lane, rest = lowest_set(lanes), Signal(p.P)
-            m.d.comb += rest.eq(lanes & (lanes - 1))              # the lowest set lane cleared
-            with m.If(lanes.any()):
-                t = Array(time_r.data[q] for q in range(p.P))[lane]
-                m.d.comb += self.head_r.addr.eq(t)
-                m.d.sync += [self.ins_v.eq(1), self.ins_pre.eq(Cat(lane, self.word)), self.ins_t.eq(t)]
-            m.d.sync += [self.lanes_left.eq(rest), self.word_fresh.eq(rest == 0)]
-            with m.If(rest != 0):
+            m.d.comb += [self.link.eq(1), self.link_live.eq(live_lanes(p, self.word, l - 1))]
+            m.d.comb += each(p, self.link_times, time_r.data)
+            with m.If(self.link_rest != 0):
                 m.d.comb += time_r.addr.eq(self.word)
             with m.Elif(self.word == p.stage_blocks(l - 1) - 1):
                 m.next = f"FW_LIST_DRAIN_{l}"
@@ -172,9 +169,21 @@ class StidiFcForward(StagePass):
         return Mux(self.head_valid_q, self.head_r.data, self.nil)
 
     def _list_stage(self, m):
-        """Spike-list build: one cycle after pre i's head read, i becomes the head of its step's list and
-        points at the old head. Only the write of the cycle before can be missing from that read (the
-        memory is not transparent, nor is the valid bit), and it is forwarded."""
+        """Spike-list build: in FW_LINK, the lowest lane of the word still to link that spikes before
+        T-1 reads the head of its step; one cycle later pre i of that lane becomes the head and points
+        at the old head. Only the write of the cycle before can be missing from that read (the memory
+        is not transparent, nor is the valid bit), and it is forwarded."""
+        p = self.params
+        early = Cat(*(self.link_times[q] < p.T - 1 for q in range(p.P))) & self.link_live
+        lanes = Mux(self.word_fresh, early, self.lanes_left)
+        lane = lowest_set(lanes)
+        m.d.comb += self.link_rest.eq(lanes & (lanes - 1))          # the lowest set lane cleared
+        with m.If(self.link):
+            m.d.sync += [self.lanes_left.eq(self.link_rest), self.word_fresh.eq(self.link_rest == 0)]
+            with m.If(lanes.any()):
+                t = Array(self.link_times[q] for q in range(p.P))[lane]
+                m.d.comb += self.head_r.addr.eq(t)
+                m.d.sync += [self.ins_v.eq(1), self.ins_pre.eq(Cat(lane, self.word)), self.ins_t.eq(t)]
         with m.If(self.ins_v):
             old = Mux(self.prev_v & (self.prev_t == self.ins_t), self.prev_pre, self._head())
             m.d.comb += [self.head_w.addr.eq(self.ins_t), self.head_w.data.eq(self.ins_pre), self.head_w.en.eq(1),

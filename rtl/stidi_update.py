@@ -1,7 +1,7 @@
 """The STiDi-BP core's fully connected update (§9.1–9.3): latent weights and the displacement D sent
 to the stage below."""
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data
 from amaranth.lib.wiring import In
 
@@ -18,6 +18,13 @@ def max_tree(values):
         pairs = zip(values[0::2], values[1::2])
         values = [Mux(a > b, a, b) for a, b in pairs] + values[len(values) - len(values) % 2:]
     return values[0]
+
+
+def times_constant(value, k):
+    """``value`` * ``k`` for a constant ``k`` as a sum of shifted copies, one per set bit of k: the word
+    of any block b (b * N_{l-1}) without a multiplier cell or a B-entry table."""
+    terms = [value << bit for bit in range(k.bit_length()) if k >> bit & 1]
+    return sum(terms[1:], terms[0])
 
 
 def lr_shift_member(p):
@@ -74,6 +81,11 @@ class StidiFcUpdate(StidiPhase):
         self.latest = [Signal(range(p.T + 2), name=f"latest{b}") for b in range(blocks)]
         self.latest_max = Signal(range(p.T + 2))
         self.lat_v, self.lat_block = Signal(), Signal.like(self.block)   # BW_LATEST's read data arrives
+        # what BW_MASK/BW_BLOCK of the stage that runs give ``_take_stage`` (comb)
+        self.pre_times = Signal(p.lanes(unsigned(p.time_bits)))     # the pre word read
+        self.first_layer, self.live = Signal(), Signal(p.P)         # stage 1; the word's real lanes
+        self.kept = Signal(p.P, init=(1 << p.P) - 1)                 # the word's dropout bits
+        self.eligible, self.take, self.take_from = Signal(p.P), Signal(), Signal(p.P)
         m.d.sync += self.lat_v.eq(0)
         # update pipeline: u1 = read data arrives (FcUpdateLanes in), u2, u3 = its new word out;
         # u2 and u3 also carry the block's error and post times for DisplacementLanes
@@ -95,6 +107,7 @@ class StidiFcUpdate(StidiPhase):
                 enter_stage(m, self.stage, {s: f"BW_LATEST_{s}" for s in self.stages})
             for s in self.stages:
                 self._states(m, s)
+        self._take_stage(m)
         self._latest_stage(m)
         self._update_stages(m)
         if self.sends_down:
@@ -123,12 +136,8 @@ class StidiFcUpdate(StidiPhase):
                 m.d.comb += self.keep_read.addr.eq(word)
 
         def take_pre(lanes):
-            """Pre ``lanes``' lowest of the word read; its blocks to update into ``todo``."""
-            lane, rest = lowest_set(lanes), Signal(p.P)
-            t = Array(time_pre.data[q] for q in range(p.P))[lane]
-            m.d.comb += rest.eq(lanes & (lanes - 1))
-            m.d.sync += [self.pre.eq(Cat(lane, self.word)), self.t_pre.eq(t), self.lanes_left.eq(rest),
-                         self.todo.eq(Cat(*(self.latest[b] > t for b in range(blocks))))]
+            """The lowest of ``lanes`` of the word read is the next pre (``_take_stage``)."""
+            m.d.comb += [self.take.eq(1), self.take_from.eq(lanes)]
             read_word(self.word)
 
         def next_word():
@@ -147,16 +156,12 @@ class StidiFcUpdate(StidiPhase):
             read_word(0)
             m.next = f"BW_MASK_{l}"
         with m.State(f"BW_MASK_{l}"):
-            # eligible: fired (layer 1: before T-1, as golden fc_backward), kept, and early enough
-            # for some block's error post
-            limit = p.T if l >= 2 else p.T - 1
-            eligible = Cat(*(time_pre.data[q] < limit for q in range(p.P)))
-            eligible &= Cat(*(time_pre.data[q] < self.latest_max for q in range(p.P)))
-            eligible &= live_lanes(p, self.word, l - 1)
+            m.d.comb += each(p, self.pre_times, time_pre.data)
+            m.d.comb += [self.first_layer.eq(l == 1), self.live.eq(live_lanes(p, self.word, l - 1))]
             if dropout:
-                eligible &= self.keep_read.data
-            with m.If(eligible.any()):
-                take_pre(eligible)
+                m.d.comb += self.kept.eq(self.keep_read.data)
+            with m.If(self.eligible.any()):
+                take_pre(self.eligible)
                 m.next = f"BW_BLOCK_{l}"
             with m.Else():
                 next_word()
@@ -164,7 +169,7 @@ class StidiFcUpdate(StidiPhase):
             # read W_l[b, j], the block's error and post times; the update stages do the rest
             block, rest = lowest_set(self.todo), Signal.like(self.todo)
             m.d.comb += rest.eq(self.todo & (self.todo - 1))
-            addr = Array(Const(b * p.stage_sizes[l - 1], p.addr_bits + 1) for b in range(blocks))[block] + self.pre
+            addr = times_constant(block, p.stage_sizes[l - 1]) + self.pre
             m.d.comb += [self._read(f"w{p.weight_layer[l]}").addr.eq(addr), self.err_read.addr.eq(block),
                          time_post.addr.eq(block)]
             m.d.sync += [self.u1["v"].eq(1), self.u1["addr"].eq(addr), self.u1["last"].eq(rest == 0),
@@ -172,6 +177,7 @@ class StidiFcUpdate(StidiPhase):
             with m.If(rest != 0):
                 read_word(self.word)
             with m.Elif(self.lanes_left.any()):
+                m.d.comb += each(p, self.pre_times, time_pre.data)
                 take_pre(self.lanes_left)
             with m.Else():
                 next_word()
@@ -179,6 +185,22 @@ class StidiFcUpdate(StidiPhase):
             with m.If(~(self.u1["v"] | self.u2["v"] | self.u3["v"] | Cat(*self.dq_v).any())):
                 m.d.comb += self.done.eq(1)
                 m.next = "IDLE"
+
+    def _take_stage(self, m):
+        """One datapath for every stage: the eligible lanes of the pre word read (fired, for layer 1
+        before T-1 as golden fc_backward, kept, and early enough for some block's error post), and
+        when a state takes a pre from ``take_from``: the lowest lane, its time, and the blocks whose
+        ``latest`` it is before (``todo``)."""
+        p = self.params
+        limit = Mux(self.first_layer, p.T - 1, p.T)
+        m.d.comb += self.eligible.eq(Cat(*((t < limit) & (t < self.latest_max) for t in (self.pre_times[q] for q in range(p.P))))
+                                     & self.live & self.kept)
+        lane = lowest_set(self.take_from)
+        t = Array(self.pre_times[q] for q in range(p.P))[lane]
+        with m.If(self.take):
+            m.d.sync += [self.pre.eq(Cat(lane, self.word)), self.t_pre.eq(t),
+                         self.lanes_left.eq(self.take_from & (self.take_from - 1)),
+                         self.todo.eq(Cat(*(latest > t for latest in self.latest)))]
 
     def _latest_stage(self, m):
         """BW_LATEST's read data: ``latest`` of the block, and the maximum over the blocks."""
