@@ -322,7 +322,8 @@ def memory_bits(params):
     sign_names = {f"s{l}" for l in range(1, params.L + 1)}
     latent_layers = {name.split("/")[1] for name in latent_names}
     if latent_layers != {f"w{l}" for l in range(1, params.L + 1)} or not sign_names <= found.keys():
-        raise RuntimeError(f"expected the memories weights/w<l>/mem* and s<l> for l = 1..{params.L}, found {sorted(found)}")
+        raise RuntimeError(f"expected the memories weights/w<l>/mem* and s<l> for l = 1..{params.L}, "
+                           f"found {sorted(found)}")
     bits = {name: w * d for name, (w, d) in found.items()}
     synapses = sum(params.sizes[l] * params.sizes[l - 1] for l in range(1, params.L + 1))
     return {"latent_weights": sum(bits[n] for n in latent_names), "sign_planes": sum(bits[n] for n in sign_names),

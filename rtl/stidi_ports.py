@@ -14,8 +14,8 @@ from amaranth.hdl import Array, Cat, Const, Module, Mux, signed, unsigned
 from .phase_ports import MemoryShape, Phase, debug_emitter, memory_members, on_start
 from .stidi_params import StidiCoreParams
 
-__all__ = ["memory_table", "StidiPhase", "StagePass", "lane_of", "pick", "each", "block_index", "advance_position", "enter_stage",
-           "lowest_set", "live_lanes"]
+__all__ = ["memory_table", "StidiPhase", "StagePass", "lane_of", "pick", "each", "block_index", "advance_position",
+           "enter_stage", "lowest_set", "live_lanes"]
 
 
 def memory_table(p: StidiCoreParams):

@@ -193,10 +193,10 @@ class StidiFcUpdate(StidiPhase):
         ``latest`` it is before (``todo``)."""
         p = self.params
         limit = Mux(self.first_layer, p.T - 1, p.T)
-        m.d.comb += self.eligible.eq(Cat(*((t < limit) & (t < self.latest_max) for t in (self.pre_times[q] for q in range(p.P))))
-                                     & self.live & self.kept)
+        times = [self.pre_times[q] for q in range(p.P)]
+        m.d.comb += self.eligible.eq(Cat(*((t < limit) & (t < self.latest_max) for t in times)) & self.live & self.kept)
         lane = lowest_set(self.take_from)
-        t = Array(self.pre_times[q] for q in range(p.P))[lane]
+        t = Array(times)[lane]
         with m.If(self.take):
             m.d.sync += [self.pre.eq(Cat(lane, self.word)), self.t_pre.eq(t),
                          self.lanes_left.eq(self.take_from & (self.take_from - 1)),
