@@ -79,21 +79,12 @@ class DesireHidden(Phase):
         s.e = Signal(range(maxnb + 1))             # block-list entry of H
         # cycles until H may issue the next block-list entry (DesireLanes takes one per interval)
         s.h_gap = Signal(range(max(s.dl.interval, 2)))
-        # control along the stages: 1 = list entry arrives (W read), hw = waits for the W word
-        # (weight_read_latency - 1 cycles; its last stage reads the block's state words), 2 = words
-        # arrive, hp = DesireLanes' delay line (the same latency for every layer): valid, last block
-        # of input i, empty list, i, and in hw the entry's block
+        # control along the stages: 1 = list entry arrives (W read), hw = the W word's second cycle
+        # (weight_read_latency 2; the block's state words are read), 2 = words arrive, hp =
+        # DesireLanes' delay line (the same latency for every layer): valid, last block of input i,
+        # empty list, i, and in hw the entry's block
         s.h1_v, s.h1_last, s.h1_zero, s.h1_i = Signal(), Signal(), Signal(), Signal.like(s.i)
-        wait = p.weight_read_latency - 1
-        s.hw_v = [Signal(name=f"hw_v{n}") for n in range(wait)]
-        s.hw_last = [Signal(name=f"hw_last{n}") for n in range(wait)]
-        s.hw_zero = [Signal(name=f"hw_zero{n}") for n in range(wait)]
-        s.hw_i = [Signal.like(s.i, name=f"hw_i{n}") for n in range(wait)]
-        s.hw_b = [Signal.like(s.b, name=f"hw_b{n}") for n in range(wait)]
-        for n in range(1, wait):
-            m.d.sync += [s.hw_v[n].eq(s.hw_v[n - 1]), s.hw_last[n].eq(s.hw_last[n - 1]),
-                         s.hw_zero[n].eq(s.hw_zero[n - 1]), s.hw_i[n].eq(s.hw_i[n - 1]), s.hw_b[n].eq(s.hw_b[n - 1])]
-        m.d.sync += [v.eq(0) for v in s.hw_v[:1]]
+        s.hw_v, s.hw_last, s.hw_zero, s.hw_i, s.hw_b = Signal(), Signal(), Signal(), Signal.like(s.i), Signal.like(s.b)
         s.h2_v, s.h2_last, s.h2_zero, s.h2_i = Signal(), Signal(), Signal(), Signal.like(s.i)
         lat = s.dl.latency
         s.hp_v = [Signal(name=f"hp_v{n}") for n in range(lat)]
@@ -106,7 +97,7 @@ class DesireHidden(Phase):
         s.dacc = Signal(signed(max(p.desire_bits(l) for l in range(2, L + 1))))   # D_i so far
         s.fin_v, s.fin_sum, s.fin_i = Signal(), Signal.like(s.dacc), Signal.like(s.i)   # D_i complete
         s.care_word, s.want_word = Signal(P), Signal(P)   # care/want of the inputs of a word so far
-        m.d.sync += [s.h1_v.eq(0), s.h2_v.eq(0), s.hp_v[0].eq(0), s.fin_v.eq(0)]
+        m.d.sync += [s.h1_v.eq(0), s.hw_v.eq(0), s.h2_v.eq(0), s.hp_v[0].eq(0), s.fin_v.eq(0)]
         return s
 
     def _states(self, m, s, l):
@@ -147,7 +138,7 @@ class DesireHidden(Phase):
         with m.State(f"H_DRAIN_{l}"):
             m.d.sync += s.layer.eq(l)
             # the finishing stage may write in this cycle; everything before it must be empty
-            with m.If(~s.h1_v & ~Cat(*s.hw_v).any() & ~s.h2_v & ~Cat(*s.hp_v).any()):
+            with m.If(~s.h1_v & ~s.hw_v & ~s.h2_v & ~Cat(*s.hp_v).any()):
                 m.d.sync += [s.b.eq(0), s.bbase.eq(0), s.nact.eq(0)]
                 if l - 1 >= 2:
                     m.next = f"G_RD_{l - 1}"
@@ -159,24 +150,21 @@ class DesireHidden(Phase):
         p, cfg = self.params, self.params.cfg
         P, lg, nin, dl = p.P, p.lg, p.sizes[l - 1], s.dl
         mine = s.layer == l
-        # stage 1: block list entry arrived -> read the W word; the block's desire state is read
-        # weight_read_latency - 1 cycles later (last hw stage), so that all words arrive together
-        entry = s.al_r.data
+        # stage 1: block list entry arrived -> read the W word; the block's desire state is read a
+        # cycle later (hw), so that all words arrive together (W's read latency is 2)
         with m.If(s.h1_v & mine):
+            entry = s.al_r.data
             m.d.comb += self._read(f"w{l}").addr.eq(entry.base + s.h1_i)
-            if s.hw_v:
-                m.d.sync += [s.hw_v[0].eq(1), s.hw_last[0].eq(s.h1_last), s.hw_zero[0].eq(s.h1_zero),
-                             s.hw_i[0].eq(s.h1_i), s.hw_b[0].eq(entry.b)]
-        if s.hw_v:
-            state_v, last, zero, i, b = s.hw_v[-1], s.hw_last[-1], s.hw_zero[-1], s.hw_i[-1], s.hw_b[-1]
-        else:
-            state_v, last, zero, i, b = s.h1_v, s.h1_last, s.h1_zero, s.h1_i, entry.b
-        with m.If(state_v & mine):
+            m.d.sync += [s.hw_v.eq(1), s.hw_last.eq(s.h1_last), s.hw_zero.eq(s.h1_zero), s.hw_i.eq(s.h1_i),
+                         s.hw_b.eq(entry.b)]
+        with m.If(s.hw_v & mine):
+            b = s.hw_b
             m.d.comb += [self._read(f"c{l}").addr.eq(b), self._read(f"care{l}").addr.eq(b),
                          self._read(f"want{l}").addr.eq(b)]
             if p.maskable(l):
                 m.d.comb += self._read(f"mask{l}").addr.eq(b)
-            m.d.sync += [s.h2_v.eq(1), s.h2_last.eq(last), s.h2_zero.eq(zero), s.h2_i.eq(i), s.rd_blk.eq(b)]
+            m.d.sync += [s.h2_v.eq(1), s.h2_last.eq(s.hw_last), s.h2_zero.eq(s.hw_zero), s.h2_i.eq(s.hw_i),
+                         s.rd_blk.eq(b)]
         # stage 2: data arrived -> into the DesireLanes pipeline, control into its delay line
         with m.If(s.h2_v & mine):
             m.d.comb += [dl.start.eq(1), dl.w.eq(self._read(f"w{l}").data), dl.count.eq(self._read(f"c{l}").data),

@@ -30,7 +30,9 @@ class CoreParams(LaneShape):
     single_port: frozenset = frozenset()
     #: The weight memories' ports are registered (``WordMemory(registered=True)``): a W word arrives
     #: two cycles after its address. W_1 of 784-128-10 at P=16 is 140 block RAMs across the ECP5 die,
-    #: and the route from the phases' address logic to all of them was the longest path.
+    #: and the route from the phases' address logic to all of them was the longest path. The hidden
+    #: desire and update phases are written for this latency (their pipelines take the word at a fixed
+    #: stage); the forward pass's delay line follows it.
     weight_read_latency = 2
 
     def __post_init__(self):

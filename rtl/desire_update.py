@@ -102,9 +102,6 @@ class DesireUpdate(Phase):
         s.u1_i = Signal(range(maxn_in + 1))
         s.u2_v, s.u2_last, s.u2_rbits, s.u2_i = Signal(), Signal(), Signal(P), Signal.like(s.u1_i)
         s.u2_x = Signal(unsigned(cfg.trace_bits))
-        if p.weight_read_latency != 2:
-            raise ValueError(f"the update phase takes the weight word at stage u2, two cycles after UI "
-                             f"reads it; the weight memories' read latency is {p.weight_read_latency}")
         s.uw_v = [Signal(name=f"uw_v{n}") for n in range(s.ul.latency)]
         s.uw_addr = [Signal(p.addr_bits, name=f"uw_addr{n}") for n in range(s.ul.latency)]
         for n in range(1, s.ul.latency):
