@@ -37,6 +37,9 @@ RUNS.update({
     + TUNED
     for topo in ("196-64-10", "784-128-10") for data in ("mnist", "fashion-mnist")
 })
+# The paper topology with the paper's settings (the defaults), for as many epochs as background runs give.
+RUNS["desire-784-1600-800-10-mnist-fixed"] = ["--rule", "desire", "--arith", "fixed", "--topology", "784-1600-800-10",
+                                              "--dataset", "mnist"]
 RUNS.update({
     f"stidi-{topo}-{data}-{arith}": ["--rule", "stidi", "--arith", arith, "--topology", topo, "--dataset", data,
                                      "--set", "lr_halving_epochs=5"]
