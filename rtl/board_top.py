@@ -1,4 +1,5 @@
-"""Board top for synthesis: the desire-BP core behind a two-pin serial stand-in for the host link.
+"""Board top for synthesis: a training core (desire BP or STiDi-BP) behind a two-pin serial stand-in
+for the host link.
 
 A core placed alone on a board would have hundreds of ports and no pins for them, and a core with
 unconnected ports is optimised away by Yosys. ``SerialHarness`` keeps every port alive with two
@@ -14,12 +15,29 @@ from amaranth.lib.cdc import FFSynchronizer
 from amaranth.lib.wiring import In, Out
 
 from .core import CoreParams, DesireCore
+from .stidi_core import StidiCore, StidiCoreParams
 
-__all__ = ["SerialHarness", "BoardTop"]
+__all__ = ["SerialHarness", "BoardTop", "core_for", "rule_of"]
+
+
+def rule_of(params) -> str:
+    """The learning rule whose core ``params`` describe: "desire" (``CoreParams``) or "stidi"
+    (``StidiCoreParams``)."""
+    if isinstance(params, CoreParams):
+        return "desire"
+    if isinstance(params, StidiCoreParams):
+        return "stidi"
+    raise TypeError(f"params must be CoreParams or StidiCoreParams, not {params!r}")
+
+
+def core_for(params):
+    """The core ``params`` describe: ``DesireCore`` or ``StidiCore``."""
+    return {"desire": DesireCore, "stidi": StidiCore}[rule_of(params)](params)
 
 
 class SerialHarness(wiring.Component):
-    """``DesireCore(params)`` whose inputs come from a shift register and whose outputs are XOR-reduced.
+    """The core of ``params`` (``core_for``: ``DesireCore`` for ``CoreParams``, ``StidiCore`` for
+    ``StidiCoreParams``) whose inputs come from a shift register and whose outputs are XOR-reduced.
 
     Ports:
       * ``serial_in``: shifted into the input register at every clock (synchronised by the caller);
@@ -33,11 +51,12 @@ class SerialHarness(wiring.Component):
     serial_in: In(1)
     serial_out: Out(1)
 
-    def __init__(self, params: CoreParams):
+    def __init__(self, params: CoreParams | StidiCoreParams):
+        core = core_for(params)
         if params.debug:
             raise ValueError("the synthesis harness measures the core without its debug tap; pass debug=False")
         self.params = params
-        self.core = DesireCore(params)
+        self.core = core
         super().__init__()
 
     @property
@@ -81,7 +100,7 @@ class BoardTop(Elaboratable):
     pin is asynchronous to the board clock), ``serial_out`` to the UART TX pin. The clock is the
     platform's default clock (its ``sync`` domain); a top with pins and no ports is an Elaboratable."""
 
-    def __init__(self, params: CoreParams):
+    def __init__(self, params: CoreParams | StidiCoreParams):
         self.harness = SerialHarness(params)
 
     def elaborate(self, platform):

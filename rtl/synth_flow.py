@@ -1,4 +1,5 @@
-"""Open-source FPGA build of the desire-BP core, from Amaranth to bitstream, and a report of what it took.
+"""Open-source FPGA build of a training core (desire BP or STiDi-BP), from Amaranth to bitstream, and a
+report of what it took.
 
     fit pre-check -> Amaranth platform plan (amaranth-boards) -> yosys -> nextpnr -> icepack/ecppack
     -> DIR/report.json
@@ -28,13 +29,14 @@ from amaranth.hdl import Fragment, Shape
 from amaranth.lib.memory import Memory
 
 from ..environment import temporary_environment
-from .board_top import BoardTop
-from .core import CoreParams, DesireCore
+from .board_top import BoardTop, core_for, rule_of
+from .core import CoreParams
 from .memories import SPRAM_DEPTH, SPRAM_WIDTH, SYNTH_COLLISION_SCRIPT, WordMemory
+from .stidi_params import StidiCoreParams
 
 __all__ = ["BOARDS", "Board", "FitCheck", "SynthError", "check_prerequisites", "compare_reports",
-           "core_memories", "fit_check", "read_nextpnr", "read_yosys_cells", "report_problems", "spram_plan",
-           "synthesize"]
+           "core_memories", "design_label", "fit_check", "read_nextpnr", "read_yosys_cells", "report_problems",
+           "result_label", "spram_plan", "synthesize"]
 
 INSTALL_HINT = "pip install 'mfsnn[synth]'"
 HEARTBEAT_SECONDS = 30
@@ -50,9 +52,35 @@ CORE_LUTS = 4_200
 LUTS_PER_LANE = 1_150
 
 
+# The same for the STiDi-BP core (rtl/stidi_core.py), default config (16-bit latent weights, T = 101).
+# Yosys synth_ecp5 LUT4 of 196-64-10 at ee0849e (docs/rtl.md §7): 4,589 at P=1, 5,068 at P=4, i.e.
+# 160 per added lane (a STiDi lane has no multiplier-free multiply: its forward weights are signs).
+# A conv topology (P = 1 only) has its own map phases.
+STIDI_CORE_LUTS = 4_600
+STIDI_LUTS_PER_LANE = 160
+STIDI_CONV_LUTS = 4_600
+
+
 def logic_estimate(parallelism: int) -> int:
-    """ECP5 LUTs of a core with ``parallelism`` lanes (``CORE_LUTS`` + ``LUTS_PER_LANE`` per added lane)."""
+    """ECP5 LUTs of a desire core with ``parallelism`` lanes (``CORE_LUTS`` + ``LUTS_PER_LANE`` per added lane)."""
     return CORE_LUTS + LUTS_PER_LANE * (parallelism - 1)
+
+
+def stidi_logic_estimate(params: StidiCoreParams) -> int:
+    """ECP5 LUTs of a STiDi core: ``STIDI_CONV_LUTS`` for a conv topology, else ``STIDI_CORE_LUTS`` +
+    ``STIDI_LUTS_PER_LANE`` per added lane."""
+    if params.is_conv:
+        return STIDI_CONV_LUTS
+    return STIDI_CORE_LUTS + STIDI_LUTS_PER_LANE * (params.P - 1)
+
+
+def logic_basis(params) -> str:
+    """How the pre-check's logic estimate of ``params``' core was found, for its summary line."""
+    if rule_of(params) == "desire":
+        return f"{CORE_LUTS:,} and {LUTS_PER_LANE:,} per added lane, measured on ECP5"
+    if params.is_conv:
+        return f"{STIDI_CONV_LUTS:,} for a STiDi conv core, measured on ECP5"
+    return f"{STIDI_CORE_LUTS:,} and {STIDI_LUTS_PER_LANE:,} per added lane for STiDi, measured on ECP5"
 
 
 class SynthError(Exception):
@@ -190,7 +218,7 @@ def check_prerequisites(board: Board) -> None:
                          f"from the source tree (install mfsnn from a checkout with pip install -e)")
 
 
-def core_memories(params: CoreParams) -> dict:
+def core_memories(params: CoreParams | StidiCoreParams) -> dict:
     """{hierarchical name: (depth, width, kind)} of every memory in the elaborated core: each
     ``WordMemory`` with its kind ("dual" or "single"), each other ``lib.memory.Memory`` as "dual"."""
     memories = {}
@@ -208,7 +236,7 @@ def core_memories(params: CoreParams) -> dict:
                     memories[".".join(here)] = (origin.depth, Shape.cast(origin.shape).width, "dual")
             visit(subfragment, here)
 
-    visit(Fragment.get(DesireCore(params), None), ())
+    visit(Fragment.get(core_for(params), None), ())
     return memories
 
 
@@ -223,12 +251,13 @@ def block_rams(family: "Family", depth: int, width: int) -> int:
     return min(-(-width // shape_width) * -(-depth // shape_depth) for shape_depth, shape_width in family.block_ram_shapes)
 
 
-def spram_plan(board: "Board", params: CoreParams) -> frozenset:
+def spram_plan(board: "Board", params: CoreParams | StidiCoreParams) -> frozenset:
     """The weight and trace-snapshot memories to build single-port, so that they become SPRAM: on a
     board with SPRAM, the largest first, while the rest would take more block RAMs than the device has
     (``block_rams``, whole blocks per memory) and the next one still fits the SPRAM blocks left.
-    Single-port costs stall cycles, so nothing moves that need not."""
-    if not board.sprams:
+    Single-port costs stall cycles, so nothing moves that need not. The STiDi core builds every
+    memory dual-port (its ``WeightBank`` layers and its shared memories): nothing to plan."""
+    if not board.sprams or rule_of(params) == "stidi":
         return frozenset()
     # keyed by the memory's own name ("w1", "x2"), without the component it sits in
     memories = {path.rsplit(".", 1)[-1]: shape for path, shape in core_memories(replace(params, single_port=())).items()}
@@ -246,8 +275,21 @@ def spram_plan(board: "Board", params: CoreParams) -> frozenset:
     return frozenset(chosen)
 
 
-def design_label(params: CoreParams) -> str:
-    return f"{'-'.join(map(str, params.sizes))} P={params.P} W{params.cfg.weight_bits}"
+def design_label(params: CoreParams | StidiCoreParams) -> str:
+    """The design in the pre-check's line, e.g. "196-64-10 P=1 W24" (desire), "stidi 196-64-10 P=1 W16"."""
+    if rule_of(params) == "desire":
+        return f"{'-'.join(map(str, params.sizes))} P={params.P} W{params.cfg.weight_bits}"
+    return f"stidi {params.topology} P={params.P} W{params.cfg.weight_bits}"
+
+
+def result_label(board: "Board", params: CoreParams | StidiCoreParams) -> str:
+    """The build's directory name under results/synth/: ``ulx3s-85f-196-64-10-W24-P1`` (desire, the
+    rule unnamed as in the first results), ``ulx3s-85f-stidi-196-64-10-W16-P1``."""
+    if rule_of(params) == "desire":
+        design = "-".join(map(str, params.sizes))
+    else:
+        design = f"stidi-{params.topology}"
+    return f"{board.name}-{design}-W{params.cfg.weight_bits}-P{params.P}"
 
 
 @dataclass(frozen=True)
@@ -257,6 +299,7 @@ class FitCheck:
     label: str
     memories: tuple          # (hierarchical name, depth, width, kind) of every memory of the core
     logic_estimate: int
+    logic_basis: str         # how the estimate was found (``logic_basis``)
 
     @property
     def memory_bits(self):
@@ -308,15 +351,15 @@ class FitCheck:
         memory = (f"{self.label} needs {self.dual_port_bits:,} memory bits in block RAM{spram}; {self.board.device} "
                   f"has {self.block_ram_bits:,} ({self.board.block_rams} {family.block_ram_name} x "
                   f"{family.block_ram_bits:,}): {'fits' if self.memory_fits else 'does not fit'}")
-        logic = (f"the logic needs about {self.logic_estimate:,} LUTs ({CORE_LUTS:,} and {LUTS_PER_LANE:,} per "
-                 f"added lane, measured on ECP5) of {self.board.logic_cells:,}: "
-                 f"{'fits' if self.logic_fits else 'does not fit'}")
+        logic = (f"the logic needs about {self.logic_estimate:,} LUTs ({self.logic_basis}) of "
+                 f"{self.board.logic_cells:,}: {'fits' if self.logic_fits else 'does not fit'}")
         return f"{memory}; {logic}"
 
 
-def fit_check(board: Board, params: CoreParams) -> FitCheck:
+def fit_check(board: Board, params: CoreParams | StidiCoreParams) -> FitCheck:
     memories = tuple((name, *shape) for name, shape in core_memories(params).items())
-    return FitCheck(board, design_label(params), memories, logic_estimate(params.P))
+    estimate = logic_estimate(params.P) if rule_of(params) == "desire" else stidi_logic_estimate(params)
+    return FitCheck(board, design_label(params), memories, estimate, logic_basis(params))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -493,7 +536,29 @@ def report_problems(summary: dict, stages: dict, board_mhz: float) -> list:
 # ------------------------------------------------------------------------------------------------
 # the build
 
-def synthesize(params: CoreParams, board: Board, out_dir, *, seed: int = 1, target_mhz: float | None = None,
+def _design_entry(params: CoreParams | StidiCoreParams, top: BoardTop) -> dict:
+    """The report's ``design``: the rule, the topology (layer sizes; a STiDi topology as its text) and
+    the core's shape."""
+    if rule_of(params) == "desire":
+        return {"rule": "desire", "topology": list(params.sizes), "weight_bits": params.cfg.weight_bits,
+                "parallelism": params.P, "time_steps": params.cfg.time_steps,
+                "single_port_memories": sorted(params.single_port),
+                "harness_shift_register_bits": top.harness.input_bits}
+    return {"rule": "stidi", "topology": params.topology, "stage_sizes": list(params.stage_sizes),
+            "weight_bits": params.cfg.weight_bits, "parallelism": params.P, "time_steps": params.cfg.time_steps,
+            "single_port_memories": [], "harness_shift_register_bits": top.harness.input_bits}
+
+
+def _estimate_constants(params: CoreParams | StidiCoreParams) -> dict:
+    """The constants of the pre-check's logic estimate, for the report."""
+    if rule_of(params) == "desire":
+        return {"core_luts": CORE_LUTS, "luts_per_lane": LUTS_PER_LANE}
+    if params.is_conv:
+        return {"core_luts": STIDI_CONV_LUTS, "luts_per_lane": None}
+    return {"core_luts": STIDI_CORE_LUTS, "luts_per_lane": STIDI_LUTS_PER_LANE}
+
+
+def synthesize(params: CoreParams | StidiCoreParams, board: Board, out_dir, *, seed: int = 1, target_mhz: float | None = None,
                router: str | None = None, force: bool = False, command: str = "", log=print) -> dict:
     """Build ``params``' core for ``board`` into ``out_dir`` and return the report (also DIR/report.json).
 
@@ -502,7 +567,8 @@ def synthesize(params: CoreParams, board: Board, out_dir, *, seed: int = 1, targ
     ``problems``, as are DSP blocks (there must be none) and an Fmax below the board clock.
 
     On a board with SPRAM the weight and trace memories that block RAM cannot hold are built
-    single-port and become SPRAM (``spram_plan``), unless ``params.single_port`` already names some.
+    single-port and become SPRAM (``spram_plan``), unless ``params.single_port`` already names some
+    (desire; the STiDi core's memories are all dual-port).
     The design is built at the board clock (no PLL): nextpnr places and routes it for ``target_mhz``
     (the constraint file replaces the board's clock constraint), and the report gives the achieved
     Fmax against both.
@@ -514,7 +580,7 @@ def synthesize(params: CoreParams, board: Board, out_dir, *, seed: int = 1, targ
     family = board.family
     if router is not None and router not in ROUTERS:
         raise ValueError(f"router must be one of {', '.join(ROUTERS)}, not {router!r}")
-    if not params.single_port:
+    if rule_of(params) == "desire" and not params.single_port:
         params = replace(params, single_port=spram_plan(board, params))
     fit = fit_check(board, params)
     router = default_router(board, fit) if router is None else router
@@ -585,10 +651,7 @@ def synthesize(params: CoreParams, board: Board, out_dir, *, seed: int = 1, targ
         "command": command,
         "board": board.name,
         "device": f"{platform.device}-{platform.package}",
-        "design": {"rule": "desire", "topology": list(params.sizes), "weight_bits": params.cfg.weight_bits,
-                   "parallelism": params.P, "time_steps": params.cfg.time_steps,
-                   "single_port_memories": sorted(params.single_port),
-                   "harness_shift_register_bits": top.harness.input_bits},
+        "design": _design_entry(params, top),
         "seed": seed,
         "router": router,
         "clock": {"board_mhz": board_mhz, "target_mhz": target_mhz, "pll": False,
@@ -597,7 +660,7 @@ def synthesize(params: CoreParams, board: Board, out_dir, *, seed: int = 1, targ
                      "logic_estimate": fit.logic_estimate, "logic_available": board.logic_cells,
                      "block_ram_bits_needed": fit.dual_port_bits, "spram_blocks_needed": fit.spram_tiles,
                      "block_rams_estimate": fit.block_rams_estimate,
-                     "core_luts": CORE_LUTS, "luts_per_lane": LUTS_PER_LANE, "fits": fit.fits, "forced": force,
+                     **_estimate_constants(params), "fits": fit.fits, "forced": force,
                      "memories": {name: f"{depth}x{width}{' single-port' if kind == 'single' else ''}"
                                   for name, depth, width, kind in fit.memories}},
         "summary": summary,
@@ -631,7 +694,10 @@ def _cell(report: dict, row: str) -> str:
         return report["device"]
     if row == "design":
         design = report["design"]
-        return f"{'-'.join(map(str, design['topology']))} P={design['parallelism']} W{design['weight_bits']}"
+        topology = design["topology"]
+        topology = topology if isinstance(topology, str) else "-".join(map(str, topology))
+        rule = "" if design.get("rule", "desire") == "desire" else f"{design['rule']} "
+        return f"{rule}{topology} P={design['parallelism']} W{design['weight_bits']}"
     if row == "LC/LUT":
         return used_of(summary.get("logic"))
     if row == "FF":
