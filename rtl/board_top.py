@@ -52,11 +52,11 @@ class SerialHarness(wiring.Component):
     serial_out: Out(1)
 
     def __init__(self, params: CoreParams | StidiCoreParams):
-        core = core_for(params)
+        rule_of(params)     # a TypeError for anything else, before params.debug is read
         if params.debug:
             raise ValueError("the synthesis harness measures the core without its debug tap; pass debug=False")
         self.params = params
-        self.core = core
+        self.core = core_for(params)
         super().__init__()
 
     @property
