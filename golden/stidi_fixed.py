@@ -127,6 +127,27 @@ def decide(times, membrane, T: int) -> int:
     return int(np.argmax(np.where(times == first, u, floor - 1)))
 
 
+def early_exit_steps(times, T: int, block: int) -> np.ndarray:
+    """The last output-layer step an early-exit inference computes for each output neuron (§7): blocks
+    of ``block`` neurons in order, block b through ``min(h_b, f_b)`` (its own first spike f_b, the
+    earliest spike h_b of the blocks before it, T-1 for the first)."""
+    if block < 1:
+        raise ValueError(f"block must be >= 1, not {block}")
+    times = np.asarray(times, dtype=np.int64)
+    last = np.empty(times.shape, dtype=np.int64)
+    horizon = T - 1
+    for b0 in range(0, times.size, block):
+        horizon = min(horizon, int(times[b0:b0 + block].min()))
+        last[b0:b0 + block] = horizon
+    return last
+
+
+def early_exit_times(times, T: int) -> np.ndarray:
+    """The output times an early-exit inference reports (§7): the earliest spike(s), T elsewhere."""
+    times = np.asarray(times, dtype=np.int64)
+    return np.where(times == times.min(), times, T)
+
+
 def targets(times, membrane, label: int, T: int, add: int, neg: int):
     """Relative output targets (notes section 4): (target times, case 1..5)."""
     target = times.copy()

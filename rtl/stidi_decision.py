@@ -23,7 +23,8 @@ class StidiDecision(StidiPhase):
     * ``DEC_SCAN``: the output times into ``times``; their min and max, the index-first argmin, whether
       another output ties it, the label's time; ``DEC_SCAN_DRAIN`` waits for the last;
     * ``DEC_PICK``: ``pred`` = the largest U(min(m, T-1)) (``u_out``) among the earliest outputs, ties
-      to the lower index; ``DEC_PICK_DRAIN`` waits for the last;
+      to the lower index; an inference reports the earliest spike(s) only (§7 early exit: ``times``
+      T elsewhere); ``DEC_PICK_DRAIN`` waits for the last;
     * ``DEC_DONE``: the DECISION record, with the §8 ``case`` of the summary (training).
 
     The outputs hold from ``done`` until the next ``start``.
@@ -33,7 +34,7 @@ class StidiDecision(StidiPhase):
         p = params
         T = p.T
         super().__init__(p, reads=[f"time{p.top}", "u_out"], members={
-            "label": In(_class_bits(p)),
+            "label": In(_class_bits(p)), "train": In(1),
             "pred": Out(_class_bits(p)),
             "times": Out(data.ArrayLayout(unsigned(p.time_bits), p.n_classes)),
             "case": Out(range(6)),                 # §8 branch 1..5
@@ -84,10 +85,7 @@ class StidiDecision(StidiPhase):
 
         with m.If(scan_v):
             t = pick(p, time_r.data, arriving)
-            with m.Switch(arriving):
-                for n in range(n_out):
-                    with m.Case(n):
-                        m.d.sync += self.times[n].eq(t)
+            self._report_time(m, arriving, t)
             with m.If(arriving == self.label):
                 m.d.sync += t_label.eq(t)
             with m.If((arriving == 0) | (t < self.t_min)):
@@ -99,6 +97,8 @@ class StidiDecision(StidiPhase):
         with m.If(pick_v):
             t, u = pick(p, time_r.data, arriving), pick(p, u_r.data, arriving)
             candidate = (self.t_min == T) | (t == self.t_min)
+            with m.If(~self.train & ~candidate):
+                self._report_time(m, arriving, T)
             with m.If(candidate & (~have_best | (u > best_u))):     # strict: ties keep the lower index
                 m.d.sync += [best_u.eq(u), self.pred.eq(arriving), have_best.eq(1)]
 
@@ -115,6 +115,13 @@ class StidiDecision(StidiPhase):
         with m.Else():
             m.d.comb += self.case.eq(5)
         return m
+
+    def _report_time(self, m, k, t):
+        """Output k's time in the result is ``t``."""
+        with m.Switch(k):
+            for n in range(self.params.n_classes):
+                with m.Case(n):
+                    m.d.sync += self.times[n].eq(t)
 
 
 class StidiTargets(StidiPhase):

@@ -2,6 +2,7 @@
 
 from amaranth.hdl import Array, Cat, Mux, Signal, unsigned
 from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In
 
 from .stidi_lanes import IntegrateLanes, SignAccumulateLanes
 from .stidi_params import StidiDebugKind
@@ -23,6 +24,10 @@ class StidiFcForward(StagePass):
       ``s<l>`` into ``SignAccumulateLanes``; at the list's end (NIL) step t integrates
       (``IntegrateLanes``, a STEP record; the top stage's U(t) into ``u_out``);
     * ``FW_BLOCK_END_l``: the block's spike times into ``time<l>`` (a TIMES record).
+
+    An inference (``train`` low) exits early in the top stage (§7, golden ``early_exit_steps``): a block
+    ends after the step in which one of its neurons fires, and no later than the step at which an
+    earlier block ended on a spike (``horizon``).
     """
 
     def __init__(self, params):
@@ -30,7 +35,7 @@ class StidiFcForward(StagePass):
         self.stages = [s for s in p.weight_stages if p.kind(s) == "fc"]
         reads = [f"time{s - 1}" for s in self.stages] + [f"s{p.weight_layer[s]}" for s in self.stages]
         writes = [f"time{s}" for s in self.stages] + ["u_out"]
-        super().__init__(p, reads, writes)
+        super().__init__(p, reads, writes, members={"train": In(1)})
 
     def _stage_states(self, m, s):
         self._list_states(m, s)
@@ -55,6 +60,7 @@ class StidiFcForward(StagePass):
         self.layer = Signal(range(p.top + 1))            # the stage of the pass
         self.block = Signal(range(max(p.stage_blocks(s) for s in self.stages)))
         self.step = Signal(range(T))
+        self.horizon = Signal(range(T), init=T - 1)     # the last step of the top stage's next block
         self.sign_base = Signal(p.addr_bits + 1)         # b * N_{l-1}: block b's sign words
         self.u_base = Signal(range(p.stage_blocks(p.top) * T + 1))   # b * T: block b's membranes in u_out
         self.walk_first = Signal()                       # the walk's pointer comes from head (else next)
@@ -85,7 +91,7 @@ class StidiFcForward(StagePass):
             m.d.comb += self.done.eq(1)
             m.next = "IDLE"
         else:
-            m.d.sync += [self.step.eq(0), self.layer.eq(s)]
+            m.d.sync += [self.step.eq(0), self.layer.eq(s), self.horizon.eq(self.params.T - 1)]
             m.next = f"FW_LIST_{s}"
 
     def _clear_neurons(self, m):
@@ -144,7 +150,14 @@ class StidiFcForward(StagePass):
                     u_w = self.u_out_write
                     m.d.comb += [u_w.addr.eq(self.u_base + self.step), u_w.en.eq(1)]
                     m.d.comb += each(p, u_w.data, integ.u_next)
-                with m.If(self.step == T - 1):
+                last_step = self.step == T - 1
+                if l == p.top:
+                    fired = Cat(*(integ.t_fire_next[q] < T for q in range(p.P))) & live_lanes(p, self.block, l)
+                    exit_now = ~self.train & fired.any()
+                    with m.If(exit_now):
+                        m.d.sync += self.horizon.eq(self.step)
+                    last_step = (self.step == self.horizon) | exit_now
+                with m.If(last_step):
                     m.next = f"FW_BLOCK_END_{l}"
                 with m.Else():
                     m.d.comb += self.head_r.addr.eq(self.step + 1)

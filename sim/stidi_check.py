@@ -145,11 +145,14 @@ class Expected:
     weights: list                  # latent weights after the sample, canonical (N_out, fan_in) per layer
 
 
-def expected_sample(learner, sample: Sample) -> Expected:
+def expected_sample(learner, sample: Sample, lanes: int | None = None) -> Expected:
     """The golden outcome of one sample; a training sample updates ``learner`` in place.
 
     ``sample.pixels`` are the N0 values the core receives, so the encoding is the ROM lookup that
-    ``learner.encode`` does after its reshaping (§4).
+    ``learner.encode`` does after its reshaping (§4). An inference sample exits early (§7): the
+    output layer's I and U are expected for the steps ``early_exit_steps`` of blocks of ``lanes``
+    neurons computes (``MISSING`` at the others: not reported), its times where they are seen, and
+    the result times are the earliest spike(s).
     """
     t0 = learner.table[np.asarray(sample.pixels, dtype=np.int64)].reshape(learner.topo.input_shape)
     top = learner.layers[-1]
@@ -159,11 +162,20 @@ def expected_sample(learner, sample: Sample) -> Expected:
         pred = stidi_fixed.train_step(learner, t0, int(sample.label), int(sample.step), trace)
         times = trace[f"forward/{top}/times"]
     else:
+        if lanes is None:
+            raise ValueError("an inference sample exits early in blocks of the core's lanes: pass lanes")
+        T = learner.T
         trace.record("encode", 0, "times", t0)
         all_times, _, membrane = stidi_fixed.forward(learner, t0, trace)
-        pred = stidi_fixed.decide(all_times[top], membrane, learner.T)
+        last = stidi_fixed.early_exit_steps(all_times[top], T, lanes)
+        computed = np.arange(T)[:, None] <= last[None, :]
+        for name in ("I", "U"):
+            trace[f"forward/{top}/{name}"] = np.where(computed, trace[f"forward/{top}/{name}"], MISSING)
+        seen = np.where(all_times[top] <= last, all_times[top], T)
+        trace[f"forward/{top}/times"] = seen
+        pred = stidi_fixed.decide(seen, np.where(computed, membrane, MISSING), T)
         trace.record("decision", top, "pred", pred)
-        times = all_times[top]
+        times = stidi_fixed.early_exit_times(seen, T)
     return Expected(trace, int(pred), np.asarray(times, dtype=np.int64), canonical_weights(learner))
 
 
@@ -402,7 +414,8 @@ def describe(d, sample_index: int) -> str:
     elif d.index:
         parts.append(f"{'input' if d.phase == 'encode' else 'neuron'} {neuron(d.index)}")
     got = "never reported" if d.got == MISSING else d.got
-    parts.append(f"expected {d.expected}, got {got}")
+    expected = "not computed (early exit)" if d.expected == MISSING else d.expected
+    parts.append(f"expected {expected}, got {got}")
     return ", ".join(parts)
 
 
@@ -436,7 +449,7 @@ class StidiChecker:
         r, idx = self.report, self.index
         self.index += 1
         before = canonical_weights(self.learner)              # = the RTL's, compared up to here
-        expected = expected_sample(self.learner, sample)
+        expected = expected_sample(self.learner, sample, self.params.P)
         p = self.params
         got_weights = None if got.weights is None else from_host(p, got.weights)
         r.samples += 1
@@ -446,7 +459,7 @@ class StidiChecker:
         golden_keys = [k for k in expected.trace if not k.startswith("update/")]
         if r.debug_tap:
             for key in golden_keys:
-                r.expected[value_kind(key)] += int(np.asarray(expected.trace[key]).size)
+                r.expected[value_kind(key)] += int(np.count_nonzero(np.asarray(expected.trace[key]) != MISSING))
         r.expected["predictions"] += 1
         r.expected["output times"] += int(expected.times.size)
         changes = {s: expected.trace[f"update/{s}/dw"] for s in self.params.weight_stages
@@ -480,7 +493,7 @@ class StidiChecker:
                 return self._fail(f"sample {idx}: the RTL reported {', '.join(extra)}, which the golden model "
                                   f"did not record (the backward went further)")
             for key in golden_keys:
-                r.compared[value_kind(key)] += int(np.asarray(expected.trace[key]).size)
+                r.compared[value_kind(key)] += int(np.count_nonzero(np.asarray(expected.trace[key]) != MISSING))
         top = p.top
         if got.pred != expected.pred:
             return self._fail(f"first divergence at sample {idx}, phase decision, layer {top}, result pred: "

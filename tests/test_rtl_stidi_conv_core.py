@@ -48,7 +48,7 @@ def test_two_conv_layers_bitexact_amaranth():
     learner = golden_learner(params, initial_weights(params))
     reached, rails = False, False
     for sample in samples:
-        trace = expected_sample(learner, sample).trace
+        trace = expected_sample(learner, sample, params.P).trace
         reached |= "error/2/D" in trace and bool(np.any(trace["error/2/D"]))
         for s in (1, 3):
             if f"update/{s}/w" in trace:

@@ -93,7 +93,7 @@ def test_cases_cover_every_target_branch():
     for name, params, n, extra in CASES:
         learner = golden_learner(params)
         for sample in make_samples(params, n, seed=len(name), **extra):
-            trace = expected_sample(learner, sample).trace
+            trace = expected_sample(learner, sample, params.P).trace
             key = f"target/{params.L}/case"
             if key in trace:
                 seen.add(int(trace[key]))
@@ -108,7 +108,7 @@ def test_training_sample_without_update():
     samples = make_samples(params, 5, seed=7)
     learner = golden_learner(params, weights)
     for sample in samples[:2]:
-        expected_sample(learner, sample)
+        expected_sample(learner, sample, params.P)
     pixels = samples[2].pixels
     samples[2].label = stidi_fixed.predict_one(learner, learner.table[pixels.astype(np.int64)])
     report = check_stidi(params, weights, samples)
@@ -127,7 +127,7 @@ def test_single_weight_layer_skips_background_inputs_as_the_golden_model():
     assert set(report.cases) == {1, 2, 3, 4, 5}, report.cases
     learner, pairs = golden_learner(params), 0
     for sample in samples:
-        trace = expected_sample(learner, sample).trace
+        trace = expected_sample(learner, sample, params.P).trace
         if "update/1/w" in trace:
             background = trace["encode/0/times"] == T - 1
             silent_error = (trace["forward/1/times"] == T) & (trace["target/1/d"] != 0)
@@ -240,7 +240,7 @@ def check_records(edit):
     params = flat((16, 12, 4), 4, (40, 20))
     weights = initial_weights(params)
     sample = make_samples(params, 1, seed=2)[0]
-    expected = expected_sample(golden_learner(params, weights), sample)
+    expected = expected_sample(golden_learner(params, weights), sample, params.P)
     decoder = StidiDebugDecoder(params, train=True)
     for record in edit(records_of(params, expected.trace)):
         decoder.add(*record)

@@ -131,6 +131,41 @@ def test_decision_tie_ignores_larger_u_of_later_neurons():
     assert fx.decide(np.array([20, 20, 40]), u, T) == 0
 
 
+def test_early_exit_steps_by_hand():
+    # blocks of 2: block 0 fires first at 30 (horizon 30), block 1 at 20 (horizon 20), block 2 would
+    # fire at 25 but stops at 20, block 3 (one neuron) is silent and runs to 20 too
+    times = np.array([40, 30, 20, SILENT, 25, 50, SILENT])
+    assert fx.early_exit_steps(times, T, 2).tolist() == [30, 30, 20, 20, 20, 20, 20]
+    assert fx.early_exit_steps(times, T, 1).tolist() == [40, 30, 20, 20, 20, 20, 20]
+    assert fx.early_exit_steps(times, T, 8).tolist() == [20] * 7
+    assert fx.early_exit_steps(np.array([SILENT] * 3), T, 2).tolist() == [T - 1] * 3   # nothing fires
+    assert fx.early_exit_times(times, T).tolist() == [SILENT, SILENT, 20, SILENT, SILENT, SILENT, SILENT]
+    assert fx.early_exit_times(np.array([7, 9, 7]), T).tolist() == [7, SILENT, 7]
+    with pytest.raises(ValueError, match="block"):
+        fx.early_exit_steps(times, T, 0)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_early_exit_decides_as_the_full_forward(seed):
+    """§7: the class from the early-exit times and only the membrane rows an early exit computes (the
+    others replaced by values that would win) is the class of the full forward, for random times with
+    many ties and random U, at every block size."""
+    print(f"seed {seed}")
+    rng = np.random.default_rng(seed)
+    for _ in range(300):
+        n = int(rng.integers(1, 12))
+        times = rng.choice([3, 4, 5, SILENT], size=n) if rng.random() < 0.5 else rng.integers(0, T + 1, size=n)
+        u = rng.integers(-50, 50, size=(T, n))
+        want = fx.decide(times, u, T)
+        for block in (1, 2, 3, 4, 16):
+            last = fx.early_exit_steps(times, T, block)
+            computed = np.arange(T)[:, None] <= last[None, :]
+            seen = np.where(times <= last, times, SILENT)
+            assert np.all(last >= min(int(times.min()), T - 1))
+            assert fx.decide(seen, np.where(computed, u, 10_000), T) == want
+            assert fx.decide(fx.early_exit_times(seen, T), np.where(computed, u, 10_000), T) == want
+
+
 @pytest.mark.parametrize("times, label, u_rows, want, case", [
     ([SILENT] * 3, 1, {}, [SILENT, 86, SILENT], 1),                      # nothing fired
     ([20, 30, 40], 0, {}, [20, 30, 40], 2),                               # correct unique winner
