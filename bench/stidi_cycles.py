@@ -43,6 +43,7 @@ from amaranth.lib.memory import Memory  # noqa: E402
 
 from mfsnn.golden.data import load_dataset  # noqa: E402
 from mfsnn.golden.progress import Progress  # noqa: E402
+from mfsnn.golden.stidi_fixed import early_exit_steps  # noqa: E402
 from mfsnn.golden.stidi import StidiConfig  # noqa: E402
 from mfsnn.rtl import synth_check  # noqa: E402
 from mfsnn.rtl.stidi_core import StidiCore, StidiCoreParams  # noqa: E402
@@ -66,7 +67,9 @@ BOUND_DEFINITION = (
     "forward = sum over layers l of [B(l-1) + B(l) * (S(l-1) + T)]: read the N_{l-1} spike times once (P per "
     "word), then per block of P posts one sign word per pre spike that can change a membrane (t_i < T-1, the "
     "golden C[s] sums, spec 5; S(l-1) of them) and one integration step (U += I, compare with Theta) per "
-    "time step. decision = B(L) (one pass over the output times and membranes, spec 7). targets = B(L) "
+    "time step; an inference exits early (spec 7): block b of the top layer walks only steps 0..stop_b "
+    "(golden early_exit_steps), so its part is the pres spiking at or before stop_b plus stop_b + 1 steps. "
+    "decision = B(L) (one pass over the output times and membranes, spec 7). targets = B(L) "
     "(training samples: the targets and ternary error need the decision's min, max and winner first, spec 8). "
     "backward = sum over the layers the golden backward updates of sum over eligible pres j (fired, kept, "
     "and t_j < T-1 in layer 1, as golden fc_backward) of the number of post blocks holding a post k with "
@@ -97,7 +100,8 @@ def cycle_bound(sizes, T, P, times, errors=None, keep=None, norm_passes=3):
     output error); ``keep[m]`` = dropout keep bits of hidden stage m (None: all kept); ``norm_passes``
     = passes over a hidden stage to quantise its displacement (3 for ``error_norm="l2"``, 2 for
     ``"max"``). Returns {phase: cycles} for ``PHASES``, "total", and "terms": the per-layer parts
-    (``forward_read_l`` = B(l-1), ``forward_walk_l`` = B(l) * (S(l-1) + T), ``backward_words_l``).
+    (``forward_read_l`` = B(l-1), ``forward_walk_l`` = B(l) * (S(l-1) + T), in an inference the top layer's
+    only through each block's early-exit step, ``backward_words_l``).
     A pure function of its arguments.
     """
     L = len(sizes) - 1
@@ -107,9 +111,14 @@ def cycle_bound(sizes, T, P, times, errors=None, keep=None, norm_passes=3):
     blocks = [ceil_div(n, P) for n in sizes]
     bound, terms = dict.fromkeys(PHASES, 0), {}
     for l in range(1, L + 1):
-        spikes = int(np.count_nonzero(times[l - 1] < T - 1))
-        terms[f"forward_read_{l}"], terms[f"forward_walk_{l}"] = blocks[l - 1], blocks[l] * (spikes + T)
-        bound["forward"] += blocks[l - 1] + blocks[l] * (spikes + T)
+        listed = times[l - 1][times[l - 1] < T - 1]               # the pres in a step's spike list
+        if l == L and errors is None:                              # an inference exits early (spec 7)
+            stops = early_exit_steps(times[L], T, P)[::P]
+            walk = sum(int(np.count_nonzero(listed <= stop)) + stop + 1 for stop in stops.tolist())
+        else:
+            walk = blocks[l] * (listed.size + T)
+        terms[f"forward_read_{l}"], terms[f"forward_walk_{l}"] = blocks[l - 1], walk
+        bound["forward"] += blocks[l - 1] + walk
     bound["decision"] = blocks[L]
     if errors is not None:
         bound["targets"] = blocks[L]
@@ -208,7 +217,7 @@ def pick_samples(params, learner, pixels, labels, first, wanted, limit):
         sample = Sample(pixels[q], int(labels[q]), True, q, 0)
         weights = learner_weights(learner)
         keep = {m: learner.keep_mask(q, m, (params.sizes[m],)) for m in range(1, params.L)}
-        expected = expected_sample(learner, sample)
+        expected = expected_sample(learner, sample, params.P)
         kind = "error" if is_error(params, expected) else "correct"
         if need[kind]:
             need[kind] -= 1
@@ -380,7 +389,7 @@ def measure(topology, P, args):
     test_pixels, _, test_labels = sample_stream(params, args.infer, args.seed, split="test")
     for q in range(args.infer):
         sample = Sample(test_pixels[q], int(test_labels[q]), False, 0, 0)
-        picked.append({"kind": "inference", "sample": sample, "expected": expected_sample(learner, sample),
+        picked.append({"kind": "inference", "sample": sample, "expected": expected_sample(learner, sample, params.P),
                        "keep": None, "weights": weights_after, "stream_index": q})
     golden_seconds = time.monotonic() - start
     jobs = [[pick] for pick in picked if pick["kind"] != "inference"]

@@ -24,9 +24,12 @@ ERRORS = {2: np.array([1, -1]), 1: np.array([0, 0, 1])}
 
 
 @pytest.mark.parametrize("P,errors,keep,expected", [
-    # forward [B0 + B1 (S0 + T)] + [B1 + B2 (S1 + T)] = [2 + 2*7] + [2 + 1*7], decision B2
-    (2, None, None, {"forward": 25, "decision": 1, "targets": 0, "backward": 0, "quantise": 0, "total": 26}),
-    # a correct sample adds the targets pass only
+    # inference: forward [B0 + B1 (S0 + T)] + [B1 + early exit] = [2 + 2*7] + [2 + 6]: the one output
+    # block stops at its spike at 3, so it walks the hidden spikes at 1, 2 and steps 0..3; decision B2
+    (2, None, None, {"forward": 24, "decision": 1, "targets": 0, "backward": 0, "quantise": 0, "total": 25}),
+    # P = 1: block 0 stops at 3, block 1 (silent) at the horizon 3 too: [4 + 3*7] + [3 + 2*(2 + 4)]
+    (1, None, None, {"forward": 40, "decision": 2, "targets": 0, "backward": 0, "quantise": 0, "total": 42}),
+    # training never exits early: forward [2 + 2*7] + [2 + 1*7]; a correct sample adds the targets pass
     (2, {}, None, {"forward": 25, "decision": 1, "targets": 1, "backward": 0, "quantise": 0, "total": 27}),
     # layer 2: hidden pres 0 and 2 fired, the one output block has an error post at 5 >= 1, 2: 2 words;
     # layer 1: inputs at 0 and 3 (not 4 = T-1), block 1's error post fires at 2: only t = 0 is early
