@@ -511,9 +511,9 @@ def main():
            "host": platform.node(), "simulator": f"amaranth {amaranth.__version__} (Python simulator)",
            "cycles": "core busy cycles per sample, from the start (label and pixels in) to the result beat "
                      "(the result's cycles field; pixel loading excluded)",
-           "inference_early_stop": "not in the core: an inference sample runs the whole forward pass (every layer, "
-                                   "every block, all T steps) and the decision; there is no stop at the first "
-                                   "output spike",
+           "inference_early_stop": "an inference sample runs every hidden layer for all T steps; the output layer "
+                                   "exits early (spec 7, golden early_exit_steps): each block of P outputs stops "
+                                   "after its first spike or at the earliest spike of the blocks before it",
            "bound_definition": BOUND_DEFINITION,
            "phases": "controller states while busy: FW_* forward, DEC_* decision, TGT* targets, BW_* backward "
                      "(incl. dropout key/prep), Q_* quantisation, OUT result",
