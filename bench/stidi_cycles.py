@@ -47,6 +47,7 @@ from mfsnn.golden.stidi_fixed import early_exit_steps  # noqa: E402
 from mfsnn.golden.stidi import StidiConfig  # noqa: E402
 from mfsnn.rtl import synth_check  # noqa: E402
 from mfsnn.rtl.stidi_core import StidiCore, StidiCoreParams  # noqa: E402
+from mfsnn.rtl.stidi_update import SORTED_ABOVE_BLOCKS  # noqa: E402
 from mfsnn.sim import stidi_check  # noqa: E402
 from mfsnn.sim.amaranth_tb import check_run  # noqa: E402
 from mfsnn.sim.stidi_check import Sample, expected_sample, golden_learner, learner_weights, start_check  # noqa: E402
@@ -154,6 +155,7 @@ def excess_by_cause(states, bound, L):
     bw_latest = sum(n(f"BW_LATEST_{l}") for l in layers)
     bw_words = sum(n(f"BW_WORD_{l}", f"BW_MASK_{l}") for l in layers)
     bw_block = sum(n(f"BW_BLOCK_{l}") for l in layers)
+    bw_sort = sum(n(f"BW_SORT_{l}", f"BW_PLACE_{l}") for l in layers)
     return {
         "FW_LIST/FW_LINK: 1 per spiking pre or per word without one, list start and drain (bound: B(l-1) words)":
             sum(n(f"FW_LIST_{l}", f"FW_LINK_{l}", f"FW_LIST_DRAIN_{l}") - terms[f"forward_read_{l}"] for l in layers),
@@ -163,7 +165,9 @@ def excess_by_cause(states, bound, L):
         "BW_LATEST: 1 per post block (each block's latest error post)": bw_latest,
         "BW_WORD/BW_MASK: 1 per pre word, eligible pres or not": bw_words,
         "BW_BLOCK beyond the bound's words (blocks with an error post at or after t_j)": bw_block - bound["backward"],
-        "BW_KEY/BW_PREP/BW_DRAIN": prefixed("BW_") - bw_latest - bw_words - bw_block,
+        f"BW_SORT/BW_PLACE: the blocks sorted by latest (more than {SORTED_ABOVE_BLOCKS} blocks: prefix pass over "
+        "the latest values, 1 per post block)": bw_sort,
+        "BW_KEY/BW_PREP/BW_DRAIN": prefixed("BW_") - bw_latest - bw_words - bw_block - bw_sort,
         "Q_*: drains": prefixed("Q_") - bound["quantise"],
     }
 

@@ -76,13 +76,15 @@ class BlockOrder(wiring.Component):
         # the read-modify-write pipeline: a = a value in (its word read), b = its word out (written)
         a_v, a_value, a_block, a_last = Signal(), Signal.like(self.value), Signal.like(self.value_block), Signal()
         b_v, b_value, b_block, b_last = Signal(), Signal.like(self.value), Signal.like(self.value_block), Signal()
-        w_v, w_addr, w_data = Signal(), Signal.like(self.value), Signal(entry)   # the write of the cycle before
+        # the count (counting) or ptr (placing) written in the cycle before
+        w_v, w_addr, w_field = Signal(), Signal.like(self.value), Signal(range(n + 1))
         m.d.sync += [a_v.eq(self.value_v), a_value.eq(self.value), a_block.eq(self.value_block),
                      a_last.eq(self.value_last)]
         m.d.sync += [b_v.eq(a_v), b_value.eq(a_value), b_block.eq(a_block), b_last.eq(a_last), w_v.eq(0)]
-        old = Signal(entry)
-        m.d.comb += old.eq(Mux(w_v & (w_addr == b_value), w_data, values.read.data))
         counts = Signal()                               # b is in the counting pass (else placing)
+        word = values.read.data
+        old = Signal(range(n + 1))                      # b's count or ptr
+        m.d.comb += old.eq(Mux(w_v & (w_addr == b_value), w_field, Mux(counts, word.count, word.ptr)))
 
         # the prefix pass: read value v, one cycle later write its ptr and zero its count
         v, acc = Signal.like(self.value), Signal(range(n + 1))
@@ -95,7 +97,7 @@ class BlockOrder(wiring.Component):
         m.d.comb += values.read.addr.eq(Mux(self.t + 1 < low, low, self.t + 1))    # the lookup, when ready
         def begin():
             """A new sort: a histogram left dirty by a reset is cleared first."""
-            m.d.sync += [self.top.eq(0), low.eq(top_value), acc.eq(0), v.eq(0), dirty.eq(1)]
+            m.d.sync += [self.top.eq(0), low.eq(top_value), acc.eq(0), v.eq(top_value), dirty.eq(1)]
             with m.If(dirty):
                 m.next = "CLEAR"
             with m.Else():
@@ -108,8 +110,8 @@ class BlockOrder(wiring.Component):
                     begin()
             with m.State("CLEAR"):                      # after a reset cut a sort short
                 m.d.comb += [values.write.addr.eq(v), values.write.en.eq(1)]
-                m.d.sync += v.eq(v + 1)
-                with m.If(v == top_value):
+                m.d.sync += v.eq(v - 1)
+                with m.If(v == 0):
                     m.next = "COUNT"
             with m.State("COUNT"):
                 m.d.comb += [self.can_count.eq(1), counts.eq(1), values.read.addr.eq(a_value)]
@@ -140,16 +142,16 @@ class BlockOrder(wiring.Component):
                     begin()
 
         with m.If(b_v & (b_value != 0)):
-            new = Signal(entry)
-            m.d.comb += new.eq(old)
+            # counting: the ptr written is garbage until the prefix pass; placing: the count stays 0
+            bumped = Signal(range(n + 1))
+            m.d.comb += [bumped.eq(old + 1), values.write.data.ptr.eq(bumped)]
             with m.If(counts):
-                m.d.comb += new.count.eq(old.count + 1)
+                m.d.comb += values.write.data.count.eq(bumped)
             with m.Else():
-                m.d.comb += [new.ptr.eq(old.ptr + 1), order.write.addr.eq(old.ptr), order.write.data.eq(b_block),
-                             order.write.en.eq(1)]
-                with m.If(old.ptr == 0):
+                m.d.comb += [order.write.addr.eq(old), order.write.data.eq(b_block), order.write.en.eq(1)]
+                with m.If(old == 0):
                     m.d.sync += self.first.eq(b_block)
-            m.d.comb += [values.write.addr.eq(b_value), values.write.en.eq(1), values.write.data.eq(new)]
-            m.d.sync += [w_v.eq(1), w_addr.eq(b_value), w_data.eq(new)]
+            m.d.comb += [values.write.addr.eq(b_value), values.write.en.eq(1)]
+            m.d.sync += [w_v.eq(1), w_addr.eq(b_value), w_field.eq(bumped)]
         m.d.comb += self.needed.eq(values.read.data.ptr)
         return m

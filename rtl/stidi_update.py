@@ -6,10 +6,16 @@ from amaranth.lib import data
 from amaranth.lib.wiring import In
 
 from .phase_ports import advance_or_leave, on_start
+from .stidi_block_order import BlockOrder
 from .stidi_lanes import DisplacementLanes, FcUpdateLanes
 from .stidi_ports import StidiPhase, each, enter_stage, lane_of, live_lanes, lowest_set
 
-__all__ = ["StidiFcUpdate", "lr_shift_member", "clamped_lr_shift"]
+__all__ = ["StidiFcUpdate", "lr_shift_member", "clamped_lr_shift", "SORTED_ABOVE_BLOCKS"]
+
+#: Above this many post blocks (the largest fc stage's ceil(N_l / P)) the update lists a pre's blocks
+#: from ``BlockOrder`` (a counting sort, logic independent of the block count, about T + B more
+#: cycles per stage); up to it, from a ``latest`` register and comparator per block (no sort).
+SORTED_ABOVE_BLOCKS = 8
 
 
 def max_tree(values):
@@ -77,10 +83,18 @@ class StidiFcUpdate(StidiPhase):
         self.word = Signal(range(max(p.stage_blocks(s - 1) for s in self.stages)))
         self.t_pre = Signal(range(p.T + 1))
         self.lanes_left = Signal(p.P)                # eligible pres of the word still to update
-        self.todo = Signal(blocks)                   # blocks the pre still needs
-        self.latest = [Signal(range(p.T + 2), name=f"latest{b}") for b in range(blocks)]
-        self.latest_max = Signal(range(p.T + 2))
-        self.lat_v, self.lat_block = Signal(), Signal.like(self.block)   # BW_LATEST's read data arrives
+        self.sorted = blocks > SORTED_ABOVE_BLOCKS
+        if self.sorted:
+            self.order = m.submodules.order = BlockOrder(blocks=blocks, top_value=p.T + 1)
+            self.pos = Signal(range(blocks))             # the pre's position in the sorted blocks
+            self.needed = Signal(range(blocks + 1))      # the pre's number of blocks
+            self.latest_max = self.order.top
+        else:
+            self.todo = Signal(blocks)                   # blocks the pre still needs
+            self.latest = [Signal(range(p.T + 2), name=f"latest{b}") for b in range(blocks)]
+            self.latest_max = Signal(range(p.T + 2))
+        # BW_LATEST's (and BW_PLACE's) read data arrives: the block, and whether it is the stage's last
+        self.lat_v, self.lat_block, self.lat_last = Signal(), Signal.like(self.block), Signal()
         # what BW_MASK/BW_BLOCK of the stage that runs give ``_take_stage`` (comb)
         self.pre_times = Signal(p.lanes(unsigned(p.time_bits)))     # the pre word read
         self.first_layer, self.live = Signal(), Signal(p.P)         # stage 1; the word's real lanes
@@ -102,8 +116,12 @@ class StidiFcUpdate(StidiPhase):
         self.dq_pre = [Signal.like(self.pre, name=f"dq_pre{n}") for n in range(latency)]
         with m.FSM():
             with on_start(m, self):
-                m.d.sync += [self.layer.eq(self.stage), self.block.eq(0), self.word.eq(0), self.latest_max.eq(0)]
-                m.d.sync += [latest.eq(0) for latest in self.latest]     # a layer with fewer blocks
+                m.d.sync += [self.layer.eq(self.stage), self.block.eq(0), self.word.eq(0)]
+                if self.sorted:
+                    m.d.comb += self.order.start.eq(1)
+                else:
+                    m.d.sync += self.latest_max.eq(0)
+                    m.d.sync += [latest.eq(0) for latest in self.latest]     # a layer with fewer blocks
                 enter_stage(m, self.stage, {s: f"BW_LATEST_{s}" for s in self.stages})
             for s in self.stages:
                 self._states(m, s)
@@ -148,13 +166,31 @@ class StidiFcUpdate(StidiPhase):
                 m.d.sync += self.word.eq(self.word + 1)
                 m.next = f"BW_MASK_{l}"
 
-        with m.State(f"BW_LATEST_{l}"):
+        def read_latest(again, after):
+            """One block's error and post times per cycle, for ``_latest_stage``."""
             m.d.comb += [time_post.addr.eq(self.block), self.err_read.addr.eq(self.block)]
-            m.d.sync += [self.lat_v.eq(1), self.lat_block.eq(self.block)]
-            advance_or_leave(m, self.block, blocks - 1, again=f"BW_LATEST_{l}", after=f"BW_WORD_{l}")
-        with m.State(f"BW_WORD_{l}"):
-            read_word(0)
-            m.next = f"BW_MASK_{l}"
+            m.d.sync += [self.lat_v.eq(1), self.lat_block.eq(self.block), self.lat_last.eq(self.block == blocks - 1)]
+            advance_or_leave(m, self.block, blocks - 1, again=again, after=after)
+
+        if self.sorted:
+            # the blocks' latest twice into BlockOrder: counted, then (after its prefix pass) placed
+            with m.State(f"BW_LATEST_{l}"), m.If(self.order.can_count):
+                read_latest(f"BW_LATEST_{l}", f"BW_SORT_{l}")
+            with m.State(f"BW_SORT_{l}"):
+                m.d.sync += self.block.eq(0)
+                with m.If(self.order.can_place):
+                    m.next = f"BW_PLACE_{l}"
+            with m.State(f"BW_PLACE_{l}"):
+                read_latest(f"BW_PLACE_{l}", f"BW_WORD_{l}")
+            with m.State(f"BW_WORD_{l}"), m.If(self.order.ready):
+                read_word(0)
+                m.next = f"BW_MASK_{l}"
+        else:
+            with m.State(f"BW_LATEST_{l}"):
+                read_latest(f"BW_LATEST_{l}", f"BW_WORD_{l}")
+            with m.State(f"BW_WORD_{l}"):
+                read_word(0)
+                m.next = f"BW_MASK_{l}"
         with m.State(f"BW_MASK_{l}"):
             m.d.comb += each(p, self.pre_times, time_pre.data)
             m.d.comb += [self.first_layer.eq(l == 1), self.live.eq(live_lanes(p, self.word, l - 1))]
@@ -167,14 +203,13 @@ class StidiFcUpdate(StidiPhase):
                 next_word()
         with m.State(f"BW_BLOCK_{l}"):
             # read W_l[b, j], the block's error and post times; the update stages do the rest
-            block, rest = lowest_set(self.todo), Signal.like(self.todo)
-            m.d.comb += rest.eq(self.todo & (self.todo - 1))
+            block, last = self._next_block(m)
             addr = times_constant(block, p.stage_sizes[l - 1]) + self.pre
             m.d.comb += [self._read(f"w{p.weight_layer[l]}").addr.eq(addr), self.err_read.addr.eq(block),
                          time_post.addr.eq(block)]
-            m.d.sync += [self.u1["v"].eq(1), self.u1["addr"].eq(addr), self.u1["last"].eq(rest == 0),
-                         self.u1["pre"].eq(self.pre), self.u1["t_pre"].eq(self.t_pre), self.todo.eq(rest)]
-            with m.If(rest != 0):
+            m.d.sync += [self.u1["v"].eq(1), self.u1["addr"].eq(addr), self.u1["last"].eq(last),
+                         self.u1["pre"].eq(self.pre), self.u1["t_pre"].eq(self.t_pre)]
+            with m.If(~last):
                 read_word(self.word)
             with m.Elif(self.lanes_left.any()):
                 m.d.comb += each(p, self.pre_times, time_pre.data)
@@ -186,11 +221,26 @@ class StidiFcUpdate(StidiPhase):
                 m.d.comb += self.done.eq(1)
                 m.next = "IDLE"
 
+    def _next_block(self, m):
+        """BW_BLOCK's block of the pre (``block``) and whether it is the pre's last (``last``): the
+        lowest of ``todo``; or (sorted) the next of the first ``needed`` blocks of ``BlockOrder``, whose
+        read latency 1 the pre's first block (``first``) and its count (read when it was taken) hide."""
+        if not self.sorted:
+            rest = Signal.like(self.todo)
+            m.d.comb += rest.eq(self.todo & (self.todo - 1))
+            m.d.sync += self.todo.eq(rest)
+            return lowest_set(self.todo), rest == 0
+        order, first = self.order, self.pos == 0
+        needed = Mux(first, order.needed, self.needed)
+        m.d.comb += order.pos.eq(self.pos + 1)
+        m.d.sync += [self.needed.eq(needed), self.pos.eq(self.pos + 1)]
+        return Mux(first, order.first, order.block_at), self.pos + 1 == needed
+
     def _take_stage(self, m):
         """One datapath for every stage: the eligible lanes of the pre word read (fired, for layer 1
         before T-1 as golden fc_backward, kept, and early enough for some block's error post), and
         when a state takes a pre from ``take_from``: the lowest lane, its time, and the blocks whose
-        ``latest`` it is before (``todo``)."""
+        ``latest`` it is before (``todo``; or sorted: their number and the second one are read)."""
         p = self.params
         limit = Mux(self.first_layer, p.T - 1, p.T)
         times = [self.pre_times[q] for q in range(p.P)]
@@ -199,19 +249,29 @@ class StidiFcUpdate(StidiPhase):
         t = Array(times)[lane]
         with m.If(self.take):
             m.d.sync += [self.pre.eq(Cat(lane, self.word)), self.t_pre.eq(t),
-                         self.lanes_left.eq(self.take_from & (self.take_from - 1)),
-                         self.todo.eq(Cat(*(latest > t for latest in self.latest)))]
+                         self.lanes_left.eq(self.take_from & (self.take_from - 1))]
+            if self.sorted:
+                m.d.comb += [self.order.t.eq(t), self.order.pos.eq(1)]
+                m.d.sync += self.pos.eq(0)
+            else:
+                m.d.sync += self.todo.eq(Cat(*(latest > t for latest in self.latest)))
 
     def _latest_stage(self, m):
-        """BW_LATEST's read data: ``latest`` of the block, and the maximum over the blocks."""
+        """BW_LATEST's read data: ``latest`` of the block, and the maximum over the blocks; or (sorted)
+        both passes' ``latest`` into ``BlockOrder``."""
         p = self.params
         for l in self.stages:
             time_post = self._read(f"time{l}")
             with m.If(self.lat_v & (self.layer == l)):
                 latest = max_tree([Mux(self.err_read.data.sign[q] != 0, time_post.data[q] + 1, 0) for q in range(p.P)])
-                m.d.sync += Array(self.latest)[self.lat_block].eq(latest)
-                with m.If(latest > self.latest_max):
-                    m.d.sync += self.latest_max.eq(latest)
+                if self.sorted:
+                    order = self.order
+                    m.d.comb += [order.value_v.eq(1), order.value.eq(latest), order.value_block.eq(self.lat_block),
+                                 order.value_last.eq(self.lat_last)]
+                else:
+                    m.d.sync += Array(self.latest)[self.lat_block].eq(latest)
+                    with m.If(latest > self.latest_max):
+                        m.d.sync += self.latest_max.eq(latest)
 
     def _update_stages(self, m):
         """The read-modify-write of one weight word per cycle: u1 read data -> ``FcUpdateLanes`` -> u3
