@@ -28,8 +28,7 @@ class BlockOrder(wiring.Component):
     3. while ``can_place``, the placing pass: block b goes to position ``ptr[value]``, which then
        steps on, so afterwards ``ptr[v]`` = the blocks with a value of v or above;
     4. ``ready``: ``needed`` (one cycle after ``t``, for t < ``top``) = ``ptr[t + 1]`` (at least the
-       lowest nonzero value), ``block_at`` (one cycle after ``pos``) = the block at that position,
-       ``first`` = the block at position 0 at once.
+       lowest nonzero value), ``block_at`` (one cycle after ``pos``) = the block at that position.
 
     Both passes read-modify-write one word of the value memory per block (read latency 1, the word
     written in the cycle before forwarded: a read of it in the cycle of the write is undefined on the
@@ -51,7 +50,7 @@ class BlockOrder(wiring.Component):
             "value_last": In(1),
             "top": Out(range(top_value + 1)),           # the largest value counted (0: none)
             "t": In(range(top_value)), "needed": Out(range(blocks + 1)),
-            "pos": In(range(blocks)), "block_at": Out(range(blocks)), "first": Out(range(blocks)),
+            "pos": In(range(blocks)), "block_at": Out(range(blocks)),
         })
 
     @property
@@ -149,8 +148,6 @@ class BlockOrder(wiring.Component):
                 m.d.comb += values.write.data.count.eq(bumped)
             with m.Else():
                 m.d.comb += [order.write.addr.eq(old), order.write.data.eq(b_block), order.write.en.eq(1)]
-                with m.If(old == 0):
-                    m.d.sync += self.first.eq(b_block)
             m.d.comb += [values.write.addr.eq(b_value), values.write.en.eq(1)]
             m.d.sync += [w_v.eq(1), w_addr.eq(b_value), w_field.eq(bumped)]
         m.d.comb += self.needed.eq(values.read.data.ptr)

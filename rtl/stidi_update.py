@@ -223,8 +223,9 @@ class StidiFcUpdate(StidiPhase):
 
     def _next_block(self, m):
         """BW_BLOCK's block of the pre (``block``) and whether it is the pre's last (``last``): the
-        lowest of ``todo``; or (sorted) the next of the first ``needed`` blocks of ``BlockOrder``, whose
-        read latency 1 the pre's first block (``first``) and its count (read when it was taken) hide."""
+        lowest of ``todo``; or (sorted) the next of the first ``needed`` blocks of ``BlockOrder``: each
+        position is read in the cycle before (the first and the count when the pre was taken), so the
+        memories' read latency costs no cycle."""
         if not self.sorted:
             rest = Signal.like(self.todo)
             m.d.comb += rest.eq(self.todo & (self.todo - 1))
@@ -234,13 +235,13 @@ class StidiFcUpdate(StidiPhase):
         needed = Mux(first, order.needed, self.needed)
         m.d.comb += order.pos.eq(self.pos + 1)
         m.d.sync += [self.needed.eq(needed), self.pos.eq(self.pos + 1)]
-        return Mux(first, order.first, order.block_at), self.pos + 1 == needed
+        return order.block_at, self.pos + 1 == needed
 
     def _take_stage(self, m):
         """One datapath for every stage: the eligible lanes of the pre word read (fired, for layer 1
         before T-1 as golden fc_backward, kept, and early enough for some block's error post), and
         when a state takes a pre from ``take_from``: the lowest lane, its time, and the blocks whose
-        ``latest`` it is before (``todo``; or sorted: their number and the second one are read)."""
+        ``latest`` it is before (``todo``; or sorted: their number and the first one are read)."""
         p = self.params
         limit = Mux(self.first_layer, p.T - 1, p.T)
         times = [self.pre_times[q] for q in range(p.P)]
@@ -251,7 +252,7 @@ class StidiFcUpdate(StidiPhase):
             m.d.sync += [self.pre.eq(Cat(lane, self.word)), self.t_pre.eq(t),
                          self.lanes_left.eq(self.take_from & (self.take_from - 1))]
             if self.sorted:
-                m.d.comb += [self.order.t.eq(t), self.order.pos.eq(1)]
+                m.d.comb += [self.order.t.eq(t), self.order.pos.eq(0)]
                 m.d.sync += self.pos.eq(0)
             else:
                 m.d.sync += self.todo.eq(Cat(*(latest > t for latest in self.latest)))
