@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """``mfsnn synth --rule stidi``: the STiDi-BP core (rtl/stidi_core.py) through the FPGA build. One real
 iCE40 build of a tiny core (marker ``synth``), and the parts that need no tool: the board top around
 the STiDi core, its memories in the pre-check, the labels and the option checks."""
@@ -108,7 +109,9 @@ def test_the_harness_takes_the_stidi_core():
 
 
 def test_the_harness_picks_the_core_by_its_params():
-    assert isinstance(SerialHarness(CoreParams(DesireConfig(topology=(8, 4, 2)), 1)).core, DesireCore)
+    harness = SerialHarness(CoreParams(DesireConfig(topology=(8, 4, 2)), 1))
+    harness.core._MustUse__silence = True      # built to be looked at, not elaborated
+    assert isinstance(harness.core, DesireCore)
     with pytest.raises(ValueError, match="without its debug tap"):
         SerialHarness(StidiCoreParams(StidiConfig(topology="16-12-4"), 1, debug=True))
     with pytest.raises(TypeError, match="CoreParams or StidiCoreParams"):
@@ -160,6 +163,10 @@ def test_precheck_of_stidi_builds(board, topology, parallelism, fits):
 
 
 def test_stidi_logic_estimate():
+    # placed on the 85F: 196-64-10 4,005 (P=1), 7,214 (P=4), 19,714 (P=16); the CSNN-FPGA 7,648
+    for parallelism, placed in ((1, 4_005), (4, 7_214), (16, 19_714)):
+        assert abs(synth_flow.stidi_logic_estimate(stidi("196-64-10", parallelism)) - placed) < 0.05 * placed
+    assert abs(synth_flow.stidi_logic_estimate(stidi(CSNN)) - 7_648) < 0.05 * 7_648
     assert synth_flow.stidi_logic_estimate(stidi("196-64-10")) == synth_flow.STIDI_CORE_LUTS
     assert synth_flow.stidi_logic_estimate(stidi("196-64-10", 16)) == \
         synth_flow.STIDI_CORE_LUTS + 15 * synth_flow.STIDI_LUTS_PER_LANE
