@@ -50,7 +50,7 @@ def nextpnr_ice40():
 
 @pytest.mark.synth
 def test_tiny_stidi_ice40_build(yosys, nextpnr_ice40, tmp_path):
-    # 16-12-4 with 8-bit latent weights and T = 24: a few minutes here
+    # 16-12-4 with 8-bit latent weights and T = 24: about a minute here
     params = stidi("16-12-4", weight_bits=8, time_steps=24, thresholds=(40, 20))
     report = synthesize(params, BOARDS["icebreaker"], tmp_path, seed=2, command="test", log=lambda line: None)
     assert report["problems"] == []
