@@ -50,10 +50,13 @@ class StidiFcUpdate(StidiPhase):
     * ``BW_LATEST_l``: per post block b, from its error and post times, ``latest[b]`` = 1 + the
       latest spike time of its posts with an error (0: none), and their maximum: a pre j needs
       block b only if t_j < ``latest[b]`` (golden: s_k != 0 and t_j <= t_k; the other words stay);
+      up to ``SORTED_ABOVE_BLOCKS`` blocks into a register per block, else into ``BlockOrder``, which
+      ``BW_SORT_l`` and ``BW_PLACE_l`` (every ``latest`` again) sort by ``latest``, descending;
     * ``BW_WORD_l`` reads the first word of P pres; ``BW_MASK_l``, one cycle per word: its eligible
       lanes (fired, kept, for l = 1 before T-1 as the golden model skips the others, and needing
-      some block); the lowest is taken, with its blocks to update in ``todo``;
-    * ``BW_BLOCK_l``: per block b in ``todo``, read ``W_l[b, j]``, the block's error and post times;
+      some block); the lowest is taken, with its blocks to update in ``todo`` (sorted: the first
+      ``needed`` blocks of the order);
+    * ``BW_BLOCK_l``: per block b the pre needs, read ``W_l[b, j]``, the block's error and post times;
       the update stages do the rest: ``FcUpdateLanes`` (rounded step << level, saturated), the new
       word into ``w<l>`` and its signs into ``s<l>``, and for l >= 2 into ``DisplacementLanes`` (D with
       the updated weights, §9.3), summed over the blocks into ``disp[j]``; the next eligible pre of
