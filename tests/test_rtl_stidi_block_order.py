@@ -4,7 +4,12 @@ simulator against a pure-python reference: for every time t, ``needed`` = the bl
 above t and the first ``needed`` positions hold exactly those blocks, in descending order of value.
 Random fixed-seed value arrays with ties, all zero, all at the top, one block; values given with and
 without gaps; several sorts on one instance (each prefix pass must leave a clean histogram), and a
-reset in the middle of a sort (the next sort clears the histogram first)."""
+reset in the middle of a sort (the next sort clears the histogram first). And the update that uses
+it on the RTL: exactly the bound's words (bench/stidi_cycles.py)."""
+
+import argparse
+import importlib.util
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +17,7 @@ from amaranth.hdl import Module, ResetInserter, Signal
 from amaranth.sim import Simulator
 
 from mfsnn.rtl.stidi_block_order import BlockOrder
+from mfsnn.rtl.stidi_update import SORTED_ABOVE_BLOCKS
 
 
 def reference(values):
@@ -146,3 +152,19 @@ def test_a_reset_during_a_sort_leaves_no_stale_count(blocks, top_value):
 def test_block_order_refuses_bad_sizes(blocks, top_value):
     with pytest.raises(TypeError, match="BlockOrder .* must be a positive integer"):
         BlockOrder(blocks=blocks, top_value=top_value)
+
+
+def test_the_sorted_update_spends_exactly_the_bounds_words():
+    """16-12-4 at P = 1 (12 post blocks: ``StidiFcUpdate`` takes its blocks from ``BlockOrder``), one
+    error sample on the RTL, bit-exact checked by the bench: one ``BW_BLOCK`` cycle per (pre, post
+    block) word of the bound, and the sort's states are there."""
+    assert 12 > SORTED_ABOVE_BLOCKS
+    path = Path(__file__).parent.parent / "bench" / "stidi_cycles.py"
+    spec = importlib.util.spec_from_file_location("stidi_cycles", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    args = argparse.Namespace(error=1, correct=0, infer=0, pretrain=0, candidates=20, seed=1)
+    error = bench.measure("16-12-4", 1, args)["samples"][0]
+    states = error["states"]
+    assert error["bound"]["backward"] > 0 and any(state.startswith("BW_SORT") for state in states), states
+    assert sum(n for state, n in states.items() if state.startswith("BW_BLOCK")) == error["bound"]["backward"]
