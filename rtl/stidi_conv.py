@@ -6,10 +6,11 @@ docs/golden-spec-stidi.md, cited as §n) and is unit-tested against it under Ama
 
 * ``ConvTap``: the address of one kernel tap of one output position, ``stage.patches`` /
   ``stage.interior`` of ``golden.stidi.build_stages`` (zero padding = a pre that never fires);
-* ``StepCurrents``: the per-step current ``C[t]`` of one conv neuron from its window's spikes
-  (``conv_currents`` of one position and channel), drained step by step into ``IntegrateLanes``;
+* ``StepCurrents``: the per-step current ``C[t]`` of P conv neurons (output channels) from their
+  window's spikes (``conv_currents`` of one position and P channels), drained step by step into
+  ``IntegrateLanes``;
 * ``PoolScan``: the k x k windows of min-time pooling in row-major window order (``min_pool``'s
-  windows; ``unpool``'s scatter back to the argmin);
+  windows; ``unpool``'s scatter back to the argmin), over a map whose words hold P channels;
 * ``ConvUpdateLanes``: the update of one shared weight summed over the positions with one
   saturation (``conv_backward``'s update);
 * ``ScatterAdd``: the displacement scatter ``D[pre] += term`` as a read-modify-write of a memory
@@ -98,46 +99,49 @@ class ConvTap(wiring.Component):
 
 
 class StepCurrents(wiring.Component):
-    """Per-step current of one conv neuron: ``C[t] = sum of the forward weights of the window taps
-    that spike at t`` (golden ``conv_currents`` for one position and output channel), in a T-word
-    memory of ``signed_bits(fan_in)`` bits.
+    """Per-step current of ``lanes`` conv neurons (P output channels at one position, which see the
+    same window): ``C_q[t] = sum of the forward weights of channel q's window taps that spike at t``
+    (golden ``conv_currents`` for one position and P output channels), in a T-word memory of P lanes
+    of ``signed_bits(fan_in)`` bits.
 
     * ``add``: one tap per cycle, ``add_t`` its spike time (< T-1; the core filters) and
-      ``add_negative`` the sign bit of its weight (sign(0) = +1): ``C[add_t] += negative ? -1 : +1``.
+      ``add_negative`` the sign bits of its P weights (sign(0) = +1): ``C_q[add_t] += negative_q ? -1 : +1``.
       A read-modify-write one cycle long; the read port is transparent, so equal times in
       consecutive cycles add up.
     * ``drain``: ``current`` = C[``drain_t``] ``latency`` 1 cycle later, and that word is cleared;
-      draining every step 0..T-1 leaves the memory zero for the next neuron.
+      draining every step 0..T-1 leaves the memory zero for the next neurons.
 
     The core must not add and drain in the same cycle, and starts draining one cycle after the
     last add (the add's write).
     """
     latency = 1
 
-    def __init__(self, *, fan_in, time_steps=101):
+    def __init__(self, *, lanes=1, fan_in, time_steps=101):
+        self.lanes = _count("lanes", lanes)
         self.fan_in = _count("fan_in", fan_in)
         self.time_steps = _count("time_steps", time_steps, 2)
         self.current_bits = signed_bits(self.fan_in)
+        self.word = data.ArrayLayout(signed(self.current_bits), self.lanes)
         super().__init__({
-            "add": In(1), "add_t": In(range(self.time_steps)), "add_negative": In(1),
+            "add": In(1), "add_t": In(range(self.time_steps)), "add_negative": In(self.lanes),
             "drain": In(1), "drain_t": In(range(self.time_steps)),
-            "current": Out(signed(self.current_bits)),
+            "current": Out(self.word),
         })
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.buf = buf = Memory(shape=signed(self.current_bits), depth=self.time_steps, init=[])
+        m.submodules.buf = buf = Memory(shape=self.word, depth=self.time_steps, init=[])
         write = buf.write_port()
         read = buf.read_port(transparent_for=(write,))
-        add_v, add_t, add_neg = Signal(), Signal.like(self.add_t), Signal()
+        add_v, add_t, add_neg = Signal(), Signal.like(self.add_t), Signal.like(self.add_negative)
         drain_v, drain_t = Signal(), Signal.like(self.drain_t)
         m.d.sync += [add_v.eq(self.add), add_t.eq(self.add_t), add_neg.eq(self.add_negative),
                      drain_v.eq(self.drain), drain_t.eq(self.drain_t)]
         m.d.comb += read.addr.eq(Mux(self.add, self.add_t, self.drain_t))
         m.d.comb += self.current.eq(read.data)
         with m.If(add_v):
-            m.d.comb += [write.addr.eq(add_t), write.en.eq(1),
-                         write.data.eq(read.data + Mux(add_neg, -1, 1))]
+            m.d.comb += [write.addr.eq(add_t), write.en.eq(1)]
+            m.d.comb += [write.data[q].eq(read.data[q] + Mux(add_neg[q], -1, 1)) for q in range(self.lanes)]
         with m.Elif(drain_v):
             m.d.comb += [write.addr.eq(drain_t), write.en.eq(1), write.data.eq(0)]
         return m
@@ -147,14 +151,17 @@ class PoolScan(wiring.Component):
     """Walks the k x k windows of a (C, H, W) map (stride k, no padding), one tap per ``advance``:
     pooled neuron ``pooled`` = (c, py, px) in flat order, tap ``tap`` = ky*k + kx in row-major window
     order (golden ``min_pool``'s order, so a strict ``<`` keeps the first minimum), and the tap's
-    neuron of the map ``pre`` = c*H*W + (py*k + ky)*W + px*k + kx.
+    neuron of the map: word ``pre`` = (c // P)*H*W + (py*k + ky)*W + px*k + kx, lane ``lane`` = c % P
+    of a map whose words hold ``lanes`` = P channels at one position (a conv stage's, at P = 1 the
+    flat index).
 
     ``start`` restarts at pooled 0, tap 0. ``first``/``last`` mark a window's first and last tap,
     ``done`` the last tap of the last window. Every index is a counter or a running sum of constants.
     """
     latency = 0
 
-    def __init__(self, *, channels, height, width, kernel):
+    def __init__(self, *, lanes=1, channels, height, width, kernel):
+        self.lanes = _count("lanes", lanes)
         self.channels = _count("channels", channels)
         self.height = _count("height", height)
         self.width = _count("width", width)
@@ -162,30 +169,36 @@ class PoolScan(wiring.Component):
         if self.height % self.kernel or self.width % self.kernel:
             raise ValueError(f"a {kernel}x{kernel} pooling needs the map side ({height}x{width}) to be a multiple")
         self.pooled_width = self.width // self.kernel
-        self.pooled_size = self.channels * (self.height // self.kernel) * self.pooled_width
-        self.size = self.channels * self.height * self.width
+        self.pooled_height = self.height // self.kernel
+        self.pooled_size = self.channels * self.pooled_height * self.pooled_width
+        self.words = -(-self.channels // self.lanes) * self.height * self.width
         super().__init__({
             "start": In(1), "advance": In(1),
             "pooled": Out(range(self.pooled_size)),
             "tap": Out(range(self.kernel * self.kernel)),
-            "pre": Out(range(self.size)),
+            "pre": Out(range(self.words)),
+            "lane": Out(range(self.lanes)),
             "first": Out(1), "last": Out(1), "done": Out(1),
         })
 
     def elaborate(self, platform):
         m = Module()
-        k, W = self.kernel, self.width
+        k, W, HW = self.kernel, self.width, self.height * self.width
         kx = Signal(range(k))
         ky = Signal(range(k))
         px = Signal(range(self.pooled_width))
-        line = Signal(range(self.size + k * W))      # c*H*W + py*k*W: the first map row of the window row
-        corner = Signal(range(self.size + k * W))    # line + px*k: the window's top-left neuron
-        row = Signal(range(self.size + k * W))       # corner + ky*W
+        py = Signal(range(self.pooled_height))
+        span = range(self.words + HW)
+        base = Signal(span)        # (c // P)*H*W: the channel's first word
+        line = Signal(span)        # base + py*k*W: the first map row of the window row
+        corner = Signal(span)      # line + px*k: the window's top-left word
+        row = Signal(span)         # corner + ky*W
         m.d.comb += [self.pre.eq(row + kx), self.tap.eq(self.tap_counter(m, kx, ky)),
                      self.first.eq((kx == 0) & (ky == 0)), self.last.eq((kx == k - 1) & (ky == k - 1)),
                      self.done.eq(self.last & (self.pooled == self.pooled_size - 1))]
         with m.If(self.start):
-            m.d.sync += [kx.eq(0), ky.eq(0), px.eq(0), line.eq(0), corner.eq(0), row.eq(0), self.pooled.eq(0)]
+            m.d.sync += [kx.eq(0), ky.eq(0), px.eq(0), py.eq(0), base.eq(0), line.eq(0), corner.eq(0), row.eq(0),
+                         self.lane.eq(0), self.pooled.eq(0)]
         with m.Elif(self.advance):
             with m.If(kx != k - 1):
                 m.d.sync += kx.eq(kx + 1)
@@ -195,9 +208,21 @@ class PoolScan(wiring.Component):
                 m.d.sync += [kx.eq(0), ky.eq(0), self.pooled.eq(self.pooled + 1)]
                 with m.If(px != self.pooled_width - 1):
                     m.d.sync += [px.eq(px + 1), corner.eq(corner + k), row.eq(corner + k)]
-                with m.Else():                            # next window row (also into the next channel)
-                    m.d.sync += [px.eq(0), line.eq(line + k * W), corner.eq(line + k * W), row.eq(line + k * W)]
+                with m.Elif(py != self.pooled_height - 1):    # next window row
+                    m.d.sync += [px.eq(0), py.eq(py + 1), line.eq(line + k * W), corner.eq(line + k * W),
+                                 row.eq(line + k * W)]
+                with m.Else():                            # next channel: the next lane of the words, or the next words
+                    m.d.sync += [px.eq(0), py.eq(0)]
+                    self._next_channel(m, base, (line, corner, row), HW)
         return m
+
+    def _next_channel(self, m, base, starts, HW):
+        """Channel c + 1 starts at lane c % P + 1 of the same words, or at lane 0 of the next H*W
+        (always at P = 1)."""
+        with m.If(self.lane != self.lanes - 1):
+            m.d.sync += [self.lane.eq(self.lane + 1)] + [start.eq(base) for start in starts]
+        with m.Else():
+            m.d.sync += [self.lane.eq(0), base.eq(base + HW)] + [start.eq(base + HW) for start in starts]
 
     def tap_counter(self, m, kx, ky):
         """ky*k + kx as a counter (no product): +1 per advance inside a window, 0 at a window's start."""

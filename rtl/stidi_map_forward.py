@@ -1,11 +1,12 @@
-"""The STiDi-BP core's forward pass through the conv and pooling stages of a conv topology (§5, §6), P = 1."""
+"""The STiDi-BP core's forward pass through the conv and pooling stages of a conv topology (§5, §6):
+a conv stage's P lanes are P output channels at one position (``StidiCoreParams.channel_lanes``)."""
 
-from amaranth.hdl import Signal
+from amaranth.hdl import Const, Mux, Signal
 
 from .stidi_conv import ConvTap, PoolScan, StepCurrents
 from .stidi_lanes import IntegrateLanes, MinPool
 from .stidi_params import StidiDebugKind
-from .stidi_ports import StagePass, advance_position
+from .stidi_ports import StagePass, advance_position, lane_of, pick
 
 __all__ = ["StidiMapForward"]
 
@@ -13,13 +14,16 @@ __all__ = ["StidiMapForward"]
 class StidiMapForward(StagePass):
     """Every map stage s (conv or pooling, the stages below the first fc one), in order:
 
-    * ``FW_CONV_*_s`` (golden ``conv_currents`` + ``integrate``), per output neuron (co, y, x) in flat
-      order: ``FW_CONV_TAP_s`` reads the Cin*k*k window taps' spike times (``ConvTap``: padding is
-      outside the map) and sign bits, adding +-1 into ``StepCurrents`` at the tap's step (spikes
-      before T-1 only); ``FW_CONV_STEP_s`` drains C[0..T-1] into ``IntegrateLanes`` (one step per
-      cycle, STEP records), and the neuron's time goes into ``time<s>``: K + T + 3 cycles per neuron;
-    * ``FW_POOL_s`` (golden ``min_pool``): ``PoolScan`` walks the windows, one tap per cycle, into
-      ``MinPool``; each window's time and argmin go into ``time<s>`` and ``argmin<s>`` (POOL records).
+    * ``FW_CONV_*_s`` (golden ``conv_currents`` + ``integrate``), per word of P output channels
+      (c_b*P .. c_b*P + P-1, y, x), channel block c_b outermost: ``FW_CONV_TAP_s`` reads the Cin*k*k
+      window taps' spike times (``ConvTap``: padding is outside the map; one pre time for all P
+      channels) and the taps' P sign bits, adding +-1 into the P lanes of ``StepCurrents`` at the
+      tap's step (spikes before T-1 only); ``FW_CONV_STEP_s`` drains C[0..T-1] into
+      ``IntegrateLanes`` (one step per cycle, STEP records), and the word's times go into ``time<s>``
+      (padding lanes past the channels: T, silent): K + T + 3 cycles per word;
+    * ``FW_POOL_s`` (golden ``min_pool``): ``PoolScan`` walks the windows, one tap of one channel per
+      cycle, into ``MinPool``; each window's time and argmin go into ``time<s>`` (a pooling stage's
+      words hold P consecutive neurons) and ``argmin<s>`` (POOL records).
     """
 
     def __init__(self, params):
@@ -54,24 +58,25 @@ class StidiMapForward(StagePass):
         for s in self.pools:
             c, h, w = p.stages[s - 1].shape
             k = p.stages[s].k
-            self.scan[s] = m.submodules[f"pool_scan{s}"] = PoolScan(channels=c, height=h, width=w, kernel=k)
+            self.scan[s] = m.submodules[f"pool_scan{s}"] = PoolScan(lanes=p.P, channels=c, height=h, width=w, kernel=k)
             self.min_pool[s] = m.submodules[f"min_pool{s}"] = MinPool(lanes=1, kernel=k, time_steps=T)
-        self.currents = m.submodules.step_currents = StepCurrents(fan_in=max(p.fan_in(s) for s in self.convs),
+        self.currents = m.submodules.step_currents = StepCurrents(lanes=p.P, fan_in=max(p.fan_in(s) for s in self.convs),
                                                                  time_steps=T)
-        self.integ = m.submodules.integrate = IntegrateLanes(lanes=1, fan_in=p.max_fan_in + 1, time_steps=T)
+        self.integ = m.submodules.integrate = IntegrateLanes(lanes=p.P, fan_in=p.max_fan_in + 1, time_steps=T)
         maps = [p.stages[s - 1].shape for s in self.convs]
         self.layer = Signal(range(p.top + 1))       # the stage of the pass
-        # conv: the neuron (co, y, x) and tap being read; the data stages' valid bits
+        # conv: the word (c_b, y, x) and tap being read; the data stages' valid bits
         self.tap_index = Signal(range(max(p.fan_in(s) for s in self.convs)))
         self.y = Signal(range(max(h for _, h, _ in maps)))
         self.x = Signal(range(max(w for _, _, w in maps)))
         self.pos = Signal(range(max(h * w for _, h, w in maps)))
-        self.neuron = Signal(range(max(p.stage_sizes[s] for s in self.convs)))
-        self.sign_base = Signal(p.addr_bits + 1)     # co * K: the sign words of output channel co
+        self.neuron = Signal(range(max(p.stage_blocks(s) for s in self.convs)))   # the word c_b*H*W + y*W + x
+        self.sign_base = Signal(p.addr_bits + 1)     # c_b * K: the sign words of channel block c_b
         self.step = Signal(range(T))
         self.tap_v, self.tap_inside = Signal(), Signal()           # a tap's time and sign arrive
+        self.tap_lane = Signal(range(p.P))                         # the tap's lane of its time word
         self.step_v, self.step_t = Signal(), Signal(range(T))     # C[t] arrives: integrate step t
-        self.times_v, self.times_t = Signal(), Signal(range(T + 1))   # the neuron's TIMES record
+        self.times_v, self.times_t = Signal(), Signal(p.lanes(range(T + 1)))   # the word's TIMES record
         self.times_neuron = Signal.like(self.neuron)
         self.cur_i = Signal(self.integ.i.shape())
         self.cur_u = Signal(self.integ.u.shape())
@@ -79,6 +84,7 @@ class StidiMapForward(StagePass):
         # pooling: a tap's time arrives; a window's result is out
         pooled = range(max([p.stage_sizes[s] for s in self.pools], default=2))
         self.pool_v, self.pool_first, self.pool_last, self.pool_pooled = Signal(), Signal(), Signal(), Signal(pooled)
+        self.pool_lane = Signal(range(p.P))                       # the tap's lane (channel) of its conv word
         self.window_v, self.window_pooled = Signal(), Signal(pooled)
         m.d.sync += [self.tap_v.eq(0), self.step_v.eq(0), self.times_v.eq(0), self.pool_v.eq(0)]
 
@@ -104,16 +110,18 @@ class StidiMapForward(StagePass):
         _, h, w = p.stages[s - 1].shape
         tap = self.tap[s]
         with m.State(f"FW_CONV_TAP_{s}"):
-            # read tap q's pre time and the sign of W[co, q]; the data stage adds it into C[t]
+            # read tap q's pre time and the signs of W[c_b*P .. c_b*P + P-1, q]; the data stage adds them into C[t]
             m.d.comb += [tap.tap.eq(self.tap_index), tap.y.eq(self.y), tap.x.eq(self.x), tap.pos.eq(self.pos)]
-            m.d.comb += [self._read(f"time{s - 1}").addr.eq(tap.pre),
+            m.d.comb += [self._read(f"time{s - 1}").addr.eq(tap.pre >> p.lg),
                          self._read(f"s{p.weight_layer[s]}").addr.eq(self.sign_base + self.tap_index)]
-            m.d.sync += [self.tap_v.eq(1), self.tap_inside.eq(tap.inside), self.tap_index.eq(self.tap_index + 1)]
+            m.d.sync += [self.tap_v.eq(1), self.tap_inside.eq(tap.inside), self.tap_lane.eq(lane_of(p, tap.pre)),
+                         self.tap_index.eq(self.tap_index + 1)]
             with m.If(self.tap_index == K - 1):
                 m.next = f"FW_CONV_GAP_{s}"
         with m.State(f"FW_CONV_GAP_{s}"):
-            # the last tap's add is in flight; the neuron starts at I = U = 0, silent
-            m.d.sync += [self.cur_i.eq(0), self.cur_u.eq(0), self.cur_t[0].eq(T), self.step.eq(0)]
+            # the last tap's add is in flight; the neurons start at I = U = 0, silent
+            m.d.sync += [self.cur_i.eq(0), self.cur_u.eq(0), self.step.eq(0)]
+            m.d.sync += [self.cur_t[q].eq(T) for q in range(p.P)]
             m.next = f"FW_CONV_STEP_{s}"
         with m.State(f"FW_CONV_STEP_{s}"):
             m.d.comb += [self.currents.drain.eq(1), self.currents.drain_t.eq(self.step)]
@@ -121,11 +129,11 @@ class StidiMapForward(StagePass):
             with m.If(self.step == T - 1):
                 m.next = f"FW_CONV_NEXT_{s}"
         with m.State(f"FW_CONV_NEXT_{s}"):
-            # the last step integrates in this cycle; then the next neuron (co advances after H*W)
+            # the last step integrates in this cycle; then the next word (c_b advances after H*W)
             m.d.sync += [self.tap_index.eq(0), self.neuron.eq(self.neuron + 1)]
             with m.If(advance_position(m, self.y, self.x, self.pos, h, w)):
                 m.d.sync += self.sign_base.eq(self.sign_base + K)
-            with m.If(self.neuron == p.stage_sizes[s] - 1):
+            with m.If(self.neuron == p.stage_blocks(s) - 1):
                 m.next = f"FW_CONV_END_{s}"
             with m.Else():
                 m.next = f"FW_CONV_TAP_{s}"
@@ -137,46 +145,65 @@ class StidiMapForward(StagePass):
         with m.State(f"FW_POOL_{s}"):
             m.d.comb += [scan.advance.eq(1), self._read(f"time{s - 1}").addr.eq(scan.pre)]
             m.d.sync += [self.pool_v.eq(1), self.pool_first.eq(scan.first), self.pool_last.eq(scan.last),
-                         self.pool_pooled.eq(scan.pooled)]
+                         self.pool_pooled.eq(scan.pooled), self.pool_lane.eq(scan.lane)]
             with m.If(scan.done):
                 m.next = f"FW_POOL_END_{s}"
         with m.State(f"FW_POOL_END_{s}"):
             with m.If(~self.pool_v & ~self.window_v):
                 self._enter(m, s + 1)
 
+    def _live(self, s):
+        """The lanes of word ``self.neuron`` of conv stage ``s`` that hold a channel: all but the last
+        channel block's lanes past the channels."""
+        p = self.params
+        c, h, w = p.stages[s].shape
+        tail = c - (-(-c // p.P) - 1) * p.P
+        if tail == p.P:
+            return Const((1 << p.P) - 1, p.P)
+        return Mux(self.neuron >= p.stage_blocks(s) - h * w, (1 << tail) - 1, (1 << p.P) - 1)
+
     def _conv_stage(self, m, s):
-        """A tap's time and sign -> C[t] +-= 1 (only spikes before T-1 count, §5); C[t] -> one
-        integrate-and-fire step; after step T-1 the spike time is stored (a TIMES record next cycle)."""
+        """A tap's time and P signs -> C_q[t] +-= 1 (only spikes before T-1 count, §5); C[t] -> one
+        integrate-and-fire step of P channels; after step T-1 the spike times are stored (a TIMES
+        record next cycle; padding lanes silent)."""
         p = self.params
         T = p.T
         with m.If(self.tap_v & (self.layer == s)):
-            t = self._read(f"time{s - 1}").data[0]
+            t = pick(p, self._read(f"time{s - 1}").data, self.tap_lane)
             with m.If(self.tap_inside & (t < T - 1)):
                 m.d.comb += [self.currents.add.eq(1), self.currents.add_t.eq(t),
-                             self.currents.add_negative.eq(self._read(f"s{p.weight_layer[s]}").data[0])]
+                             self.currents.add_negative.eq(self._read(f"s{p.weight_layer[s]}").data)]
         with m.If(self.step_v & (self.layer == s)):
             integ = self.integ
             m.d.comb += [integ.i.eq(self.cur_i), integ.u.eq(self.cur_u), integ.t_fire.eq(self.cur_t),
-                         integ.t.eq(self.step_t), integ.threshold.eq(p.threshold(s)),
-                         integ.delta[0].eq(self.currents.current)]
+                         integ.t.eq(self.step_t), integ.threshold.eq(p.threshold(s))]
+            m.d.comb += [integ.delta[q].eq(self.currents.current[q]) for q in range(p.P)]
             m.d.sync += [self.cur_i.eq(integ.i_next), self.cur_u.eq(integ.u_next), self.cur_t.eq(integ.t_fire_next)]
-            self.emit(StidiDebugKind.STEP, s, self.step_t, self.neuron, value=[integ.u_next[0]], aux=[integ.i_next[0]])
+            self.emit(StidiDebugKind.STEP, s, self.step_t, self.neuron << p.lg,
+                      value=[integ.u_next[q] for q in range(p.P)], aux=[integ.i_next[q] for q in range(p.P)])
             with m.If(self.step_t == T - 1):
-                time_w = self._write(f"time{s}")
-                m.d.comb += [time_w.addr.eq(self.neuron), time_w.en.eq(1), time_w.data[0].eq(integ.t_fire_next[0])]
-                m.d.sync += [self.times_v.eq(1), self.times_t.eq(integ.t_fire_next[0]),
-                             self.times_neuron.eq(self.neuron)]
+                time_w, live = self._write(f"time{s}"), self._live(s)
+                m.d.comb += [time_w.addr.eq(self.neuron), time_w.en.eq((1 << p.P) - 1)]
+                for q in range(p.P):
+                    t_q = Mux(live[q], integ.t_fire_next[q], T)
+                    m.d.comb += time_w.data[q].eq(t_q)
+                    m.d.sync += self.times_t[q].eq(t_q)
+                m.d.sync += [self.times_v.eq(1), self.times_neuron.eq(self.neuron)]
         with m.If(self.times_v & (self.layer == s)):
-            self.emit(StidiDebugKind.TIMES, s, 0, self.times_neuron, value=[self.times_t])
+            self.emit(StidiDebugKind.TIMES, s, 0, self.times_neuron << p.lg, value=[self.times_t[q] for q in range(p.P)])
 
     def _pool_stage(self, m, s):
-        """Taps -> ``MinPool`` -> ``time<s>``, ``argmin<s>`` (POOL records)."""
+        """Taps (their channel's lane of a conv word) -> ``MinPool`` -> ``time<s>`` (the pooled neuron's lane
+        of its word), ``argmin<s>`` (POOL records)."""
+        p = self.params
         pool = self.min_pool[s]
         with m.If(self.pool_v & (self.layer == s)):
-            m.d.comb += [pool.time[0].eq(self._read(f"time{s - 1}").data[0]), pool.first.eq(self.pool_first)]
+            m.d.comb += [pool.time[0].eq(pick(p, self._read(f"time{s - 1}").data, self.pool_lane)),
+                         pool.first.eq(self.pool_first)]
         m.d.sync += [self.window_v.eq(self.pool_v & self.pool_last), self.window_pooled.eq(self.pool_pooled)]
         with m.If(self.window_v & (self.layer == s)):
             time_w, arg_w = self._write(f"time{s}"), self._write(f"argmin{s}")
-            m.d.comb += [time_w.addr.eq(self.window_pooled), time_w.en.eq(1), time_w.data[0].eq(pool.min_time[0]),
+            m.d.comb += [time_w.addr.eq(self.window_pooled >> p.lg), time_w.en.eq(1 << lane_of(p, self.window_pooled)),
                          arg_w.addr.eq(self.window_pooled), arg_w.en.eq(1), arg_w.data.eq(pool.argmin[0])]
+            m.d.comb += [time_w.data[q].eq(pool.min_time[0]) for q in range(p.P)]
             self.emit(StidiDebugKind.POOL, s, 0, self.window_pooled, value=[pool.min_time[0]], aux=[pool.argmin[0]])

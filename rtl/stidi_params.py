@@ -18,9 +18,10 @@ __all__ = ["StidiCoreParams", "StidiDebugKind"]
 
 
 class StidiDebugKind:
-    """Record kinds of the debug stream (``kind`` field); ``n`` is the first neuron of the record
-    (flat, channel-major for a map stage), ``layer`` the stage (0 = input; conv and pool layers are
-    stages of their own, as in the golden trace keys)."""
+    """Record kinds of the debug stream (``kind`` field); ``n`` is the first slot of the record (value[k]
+    is slot n + k; ``StidiCoreParams.slot_neuron``: the flat, channel-major neuron index, except in a
+    conv stage at P > 1, whose words hold P output channels), ``layer`` the stage (0 = input; conv and
+    pool layers are stages of their own, as in the golden trace keys)."""
     ENCODE = 1     # value[0] = spike time of input n (stage 0)
     STEP = 2       # stage l, step t: value[k] = U after step t, aux[k] = I after step t's arrivals
     TIMES = 3      # stage l: value[k] = spike time (T = silent)
@@ -35,13 +36,14 @@ def _pow2(n):
     return n >= 1 and n & (n - 1) == 0
 
 
-def _host_chain(counts):
-    """Row/column sizes (s_0, ..., s_L) whose products s_{l-1}*s_l hold weight layer l's ``counts[l-1]``
-    words: the shape in which the shared host side (``sim.model.pack_weights``: an (s_l, s_{l-1})
-    matrix per layer) moves a conv topology's weights. s_0 = 1, s_l = ceil(count / s_{l-1})."""
+def _host_chain(words, lanes):
+    """Row/column sizes (s_0, ..., s_L) whose (s_l, s_{l-1}) matrices hold weight layer l's ``words[l-1]``
+    words of ``lanes`` weights: the shape in which the shared host side (``sim.model.pack_weights``:
+    an (s_l, s_{l-1}) matrix per layer, word b*s_{l-1} + i holding rows b*P .. b*P + P-1 of column i)
+    moves a conv topology's weights. s_0 = 1, s_l = P * ceil(words / s_{l-1})."""
     chain = [1]
-    for count in counts:
-        chain.append(-(-count // chain[-1]))
+    for count in words:
+        chain.append(lanes * -(-count // chain[-1]))
     return tuple(chain)
 
 
@@ -49,15 +51,19 @@ def _host_chain(counts):
 class StidiCoreParams(LaneShape):
     """Hardware shape of a STiDi-BP core: the golden ``StidiConfig`` (integer, binary forward, ternary
     output error; fully connected, or conv/pool maps then fully connected layers), parallelism P (a
-    power of two; 1 for a conv topology) and the debug tap. A small test network is an ordinary
+    power of two) and the debug tap. A small test network is an ordinary
     config with a flat input, e.g. ``StidiConfig(topology="16-12-4")``.
 
     Stages are the golden model's (``golden.stidi.build_stages``: 0 = input, one per topology token);
     ``stage_sizes`` their neurons. ``sizes`` is what the shared host side (weight port packing,
     ``LaneShape.L``/``blocks``) sees: for a fully connected topology the stage sizes; for a conv
-    topology a chain of host matrix shapes (``_host_chain``) in which weight layer l's words, its
-    canonical ``(N_out, fan_in)`` weights in row-major order, travel as an (s_l, s_{l-1}) matrix
-    (``sim.stidi_check.to_host`` / ``from_host`` convert).
+    topology a chain of host matrix shapes (``_host_chain``) in which weight layer l's words (``w_depth``)
+    travel as an (s_l, s_{l-1}) matrix (``sim.stidi_check.to_host`` / ``from_host`` convert).
+
+    A conv topology at P > 1 (docs/rtl.md §7): a conv stage's lanes are P output channels at one
+    position (``channel_lanes``), every other stage's P consecutive neurons; every conv layer is
+    followed by a pooling layer, so the stages the fc and quantisation phases share with the maps
+    (pooling outputs) keep the flat layout.
     """
     cfg: StidiConfig
     parallelism: int = 1
@@ -106,8 +112,10 @@ class StidiCoreParams(LaneShape):
         if not _pow2(p) or p > 256:
             raise ValueError(f"parallelism must be a power of two in 1..256, not {self.parallelism!r}")
         if self.is_conv and p != 1:
-            raise ValueError(f"a conv topology ({self.cfg.topology!r}) is built with parallelism 1 only, "
-                             f"not {self.parallelism!r}")
+            kinds = [stage.kind for stage in self.stages] + [None]
+            if any(kind == "conv" and after != "pool" for kind, after in zip(kinds, kinds[1:])):
+                raise ValueError(f"a conv topology ({self.cfg.topology!r}) is built with parallelism > 1 only "
+                                 f"if every conv layer is followed by a pooling layer")
         if not isinstance(self.debug, bool):
             raise TypeError(f"debug must be a bool, not {self.debug!r}")
 
@@ -131,9 +139,28 @@ class StidiCoreParams(LaneShape):
         """Neurons per stage, (N_0, ..., N_top); N_0 = the pixels the core takes per sample."""
         return tuple(stage.size for stage in self.stages)
 
+    def channel_lanes(self, stage):
+        """``stage`` is a conv stage at P > 1: its word c_b*H*W + y*W + x holds output channels
+        c_b*P .. c_b*P + P-1 at (y, x) (lanes past the channels are padding that never fires); every
+        other stage's word b holds neurons b*P .. b*P + P-1."""
+        return self.P > 1 and self.kind(stage) == "conv"
+
     def stage_blocks(self, stage):
         """Words of P neurons of ``stage``."""
+        if self.channel_lanes(stage):
+            c, h, w = self.stages[stage].shape
+            return -(-c // self.P) * h * w
         return -(-self.stage_sizes[stage] // self.P)
+
+    def slot_neuron(self, stage, slot):
+        """Flat neuron index of lane ``slot % P`` of word ``slot // P`` of ``stage`` (host side; at or
+        past ``stage_sizes[stage]`` for a padding lane)."""
+        if not self.channel_lanes(stage):
+            return slot
+        _, h, w = self.stages[stage].shape
+        word, lane = divmod(slot, self.P)
+        block, pos = divmod(word, h * w)
+        return (block * self.P + lane) * h * w + pos
 
     @property
     def weight_stages(self):
@@ -179,7 +206,12 @@ class StidiCoreParams(LaneShape):
         connected topology, the host matrix chain of a conv one."""
         if not self.is_conv:
             return self.stage_sizes
-        return _host_chain([self.weight_count(s) for s in self.weight_stages])
+        return _host_chain([self.weight_words(s) for s in self.weight_stages], self.P)
+
+    def weight_words(self, stage):
+        """Words weight stage ``stage`` uses: P output neurons (channels) of one synapse (tap) a word,
+        block-major, ceil(N_out / P) * fan-in (at P = 1 the canonical row-major order)."""
+        return -(-self.stages[stage].weight_shape[0] // self.P) * self.fan_in(stage)
 
     @property
     def T(self):
@@ -190,8 +222,9 @@ class StidiCoreParams(LaneShape):
         return self.T.bit_length()          # times 0 .. T (T = silent)
 
     def w_depth(self, layer):
-        """Words of weight memory ``layer`` (1..L): block-major (b*N_in + i) for fc; a conv topology
-        (P = 1) keeps the canonical row-major order (n*fan_in + i, conv: co*Cin*k*k + tap)."""
+        """Words of weight memory ``layer`` (1..L): block-major, b*fan_in + i holds output neurons (conv:
+        channels) b*P .. b*P + P-1 of synapse i (conv: tap ci*k*k + ky*k + kx); at P = 1 the canonical
+        row-major order. A conv topology's host chain may give a few unused words more."""
         return self.blocks(layer) * self.sizes[layer - 1]
 
     @property
@@ -249,7 +282,8 @@ class StidiCoreParams(LaneShape):
 
     @property
     def unpooled_words(self):
-        return max([self.stage_sizes[s] for s in self.quantised_stages if self.under_pool(s)], default=0)
+        """Words of the unpooled displacement memory: the largest stage that receives D through pooling."""
+        return max([self.stage_blocks(s) for s in self.quantised_stages if self.under_pool(s)], default=0)
 
     # ---------------------------------------------------------------- stream layouts
     @property
@@ -285,12 +319,18 @@ class StidiCoreParams(LaneShape):
         return max(signed_bits(self.max_fan_in + 1), (self.cfg.levels + 1).bit_length() + 1, 4, signed_bits(taps))
 
     @property
+    def max_slot(self):
+        """The largest first slot of a record of a conv stage at P > 1 (0 otherwise)."""
+        return max([(self.stage_blocks(s) - 1) * self.P for s in range(self.top + 1) if self.channel_lanes(s)],
+                   default=0)
+
+    @property
     def debug_layout(self):
         return data.StructLayout({
             "kind": unsigned(4),
             "layer": range(len(self.stages)),
             "t": unsigned(self.time_bits),
-            "n": unsigned(max(self.stage_sizes).bit_length()),
+            "n": unsigned(max(max(self.stage_sizes), self.max_slot).bit_length()),
             "value": data.ArrayLayout(signed(self.debug_value_bits), self.P),
             "aux": data.ArrayLayout(signed(self.debug_aux_bits), self.P),
         })

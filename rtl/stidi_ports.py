@@ -36,7 +36,8 @@ def memory_table(p: StidiCoreParams):
         if p.kind(s) == "pool":
             table[f"argmin{s}"] = MemoryShape(range(p.stages[s].k ** 2), p.stage_sizes[s])
     if p.unpooled_words:
-        table["unpooled"] = MemoryShape(p.lanes(signed(p.disp_bits)), p.unpooled_words)
+        # one lane a write: the unpooling writes one neuron of a conv stage's word a cycle
+        table["unpooled"] = MemoryShape(p.lanes(signed(p.disp_bits)), p.unpooled_words, granular=True)
     return table
 
 

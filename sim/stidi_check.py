@@ -65,19 +65,35 @@ def value_kind(key: str) -> str:
 # The golden side
 # ------------------------------------------------------------------------------------------------
 
+def _words(matrix, lanes):
+    """The P-lane words of a (R, C) matrix, block-major (word b*C + i holds rows b*P .. b*P + P-1 of
+    column i, zero rows past R), as a (words, P) array: the weight port's packing (``sim.model``)."""
+    rows, cols = matrix.shape
+    padded = np.zeros((-(-rows // lanes) * lanes, cols), dtype=np.int64)
+    padded[:rows] = matrix
+    return padded.reshape(-1, lanes, cols).transpose(0, 2, 1).reshape(-1, lanes)
+
+
+def _matrix(words, lanes, cols):
+    """Inverse of ``_words``: the (blocks*P, C) matrix of (blocks*C, P) words."""
+    return words.reshape(-1, cols, lanes).transpose(0, 2, 1).reshape(-1, cols)
+
+
 def to_host(params: StidiCoreParams, canonical) -> list:
     """Weights per layer as the host's weight port moves them, (s_l, s_{l-1}) (``params.sizes``), from
     the canonical (N_out, fan_in) matrices: the same for a fully connected topology; for a conv one
-    the row-major words padded with zeros (``StidiCoreParams``)."""
-    out = []
+    the words of the core's weight memory (``StidiCoreParams.w_depth``: P output neurons or channels
+    of one synapse a word, block-major), padded with zero words, as the host matrix that packs into
+    those words."""
+    if not params.is_conv:
+        return [np.asarray(w, dtype=np.int64) for w in canonical]
+    P, out = params.P, []
     for l, w in enumerate(canonical, start=1):
-        w = np.asarray(w, dtype=np.int64)
-        shape = (params.sizes[l], params.sizes[l - 1])
-        if params.is_conv:
-            flat = np.zeros(shape[0] * shape[1], dtype=np.int64)
-            flat[:w.size] = w.reshape(-1)
-            w = flat.reshape(shape)
-        out.append(w)
+        words = _words(np.asarray(w, dtype=np.int64), P)
+        cols = params.sizes[l - 1]
+        padded = np.zeros((params.blocks(l) * cols, P), dtype=np.int64)
+        padded[:len(words)] = words
+        out.append(_matrix(padded, P, cols)[:params.sizes[l]])
     return out
 
 
@@ -85,14 +101,18 @@ def from_host(params: StidiCoreParams, host) -> list:
     """Inverse of ``to_host``: the canonical (N_out, fan_in) matrix of every weight layer."""
     if len(host) != params.L:
         raise ValueError(f"{params.topology} has {params.L} weight layers, got {len(host)} weight arrays")
-    out = []
+    P, out = params.P, []
     for l, (s, w) in enumerate(zip(params.weight_stages, host), start=1):
         w = np.asarray(w, dtype=np.int64)
         if w.shape != (params.sizes[l], params.sizes[l - 1]):
             raise ValueError(f"weights of layer {l} have shape {w.shape}, {params.topology} needs "
                              f"{(params.sizes[l], params.sizes[l - 1])}")
-        rows = params.stages[s].weight_shape[0]
-        out.append(w.reshape(-1)[:rows * params.fan_in(s)].reshape(rows, params.fan_in(s)))
+        if not params.is_conv:
+            out.append(w)
+            continue
+        rows, fan_in = params.stages[s].weight_shape[0], params.fan_in(s)
+        words = _words(w, P)[:params.weight_words(s)]
+        out.append(_matrix(words, P, fan_in)[:rows])
     return out
 
 
@@ -211,20 +231,29 @@ class StidiDebugDecoder:
     def _put(self, key, shape, n0, values, t=None):
         arr, seen = self._array(key, shape)
         size = shape[-1] if shape else 1
-        if shape and n0 >= size:
+        if shape and self.p.slot_neuron(self._layer(key), n0) >= size:
             self._error(f"{key}: neuron {n0} outside 0..{size - 1}")
             return
         if t is not None and t >= shape[0]:
             self._error(f"{key}: time step {t} outside 0..{shape[0] - 1}")
             return
-        for q, value in enumerate(values[:size - n0] if shape else values[:1]):
-            where = () if not shape else (n0 + q,) if t is None else (t, n0 + q)
+        if not shape:
+            values = values[:1]
+        for q, value in enumerate(values):
+            neuron = self.p.slot_neuron(self._layer(key), n0 + q) if shape else 0
+            if shape and neuron >= size:
+                continue                     # block padding (lanes past the last neuron or channel)
+            where = () if not shape else (neuron,) if t is None else (t, neuron)
             if seen[where]:
                 step = f"step {t}, " if t is not None else ""
-                self._error(f"{key}: duplicate report of {step}neuron {n0 + q}")
+                self._error(f"{key}: duplicate report of {step}neuron {neuron}")
                 return
             seen[where] = True
             arr[where] = value
+
+    @staticmethod
+    def _layer(key):
+        return int(key.split("/")[1])
 
     def add_word(self, word: int):
         rec = unpack_layout(self.p.debug_layout, word)
@@ -269,15 +298,15 @@ class StidiDebugDecoder:
         elif kind == K.TARGET:
             self._put(f"target/{layer}/target", (N[layer],), n, value)
             self._put(f"target/{layer}/d", (N[layer],), n, aux)
-        elif kind == K.DISP:
-            self._put(f"error/{layer}/D", (N[layer],), n, value)
+        elif kind == K.DISP:       # a pooling stage's: one window (StidiUnpool) a record
+            self._put(f"error/{layer}/D", (N[layer],), n, value[:1] if p.kind(layer) == "pool" else value)
         elif kind == K.LEVEL:
             self._put(f"error/{layer}/sign", (N[layer],), n, value)
             self._put(f"error/{layer}/lvl", (N[layer],), n, aux)
 
     def shaped(self) -> Trace:
         """The decoded trace with the golden model's array shapes (a map stage's neurons as (C, H, W),
-        the per-step arrays as (T, C, H, W)); records arrive with flat neuron indices."""
+        the per-step arrays as (T, C, H, W)); records arrive with slots (``StidiCoreParams.slot_neuron``)."""
         out = Trace()
         for key, arr in self.trace.items():
             _, layer, name = key.split("/")
