@@ -696,8 +696,8 @@ def _add_hw_options(parser, topology: str, parallelism: int):
                              "(default desire)")
     parser.add_argument("--topology", default=topology,
                         help=f"layer sizes (default {topology}); stidi: its topology syntax, fully connected with "
-                             f"any flat input size, e.g. 16-12-4, or conv/pooling maps at --parallelism 1, e.g. "
-                             f"14x14-c3x4-p2-10 (docs/golden-spec-stidi.md)")
+                             f"any flat input size, e.g. 16-12-4, or conv/pooling maps, e.g. 14x14-c3x4-p2-10 (at "
+                             f"--parallelism > 1 a pooling layer after every conv layer; docs/golden-spec-stidi.md)")
     parser.add_argument("--weight-bits", type=int, metavar="N",
                         help=f"desire: weight profile {', '.join(map(str, sorted(WEIGHT_PROFILES, reverse=True)))} "
                              f"(when not given: {DesireConfig.weight_bits}); stidi: latent weight bits 2..32 (when "

@@ -114,8 +114,8 @@ class StidiCoreParams(LaneShape):
         if self.is_conv and p != 1:
             kinds = [stage.kind for stage in self.stages] + [None]
             if any(kind == "conv" and after != "pool" for kind, after in zip(kinds, kinds[1:])):
-                raise ValueError(f"a conv topology ({self.cfg.topology!r}) is built with parallelism > 1 only "
-                                 f"if every conv layer is followed by a pooling layer")
+                raise ValueError(f"a conv topology at parallelism {p} needs a pooling layer after every conv layer "
+                                 f"({self.cfg.topology!r} has a conv layer without; parallelism 1 builds it)")
         if not isinstance(self.debug, bool):
             raise TypeError(f"debug must be a bool, not {self.debug!r}")
 

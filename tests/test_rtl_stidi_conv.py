@@ -10,8 +10,8 @@ pytest shows them when a test fails)."""
 
 import numpy as np
 import pytest
-from amaranth.hdl import Module, Signal, signed
-from amaranth.lib import wiring
+from amaranth.hdl import Array, Module, Signal, signed
+from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
@@ -70,9 +70,10 @@ def test_conv_tap_matches_golden_patches(cin, side, k):
 # StepCurrents: C[t] of one conv neuron
 # ------------------------------------------------------------------------------------------------
 
-def run_step_currents(fan_in, taps, time_steps=T):
-    """taps: (time, negative) per window tap (the core's filter: time < T-1); returns C[0..T-1]."""
-    dut = StepCurrents(fan_in=fan_in, time_steps=time_steps)
+def run_step_currents(fan_in, taps, time_steps=T, lanes=1):
+    """taps: (time, negative bits of the lanes) per window tap (the core's filter: time < T-1);
+    returns C[0..T-1], each the list of the lanes' currents."""
+    dut = StepCurrents(lanes=lanes, fan_in=fan_in, time_steps=time_steps)
     out = []
 
     async def tb(ctx):
@@ -89,7 +90,7 @@ def run_step_currents(fan_in, taps, time_steps=T):
                 ctx.set(dut.drain, t < time_steps)
                 ctx.set(dut.drain_t, min(t, time_steps - 1))
                 await ctx.tick()
-                out.append(ctx.get(dut.current))      # C[t], drained in the cycle before
+                out.append([ctx.get(dut.current[q]) for q in range(lanes)])   # C[t], drained in the cycle before
             ctx.set(dut.drain, 0)
 
     simulate(dut, tb)
@@ -112,7 +113,31 @@ def test_step_currents_match_golden_conv_currents():
             times = padded[stage.patches[p]]
             taps = [(int(t), int(w_fwd[q, co] < 0)) for q, t in enumerate(times) if t < T - 1]
             got = run_step_currents(stage.fan_in, taps)
-            assert got == current[co, slot].tolist(), (trial, p, co)
+            assert [c[0] for c in got] == current[co, slot].tolist(), (trial, p, co)
+
+
+@pytest.mark.parametrize("lanes,cout", [(2, 3), (4, 3), (4, 8)])
+def test_step_currents_lanes_match_golden_conv_currents(lanes, cout):
+    """P lanes = P output channels of one position, which share the window's spikes and differ in
+    their sign bits (a channel block past the channels has padding lanes): every lane's C equals
+    golden ``conv_currents`` of its channel."""
+    rng = rng_for(20 + lanes + cout)
+    stage = conv_stage(2, 14, 3, cout)
+    t_in = rng.integers(0, T + 1, size=(2, 14, 14))
+    w_fwd = np.where(rng.random((stage.fan_in, cout)) < 0.5, 1, -1).astype(np.int64)
+    current, positions = golden.conv_currents(t_in, w_fwd, stage, T)
+    padded = np.full(stage.padded_size, T, dtype=np.int64)
+    padded[stage.interior] = t_in.reshape(-1)
+    for slot in rng.choice(len(positions), 2, replace=False):
+        p = int(positions[slot])
+        times = padded[stage.patches[p]]
+        for block in range(-(-cout // lanes)):
+            channels = range(block * lanes, min(cout, block * lanes + lanes))
+            taps = [(int(t), sum(int(w_fwd[q, co] < 0) << (co - block * lanes) for co in channels))
+                    for q, t in enumerate(times) if t < T - 1]
+            got = run_step_currents(stage.fan_in, taps, lanes=lanes)
+            for co in channels:
+                assert [c[co - block * lanes] for c in got] == current[co, slot].tolist(), (p, co)
 
 
 @pytest.mark.parametrize("negative", [0, 1])
@@ -122,7 +147,7 @@ def test_step_currents_extreme_all_taps_one_step(negative):
     got = run_step_currents(200, [(T - 2, negative)] * 200)
     expected = [0] * T
     expected[T - 2] = -200 if negative else 200
-    assert got == expected
+    assert [c[0] for c in got] == expected
 
 
 # ------------------------------------------------------------------------------------------------
@@ -130,40 +155,54 @@ def test_step_currents_extreme_all_taps_one_step(negative):
 # ------------------------------------------------------------------------------------------------
 
 class _PoolHarness(wiring.Component):
-    """PoolScan walking a map held in a memory, its taps into MinPool, as the core wires them."""
+    """PoolScan walking a (C, H, W) map held in a memory whose words hold ``lanes`` channels at one
+    position (a conv stage's at P lanes), its taps (their channel's lane) into MinPool, as the core
+    wires them."""
 
-    def __init__(self, channels, side, k, times):
-        self.scan = PoolScan(channels=channels, height=side, width=side, kernel=k)
+    def __init__(self, channels, side, k, times, lanes=1):
+        self.scan = PoolScan(lanes=lanes, channels=channels, height=side, width=side, kernel=k)
         self.pool = MinPool(lanes=1, kernel=k, time_steps=T)
-        self.times = [int(t) for t in times]
-        super().__init__({"start": In(1), "advance": In(1), "pre": Out(range(len(self.times))),
-                          "min_time": Out(range(T + 1)), "argmin": Out(range(k * k))})
+        blocks = -(-channels // lanes)
+        words = np.full((blocks * lanes, side * side), T, dtype=np.int64)     # padding lanes: silent
+        words[:channels] = np.asarray(times).reshape(channels, -1)
+        self.words = words.reshape(blocks, lanes, -1).transpose(0, 2, 1).reshape(-1, lanes).tolist()
+        self.lanes = lanes
+        super().__init__({"start": In(1), "advance": In(1), "pre": Out(range(len(self.words))),
+                          "lane": Out(range(lanes)), "min_time": Out(range(T + 1)), "argmin": Out(range(k * k))})
 
     def elaborate(self, platform):
         m = Module()
         m.submodules.scan, m.submodules.pool = self.scan, self.pool
-        m.submodules.map = mem = Memory(shape=range(T + 1), depth=len(self.times), init=self.times)
+        m.submodules.map = mem = Memory(shape=data.ArrayLayout(range(T + 1), self.lanes), depth=len(self.words),
+                                        init=self.words)
         read = mem.read_port()
         first = Signal(name="first_d")                    # the tap's time arrives one cycle later
-        m.d.sync += first.eq(self.scan.first)
+        lane = Signal(range(self.lanes), name="lane_d")
+        m.d.sync += [first.eq(self.scan.first), lane.eq(self.scan.lane)]
         m.d.comb += [self.scan.start.eq(self.start), self.scan.advance.eq(self.advance), read.addr.eq(self.scan.pre),
-                     self.pre.eq(self.scan.pre), self.pool.time[0].eq(read.data), self.pool.first.eq(first),
-                     self.min_time.eq(self.pool.min_time[0]), self.argmin.eq(self.pool.argmin[0])]
+                     self.pre.eq(self.scan.pre), self.lane.eq(self.scan.lane),
+                     self.pool.time[0].eq(Array(read.data[q] for q in range(self.lanes))[lane]),
+                     self.pool.first.eq(first), self.min_time.eq(self.pool.min_time[0]),
+                     self.argmin.eq(self.pool.argmin[0])]
         return m
 
 
-@pytest.mark.parametrize("channels,side,k,seed", [(2, 8, 2, 1), (1, 6, 3, 2), (3, 14, 2, 3)])
-def test_pooling_matches_golden_min_pool(channels, side, k, seed):
+@pytest.mark.parametrize("channels,side,k,seed,lanes", [(2, 8, 2, 1, 1), (1, 6, 3, 2, 1), (3, 14, 2, 3, 1),
+                                                       (3, 8, 2, 4, 2), (5, 6, 2, 5, 4), (8, 6, 3, 6, 4)])
+def test_pooling_matches_golden_min_pool(channels, side, k, seed, lanes):
     """Random times drawn from few values (many ties) plus all-silent windows: the walked pre
-    indices are the golden window order, and the pooled times and argmins equal ``min_pool``."""
+    neurons are the golden window order, and the pooled times and argmins equal ``min_pool``; also
+    on a map whose words hold P channels (padding lanes never walked)."""
     rng = rng_for(seed)
     t_in = rng.choice([3, 7, T - 1, T], size=(channels, side, side))
     t_in[0, :k, :k] = T                                   # a silent window: argmin tap 0
     t_in[-1, -k:, -k:] = 5                                # all tied: the first tap
     out_shape = (channels, side // k, side // k)
     want_t, want_arg = golden.min_pool(t_in, k, out_shape)
-    dut = _PoolHarness(channels, side, k, t_in.reshape(-1))
+    dut = _PoolHarness(channels, side, k, t_in.reshape(-1), lanes)
     order = np.arange(t_in.size).reshape(channels, side // k, k, side // k, k).transpose(0, 1, 3, 2, 4).reshape(-1)
+    chan, pos = np.divmod(order, side * side)         # neuron -> (word, lane) of the P-channel words
+    order = list(zip(((chan // lanes) * side * side + pos).tolist(), (chan % lanes).tolist()))
     walked, times, args = [], [], []
 
     async def tb(ctx):
@@ -176,14 +215,14 @@ def test_pooling_matches_golden_min_pool(channels, side, k, seed):
             # out in the cycle after that of its last tap: (w + 1) * k*k + 1
             ctx.set(dut.advance, c < n)
             if c < n:
-                walked.append(ctx.get(dut.pre))
+                walked.append((ctx.get(dut.pre), ctx.get(dut.lane)))
             if c > 1 and (c - 1) % (k * k) == 0:
                 times.append(ctx.get(dut.min_time))
                 args.append(ctx.get(dut.argmin))
             await ctx.tick()
 
     simulate(dut, tb)
-    assert walked == order.tolist()
+    assert walked == order
     assert times == want_t.reshape(-1).tolist()
     assert args == want_arg.reshape(-1).tolist()
 
@@ -252,6 +291,59 @@ def test_conv_update_matches_golden_conv_backward(seed, weight_bits, lr_shift):
             saturated += abs(int(new[q, co])) >= (1 << (weight_bits - 1)) - 1
     if weight_bits == 8 and lr_shift == 0:
         assert saturated > 0
+
+
+@pytest.mark.parametrize("seed,lanes,cout", [(5, 2, 3), (6, 4, 3), (7, 4, 4)])
+def test_conv_update_lanes_match_golden_conv_backward(seed, lanes, cout):
+    """P lanes = the P output channels of a weight word (c_b, tap), which share the tap's pre at every
+    position (one t_pre for all lanes) and have their own post, error and weight: every lane's w_next
+    equals golden ``conv_backward``'s; a padding lane (error 0) keeps its weight."""
+    rng = rng_for(seed)
+    weight_bits, lr_shift = 10, 1
+    stage = conv_stage(2, 14, 3, cout)
+    K, positions = stage.fan_in, 196
+    w = rng.integers(-(1 << (weight_bits - 1)), 1 << (weight_bits - 1), size=(K, cout))
+    s = np.where(rng.random((cout, 14, 14)) < 0.33, rng.choice([-1, 1], size=(cout, 14, 14)), 0)
+    lvl = np.where(s != 0, rng.integers(0, 7, size=(cout, 14, 14)), 0)
+    t_post = rng.integers(0, T, size=(cout, 14, 14))
+    t_pre = rng.integers(0, T + 1, size=(2, 14, 14))
+    pre_ok = (t_pre < T) & (rng.random((2, 14, 14)) < 0.9)
+    new = w.copy()
+    golden.conv_backward(new, s, lvl, t_post, t_pre, pre_ok, stage, False, T, weight_bits, lr_shift)
+    padded = np.full(stage.padded_size, T, dtype=np.int64)
+    padded[stage.interior] = np.where(pre_ok, t_pre, T).reshape(-1)
+    dut = ConvUpdateLanes(lanes=lanes, positions=positions, weight_bits=weight_bits, levels=6, max_lr_shift=15,
+                          time_steps=T)
+    flat = [x.reshape(cout, -1) for x in (t_post, s, lvl)]
+    for block in range(-(-cout // lanes)):
+        channels = [block * lanes + q for q in range(lanes)]
+        live = [co < cout for co in channels]
+        for q in rng.choice(K, 3, replace=False):
+            weights = [int(w[q, co]) if ok else 77 for co, ok in zip(channels, live)]
+            got = {}
+
+            async def tb(ctx):
+                ctx.set(dut.lr_shift, lr_shift)
+                for lane, weight in enumerate(weights):
+                    ctx.set(dut.w[lane], weight)
+                for p in range(positions):
+                    ctx.set(dut.valid, 1)
+                    ctx.set(dut.first, p == 0)
+                    ctx.set(dut.keep, (1 << lanes) - 1)
+                    for lane, (co, ok) in enumerate(zip(channels, live)):
+                        ctx.set(dut.t_pre[lane], int(padded[stage.patches[p, q]]))
+                        ctx.set(dut.t_post[lane], int(flat[0][co, p]) if ok else 0)
+                        ctx.set(dut.sign[lane], int(flat[1][co, p]) if ok else 0)
+                        ctx.set(dut.level[lane], int(flat[2][co, p]) if ok else 0)
+                    await ctx.tick()
+                ctx.set(dut.valid, 0)
+                for _ in range(dut.latency):
+                    await ctx.tick()
+                got["w"] = [ctx.get(dut.w_next[lane]) for lane in range(lanes)]
+
+            simulate(dut, tb)
+            want = [int(new[q, co]) if ok else 77 for co, ok in zip(channels, live)]
+            assert got["w"] == want, (block, q)
 
 
 def test_conv_accumulator_widths_of_the_spec():
@@ -338,6 +430,8 @@ def test_scatter_add_matches_golden_scatter_sum():
     (lambda: ConvTap(channels=1, height=4, width=4, kernel=2), ValueError, "kernel must be odd, not 2"),
     (lambda: ConvTap(channels=0, height=4, width=4, kernel=3), ValueError, "channels must be >= 1, not 0"),
     (lambda: StepCurrents(fan_in="9"), TypeError, "fan_in must be an integer, not '9'"),
+    (lambda: StepCurrents(lanes=0, fan_in=9), ValueError, "lanes must be >= 1, not 0"),
+    (lambda: PoolScan(lanes=0, channels=1, height=4, width=4, kernel=2), ValueError, "lanes must be >= 1, not 0"),
     (lambda: ConvUpdateLanes(positions=0), ValueError, "positions must be >= 1, not 0"),
     (lambda: ScatterAdd(depth=4, d_bits=1, term_bits=4), ValueError, "d_bits must be >= 2, not 1"),
 ])

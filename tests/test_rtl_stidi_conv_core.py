@@ -7,7 +7,8 @@ result beat and every latent weight after every training sample; plus the checke
 and layer of an altered golden setting, and the host matrices the conv weights travel in.
 
 Samples are random pixel images (30 % zeros) from fixed seeds (printed); T = 16 and one or two channels
-keep them short (about 10,000 cycles per sample)."""
+keep them short (about 10,000 cycles per sample). At P > 1 a conv stage's lanes are P output channels
+(channel counts not divisible by P leave padding lanes)."""
 
 import numpy as np
 import pytest
@@ -22,8 +23,8 @@ from mfsnn.sim.stidi_check import (VALUE_KINDS, check_stidi, expected_sample, fr
 T = 16
 
 
-def conv(topology, debug=True, **options):
-    return StidiCoreParams(StidiConfig(topology=topology, time_steps=T, **options), 1, debug)
+def conv(topology, debug=True, parallelism=1, **options):
+    return StidiCoreParams(StidiConfig(topology=topology, time_steps=T, **options), parallelism, debug)
 
 
 #: two conv layers with a pooling stage between them: the conv displacement (scatter) and both
@@ -64,6 +65,74 @@ def test_conv_layers_in_a_row_k5():
     print(report)
     assert report.ok, str(report)
     assert report.expected == report.compared and report.hidden_changes > 0
+
+
+#: conv layers each under a pooling layer (what P > 1 builds), the second one scattering its
+#: displacement; 3 channels: padding lanes at P = 2 and 4
+LANE_CASES = [
+    ("14x14-c3x3-p2-10", 2, dict(thresholds=(30, 30)), 2),
+    ("14x14-c3x3-p2-10", 4, dict(thresholds=(30, 30)), 2),
+    ("28x28-c3x1-p2-c3x3-p2-10", 4, dict(weight_bits=10, lr_shift=(0, 0, 0), thresholds=(30, 20, 40), drop8=60), 3),
+]
+
+
+@pytest.mark.parametrize("topology,parallelism,options,n", LANE_CASES,
+                         ids=[f"{c[0]}-P{c[1]}" for c in LANE_CASES])
+def test_conv_lanes_bitexact_amaranth(topology, parallelism, options, n):
+    """P lanes over output channels: every value of every kind equal to the golden model's, the
+    backward reaching the first conv layer; with two conv layers also the scatter of the second's
+    displacement and dropout of the pooled pres; fewer cycles than at P = 1."""
+    params = conv(topology, parallelism=parallelism, **options)
+    samples = make_samples(params, n, seed=7)
+    report = check_stidi(params, initial_weights(params), samples)
+    print(report)
+    assert report.ok, str(report)
+    for kind in VALUE_KINDS:
+        assert report.expected[kind] == report.compared[kind] > 0, kind
+    assert report.hidden_changes > 0
+    if "drop8" in options:
+        assert report.dropped_fired > 0
+        learner = golden_learner(params, initial_weights(params))
+        assert any(np.any(expected_sample(learner, sample).trace.get("error/2/D", 0)) for sample in samples)
+
+
+def test_conv_lanes_need_a_pooling_layer_after_each_conv():
+    """At P > 1 a conv stage's words hold channels, which only the pooling pass reads back one by
+    one: a conv layer under a conv or fc layer is built at P = 1 only."""
+    with pytest.raises(ValueError, match="needs a pooling layer after every conv layer"):
+        conv("14x14-c3x1-p2-c3x2-10", parallelism=2)
+    assert conv("14x14-c3x1-p2-c3x2-10").P == 1
+
+
+def test_conv_lanes_layout():
+    """A conv stage's word c_b*H*W + pos holds channels c_b*P .. c_b*P + P-1 (slots past the channels
+    are padding); the pooling stages keep P consecutive neurons a word."""
+    params = conv("14x14-c3x3-p2-10", debug=True, parallelism=4)
+    assert params.stage_blocks(1) == 196 and params.stage_blocks(2) == -(-147 // 4)
+    assert [params.slot_neuron(1, slot) for slot in (0, 1, 2, 3, 4, 5 * 4 + 2)] == [0, 196, 392, 588, 1, 392 + 5]
+    assert params.slot_neuron(2, 9) == 9
+    assert params.max_slot == 195 * 4
+
+
+@pytest.mark.parametrize("parallelism", [2, 4, 8])
+def test_conv_host_matrices_round_trip_lanes(parallelism):
+    """At P lanes the weight words are block-major (P output channels of one tap, P output neurons of
+    one pre): the host matrices pack into exactly those words, and from_host inverts to_host."""
+    from mfsnn.sim.model import pack_weights
+    params = conv("28x28-c5x8-p2-c5x16-p2-10", debug=False, parallelism=parallelism)
+    P = parallelism
+    canonical = [np.arange(200).reshape(8, 25) + 1, np.arange(3200).reshape(16, 200) + 1,
+                 np.arange(7840).reshape(10, 784) + 1]
+    host = to_host(params, canonical)
+    assert all(np.array_equal(a, b) for a, b in zip(from_host(params, host), canonical))
+    for l, (s, w) in enumerate(zip(params.weight_stages, canonical), start=1):
+        words = pack_weights(params, l, host[l - 1])
+        assert len(words) == params.w_depth(l) >= params.weight_words(s)
+        rows, fan_in = w.shape
+        for b in range(-(-rows // P)):
+            for i in (0, fan_in - 1):
+                lanes = [(words[b * fan_in + i] >> (q * 16)) & 0xFFFF for q in range(P)]
+                assert lanes == [int(w[b * P + q, i]) if b * P + q < rows else 0 for q in range(P)], (l, b, i)
 
 
 def test_conv_host_matrices_round_trip():

@@ -297,8 +297,9 @@ def test_params_shape():
 
 
 @pytest.mark.parametrize("kwargs,error,text", [
-    ({"cfg": StidiConfig(topology="28x28-c5x8-p2-10"), "parallelism": 2}, ValueError,
-     "a conv topology ('28x28-c5x8-p2-10') is built with parallelism 1 only, not 2"),
+    ({"cfg": StidiConfig(topology="28x28-c5x8-10"), "parallelism": 2}, ValueError,
+     "a conv topology at parallelism 2 needs a pooling layer after every conv layer ('28x28-c5x8-10' has a "
+     "conv layer without; parallelism 1 builds it)"),
     ({"cfg": StidiConfig(topology="28x28-c5x8-p2-p2-10")}, ValueError,
      "StidiCore routes the error through one pooling layer at a time: '28x28-c5x8-p2-p2-10' has two in a row"),
     ({"cfg": StidiConfig(topology="28x28-p2-c5x8-10")}, ValueError,
@@ -323,7 +324,9 @@ def test_params_errors(kwargs, error, text):
     flat((16, 12, 4), 4, (40, 20), drop8=60, debug=False),
     # conv and pooling (two conv layers: the displacement scatter too), with the debug tap
     StidiCoreParams(StidiConfig(topology="14x14-c3x2-p2-c5x3-p7-10", time_steps=T), 1, True),
-], ids=["16-12-4-P4", "14x14-c3x2-p2-c5x3-p7-10"])
+    # the same at P = 4: lanes over output channels, padding lanes
+    StidiCoreParams(StidiConfig(topology="14x14-c3x2-p2-c5x3-p7-10", time_steps=T), 4, True),
+], ids=["16-12-4-P4", "14x14-c3x2-p2-c5x3-p7-10", "14x14-c3x2-p2-c5x3-p7-10-P4"])
 def test_core_has_no_multiplier(params):
     """Yosys after proc/flatten/opt: no $mul/$macc/$div/$mod/$pow cell anywhere in the core."""
     with tempfile.TemporaryDirectory() as tmp:

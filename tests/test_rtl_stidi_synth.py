@@ -35,7 +35,9 @@ def check_no_multiplier(params):
     # three weight layers, max-scaled error, odd sizes (padded lanes), the debug tap
     StidiCoreParams(StidiConfig(topology="10-9-8-7", time_steps=24, thresholds=(20, 6, 5), error_norm="max",
                                 levels=3), 2, debug=True),
-], ids=["16-12-4 P4 dropout", "10-9-8-7 P2 max debug"])
+    # conv lanes over output channels (3 of 4 used: padding lanes), the displacement scatter, dropout
+    StidiCoreParams(StidiConfig(topology="14x14-c3x2-p2-c5x3-p7-10", time_steps=24, drop8=60), 4, debug=True),
+], ids=["16-12-4 P4 dropout", "10-9-8-7 P2 max debug", "14x14-c3x2-p2-c5x3-p7-10 P4 debug"])
 def test_stidi_core_has_no_multiplier_cells(params):
     check_no_multiplier(params)
 
@@ -44,6 +46,12 @@ def test_stidi_core_has_no_multiplier_cells(params):
 def test_stidi_196_64_10_has_no_multiplier_cells():
     """The benchmark topology with every default, P = 16 (about a minute of Yosys)."""
     check_no_multiplier(StidiCoreParams(StidiConfig(topology="196-64-10"), 16))
+
+
+@pytest.mark.slow
+def test_stidi_csnn_fpga_p4_has_no_multiplier_cells():
+    """The CSNN-FPGA conv topology with every default, P = 4 (channel lanes)."""
+    check_no_multiplier(StidiCoreParams(StidiConfig(topology="28x28-c5x8-p2-c5x16-p2-10"), 4))
 
 
 class MultiplyingCore(StidiCore):
