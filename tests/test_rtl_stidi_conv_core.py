@@ -114,6 +114,23 @@ def test_conv_lanes_layout():
     assert params.max_slot == 195 * 4
 
 
+def test_conv_lanes_records_decode_every_lane_once():
+    """A conv stage's record at P lanes fills P channels at one position; its padding lanes are
+    skipped; a repeated slot, or a word past the stage, is a protocol error."""
+    from mfsnn.rtl.stidi_params import StidiDebugKind as K
+    from mfsnn.sim.stidi_check import StidiDebugDecoder
+    params = conv("14x14-c3x3-p2-10", parallelism=4)
+    decoder = StidiDebugDecoder(params, train=True)
+    decoder.add(K.TIMES, 1, 0, 5 * 4, [1, 2, 3, 9], [0] * 4)
+    times = decoder.trace["forward/1/times"]
+    assert [times[n] for n in (5, 196 + 5, 392 + 5)] == [1, 2, 3] and not decoder.errors
+    assert int(decoder.seen["forward/1/times"].sum()) == 3
+    decoder.add(K.TIMES, 1, 0, 5 * 4, [1, 2, 3, 9], [0] * 4)
+    decoder.add(K.TIMES, 1, 0, 196 * 4, [0] * 4, [0] * 4)
+    assert decoder.errors == ["record 2: forward/1/times: duplicate report of neuron 5",
+                              "record 3: forward/1/times: neuron 784 outside 0..587"]
+
+
 @pytest.mark.parametrize("parallelism", [2, 4, 8])
 def test_conv_host_matrices_round_trip_lanes(parallelism):
     """At P lanes the weight words are block-major (P output channels of one tap, P output neurons of
