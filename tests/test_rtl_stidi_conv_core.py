@@ -93,7 +93,7 @@ def test_conv_lanes_bitexact_amaranth(topology, parallelism, options, n):
     if "drop8" in options:
         assert report.dropped_fired > 0
         learner = golden_learner(params, initial_weights(params))
-        assert any(np.any(expected_sample(learner, sample).trace.get("error/2/D", 0)) for sample in samples)
+        assert any(np.any(expected_sample(learner, sample, params.P).trace.get("error/2/D", 0)) for sample in samples)
 
 
 def test_conv_lanes_need_a_pooling_layer_after_each_conv():
