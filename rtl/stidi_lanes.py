@@ -25,7 +25,7 @@ from amaranth.lib.wiring import In, Out
 from .lanes import pipelined_tree_sum, tree_registers, tree_sum
 
 __all__ = ["encoding_rom", "signed_bits", "leading_one", "bit_length_of", "clip_displacement",
-           "EncoderRom", "SignAccumulateLanes", "IntegrateLanes", "LeadingOne", "ErrorLevelLanes",
+           "EncoderRom", "SignAccumulateLanes", "IntegrateLanes", "LeadingOne", "max_tree", "ErrorLevelLanes",
            "L2Normaliser", "MinPool", "FcUpdateLanes", "DisplacementLanes"]
 
 
@@ -228,6 +228,14 @@ def clip_displacement(d, time):
     return Mux((time == 0) & (d < 0), 0, d)
 
 
+def max_tree(values):
+    """The largest of ``values`` (unsigned), as a balanced tree of comparators (log depth)."""
+    while len(values) > 1:
+        pairs = zip(values[0::2], values[1::2])
+        values = [Mux(a > b, a, b) for a, b in pairs] + values[len(values) - len(values) % 2:]
+    return values[0]
+
+
 class ErrorLevelLanes(wiring.Component):
     """Hidden error of P neurons as a signed power of two (§9.5–9.6; golden ``quantize_error``).
 
@@ -239,9 +247,13 @@ class ErrorLevelLanes(wiring.Component):
     One piece serves the three passes over a stage's words: (1) ``length_max``, the lanes' largest
     length, gives the core emax + 1 (it keeps the running max); (2) ``offset`` and ``counted`` (D' != 0)
     feed ``L2Normaliser``; (3) with ``norm_shift`` = its r (0 for ``error_norm="max"``) it gives
-    ``sign`` and ``level``. Combinational (``latency`` 0).
+    ``sign`` and ``level``.
+
+    Pipelined (``latency`` 2, for timing: a memory read, the clip, the negation, the leading-one
+    detector and the lanes' maximum were one path): |D'| and its sign are registered, then the
+    lengths; ``top_length`` and ``norm_shift`` act in the output cycle, combinationally.
     """
-    latency = 0
+    latency = 2
 
     def __init__(self, *, lanes, d_bits, levels=6, max_norm_shift=15, time_steps=101):
         self.lanes = _count("lanes", lanes)
@@ -271,27 +283,26 @@ class ErrorLevelLanes(wiring.Component):
         for k in range(self.lanes):
             d = Signal(signed(self.d_bits), name=f"clipped_{k}")
             m.d.comb += d.eq(clip_displacement(self.d[k], self.time[k]))
-            # |D| of the most negative D is 2**(d_bits-1): still d_bits bits unsigned
-            magnitude = Mux(d < 0, -d, d)[:self.d_bits]
-            length = Signal(range(self.d_bits + 1), name=f"length_{k}")
-            m.d.comb += length.eq(bit_length_of(magnitude))
+            # stage 1: |D'| (the most negative D gives 2**(d_bits-1): still d_bits bits unsigned)
+            magnitude, negative = Signal(self.d_bits, name=f"magnitude_{k}"), Signal(name=f"negative_{k}")
+            m.d.sync += [magnitude.eq(Mux(d < 0, -d, d)[:self.d_bits]), negative.eq(d < 0)]
+            # stage 2: its length
+            length, negative_2 = Signal(range(self.d_bits + 1), name=f"length_{k}"), Signal(name=f"negative_2_{k}")
+            m.d.sync += [length.eq(bit_length_of(magnitude)), negative_2.eq(negative)]
             lengths.append(length)
             offset = Signal(signed(self.offset_bits), name=f"offset_{k}")
             m.d.comb += offset.eq(length - self.top_length)
             level = Signal(signed(self.level_bits), name=f"level_{k}")
             m.d.comb += level.eq(offset - self.norm_shift + self.levels)
-            keep = (d != 0) & (level >= 0)
+            keep = (length != 0) & (level >= 0)
             m.d.comb += [
                 self.length[k].eq(length),
                 self.offset[k].eq(offset),
-                self.counted[k].eq(d != 0),
-                self.sign[k].eq(Mux(keep, Mux(d < 0, -1, 1), 0)),
+                self.counted[k].eq(length != 0),
+                self.sign[k].eq(Mux(keep, Mux(negative_2, -1, 1), 0)),
                 self.level[k].eq(Mux(keep, level, 0)),
             ]
-        largest = lengths[0]
-        for length in lengths[1:]:
-            largest = Mux(length > largest, length, largest)
-        m.d.comb += self.length_max.eq(largest)
+        m.d.comb += self.length_max.eq(max_tree(lengths))
         return m
 
 

@@ -20,8 +20,10 @@ class StidiQuantise(StidiPhase):
     ``Q_PASS_m`` reads D of every word of m (``disp``, or ``unpooled`` below a pooling stage) and its
     spike times into ``ErrorLevelLanes``, three times (two for ``error_norm="max"``), each pass
     needing the one before: the largest leading one (DISP records), the norm shift
-    (``L2Normaliser``), the signs and levels into ``err`` (LEVEL records). ``Q_PASS_DRAIN_m`` waits
-    for a pass's last word. ``any_sign``: some error is nonzero (else the sample is done).
+    (``L2Normaliser``), the signs and levels into ``err`` (LEVEL records). A word's results come
+    ``ErrorLevelLanes.latency`` cycles after its read data (``lanes_v``, ``lanes_word``);
+    ``Q_PASS_DRAIN_m`` waits for a pass's last word. ``any_sign``: some error is nonzero (else the
+    sample is done).
     """
 
     def __init__(self, params):
@@ -55,6 +57,13 @@ class StidiQuantise(StidiPhase):
         top_length = Signal(range(p.disp_bits + 1))
         norm_shift = Signal(range(norm.max_shift + 1))
         m.d.sync += arriving_v.eq(0)
+        # the word whose ErrorLevelLanes outputs are out: the read data's, lv.latency cycles later
+        lanes_v, lanes_word, in_flight = arriving_v, arriving, [arriving_v]
+        for n in range(lv.latency):
+            v, w = Signal(name=f"lanes_v{n}"), Signal.like(word, name=f"lanes_word{n}")
+            m.d.sync += [v.eq(lanes_v), w.eq(lanes_word)]
+            lanes_v, lanes_word = v, w
+            in_flight.append(v)
         with m.FSM():
             with on_start(m, self):
                 m.d.sync += [word.eq(0), pass_.eq(LARGEST), top_length.eq(0), stage.eq(self.stage)]
@@ -67,7 +76,7 @@ class StidiQuantise(StidiPhase):
                         m.next = f"Q_PASS_DRAIN_{s}"
                 with m.State(f"Q_PASS_DRAIN_{s}"):
                     # L2Normaliser's shift is out the cycle after its last words: this one
-                    with m.If(~arriving_v):
+                    with m.If(~Cat(*in_flight).any()):
                         m.d.sync += word.eq(0)
                         with m.Switch(pass_):
                             with m.Case(LARGEST):
@@ -86,20 +95,21 @@ class StidiQuantise(StidiPhase):
                 m.d.comb += each(p, d, self._read(self._source(p, s)).data) + each(p, lv.time, self._read(f"time{s}").data)
         m.d.comb += each(p, lv.d, d)
         m.d.comb += [lv.top_length.eq(top_length), lv.norm_shift.eq(norm_shift),
-                     norm.counted.eq(lv.counted), norm.first.eq(arriving == 0)]
+                     norm.counted.eq(lv.counted), norm.first.eq(lanes_word == 0)]
         m.d.comb += each(p, norm.offset, lv.offset)       # the normaliser's port may be wider
-        with m.If(arriving_v):
+        with m.If(arriving_v & (pass_ == LARGEST)):
+            emit(StidiDebugKind.DISP, stage, 0, arriving << p.lg, value=[d[q] for q in range(P)])
+        with m.If(lanes_v):
             with m.Switch(pass_):
                 with m.Case(LARGEST):
                     with m.If(lv.length_max > top_length):
                         m.d.sync += top_length.eq(lv.length_max)
-                    emit(StidiDebugKind.DISP, stage, 0, arriving << p.lg, value=[d[q] for q in range(P)])
                 with m.Case(LEVELS):
                     err_w = self.err_write
-                    m.d.comb += [err_w.addr.eq(arriving), err_w.en.eq(1)]
+                    m.d.comb += [err_w.addr.eq(lanes_word), err_w.en.eq(1)]
                     m.d.comb += each(p, err_w.data.sign, lv.sign) + each(p, err_w.data.level, lv.level)
                     with m.If(Cat(*(lv.sign[q] != 0 for q in range(P))).any()):
                         m.d.sync += self.any_sign.eq(1)
-                    emit(StidiDebugKind.LEVEL, stage, 0, arriving << p.lg,
+                    emit(StidiDebugKind.LEVEL, stage, 0, lanes_word << p.lg,
                          value=[lv.sign[q] for q in range(P)], aux=[lv.level[q] for q in range(P)])
         return m

@@ -279,27 +279,35 @@ def test_error_levels_match_golden_quantize_error(norm, levels):
     cases = displacement_cases(rng, n, d_bits)
     results = []
 
+    async def through(ctx, d, times):
+        """One word into ``quant``, held for its latency: its outputs are then this word's."""
+        ctx.set(quant.d, d.tolist()); ctx.set(quant.time, times.tolist())
+        await ctx.tick().repeat(quant.latency)
+
     async def tb(ctx):
         for d, times in cases:
             blocks = [slice(b, b + lanes) for b in range(0, n, lanes)]
             top_length = 0
             for b in blocks:                                   # pass 1: emax + 1
-                ctx.set(quant.d, d[b].tolist()); ctx.set(quant.time, times[b].tolist())
+                await through(ctx, d[b], times[b])
                 top_length = max(top_length, ctx.get(quant.length_max))
             ctx.set(quant.top_length, top_length)
             shift = 0
             if norm == "l2":                                   # pass 2: S, then r
-                for first, b in enumerate(blocks):
-                    ctx.set(quant.d, d[b].tolist()); ctx.set(quant.time, times[b].tolist())
-                    ctx.set(norm_unit.offset, ctx.get(quant.offset))
-                    ctx.set(norm_unit.counted, ctx.get(quant.counted))
+                words = []
+                for b in blocks:
+                    await through(ctx, d[b], times[b])
+                    words.append((ctx.get(quant.offset), ctx.get(quant.counted)))
+                for first, (offset, counted) in enumerate(words):
+                    ctx.set(norm_unit.offset, offset)
+                    ctx.set(norm_unit.counted, counted)
                     ctx.set(norm_unit.first, first == 0)
                     await ctx.tick()
                 shift = ctx.get(norm_unit.shift)
             ctx.set(quant.norm_shift, shift)
             sign, level = [], []
             for b in blocks:                                   # pass 3: sign and level
-                ctx.set(quant.d, d[b].tolist()); ctx.set(quant.time, times[b].tolist())
+                await through(ctx, d[b], times[b])
                 sign += list(ctx.get(quant.sign))
                 level += list(ctx.get(quant.level))
             results.append((sign, level))
