@@ -132,6 +132,9 @@ class StidiFcForward(StagePass):
             # (NIL) step t of the block's P neurons integrates, and the next step's head is read
             pointer = Mux(self.walk_first, self._head(), self.next_r.data)
             m.d.sync += self.walk_first.eq(0)
+            # the next step's head, read in every cycle: its address must not wait for the pointer
+            # read (a memory output) and the integration (timing); only a step's last cycle uses it
+            m.d.comb += self.head_r.addr.eq(Mux(self.step == T - 1, 0, self.step + 1))
             m.d.comb += [self.acc.spike.eq(self.sign_valid), self.acc.negative.eq(sign_r.data),
                          self.acc.delta.eq(self.delta)]
             with m.If(pointer != self.nil):
@@ -160,7 +163,6 @@ class StidiFcForward(StagePass):
                 with m.If(last_step):
                     m.next = f"FW_BLOCK_END_{l}"
                 with m.Else():
-                    m.d.comb += self.head_r.addr.eq(self.step + 1)
                     m.d.sync += self.step.eq(self.step + 1)
         with m.State(f"FW_BLOCK_END_{l}"):
             time_w = self._write(f"time{l}")
