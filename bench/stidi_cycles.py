@@ -114,8 +114,11 @@ def cycle_bound(sizes, T, P, times, errors=None, keep=None, norm_passes=3):
     for l in range(1, L + 1):
         listed = times[l - 1][times[l - 1] < T - 1]               # the pres in a step's spike list
         if l == L and errors is None:                              # an inference exits early (spec 7)
-            stops = early_exit_steps(times[L], T, P)[::P]
-            walk = sum(int(np.count_nonzero(listed <= stop)) + stop + 1 for stop in stops.tolist())
+            stops = early_exit_steps(times[L], T, P)[::P].tolist()
+            walk = sum(int(np.count_nonzero(listed <= stop)) + stop + 1 for stop in stops)
+            # not in the bound: the core's extra cycle after a block stops on its own spike before the
+            # horizon (the integration's cycle does not also decide the exit)
+            terms["early_exit_pending"] = sum(stop < horizon for stop, horizon in zip(stops, [T - 1] + stops))
         else:
             walk = blocks[l] * (listed.size + T)
         terms[f"forward_read_{l}"], terms[f"forward_walk_{l}"] = blocks[l - 1], walk
@@ -159,7 +162,10 @@ def excess_by_cause(states, bound, L):
     return {
         "FW_LIST/FW_LINK: 1 per spiking pre or per word without one, list start and drain (bound: B(l-1) words)":
             sum(n(f"FW_LIST_{l}", f"FW_LINK_{l}", f"FW_LIST_DRAIN_{l}") - terms[f"forward_read_{l}"] for l in layers),
-        "FW_WALK beyond B(l) * (S + T)": sum(n(f"FW_WALK_{l}") - terms[f"forward_walk_{l}"] for l in layers),
+        "FW_WALK beyond B(l) * (S + T)": sum(n(f"FW_WALK_{l}") - terms[f"forward_walk_{l}"] for l in layers)
+        - terms.get("early_exit_pending", 0),
+        "FW_WALK: 1 per output block that stops on its own spike before the horizon (early exit)":
+            terms.get("early_exit_pending", 0),
         "FW_BLOCK_END: 1 per block": sum(n(f"FW_BLOCK_END_{l}") for l in layers),
         "DEC/TGT: one output neuron per cycle, drains": prefixed("DEC_", "TGT") - bound["decision"] - bound["targets"],
         "BW_LATEST: 1 per post block (each block's latest error post)": bw_latest,

@@ -26,8 +26,8 @@ class StidiFcForward(StagePass):
     * ``FW_BLOCK_END_l``: the block's spike times into ``time<l>`` (a TIMES record).
 
     An inference (``train`` low) exits early in the top stage (§7, golden ``early_exit_steps``): a block
-    ends after the step in which one of its neurons fires, and no later than the step at which an
-    earlier block ended on a spike (``horizon``).
+    ends after the step in which one of its neurons fires (a cycle later: ``exit_pending``), and no
+    later than the step at which an earlier block ended on a spike (``horizon``).
     """
 
     def __init__(self, params):
@@ -61,6 +61,7 @@ class StidiFcForward(StagePass):
         self.block = Signal(range(max(p.stage_blocks(s) for s in self.stages)))
         self.step = Signal(range(T))
         self.horizon = Signal(range(T), init=T - 1)     # the last step of the top stage's next block
+        self.exit_pending = Signal()                     # the block ends in the next cycle (early exit)
         self.sign_base = Signal(p.addr_bits + 1)         # b * N_{l-1}: block b's sign words
         self.u_base = Signal(range(p.stage_blocks(p.top) * T + 1))   # b * T: block b's membranes in u_out
         self.walk_first = Signal()                       # the walk's pointer comes from head (else next)
@@ -132,19 +133,25 @@ class StidiFcForward(StagePass):
             # (NIL) step t of the block's P neurons integrates, and the next step's head is read
             pointer = Mux(self.walk_first, self._head(), self.next_r.data)
             m.d.sync += self.walk_first.eq(0)
-            # the next step's head, read in every cycle: its address must not wait for the pointer
-            # read (a memory output) and the integration (timing); only a step's last cycle uses it
+            # Timing: what does not need the pointer (a memory output) does not wait for it. The next
+            # step's head is read in every cycle (only a step's last cycle uses it), the integration
+            # runs in every cycle (only a step's last cycle keeps it).
             m.d.comb += self.head_r.addr.eq(Mux(self.step == T - 1, 0, self.step + 1))
             m.d.comb += [self.acc.spike.eq(self.sign_valid), self.acc.negative.eq(sign_r.data),
                          self.acc.delta.eq(self.delta)]
-            with m.If(pointer != self.nil):
+            integ = self.integ
+            m.d.comb += [integ.i.eq(self.cur_i), integ.u.eq(self.cur_u), integ.t_fire.eq(self.cur_t),
+                         integ.t.eq(self.step), integ.threshold.eq(p.threshold(l))]
+            m.d.comb += each(p, integ.delta, self.acc.delta_next)   # I is one bit wider at F + 1 = 2**n
+            with m.If(self.exit_pending):
+                # a neuron of the block fired at the step before (its integration's cycle could not
+                # also decide the exit: timing); nothing of this cycle is kept
+                m.d.sync += self.exit_pending.eq(0)
+                m.next = f"FW_BLOCK_END_{l}"
+            with m.Elif(pointer != self.nil):
                 m.d.comb += [self.next_r.addr.eq(pointer), sign_r.addr.eq(self.sign_base + pointer)]
                 m.d.sync += [self.sign_valid.eq(1), self.delta.eq(self.acc.delta_next)]
             with m.Else():
-                integ = self.integ
-                m.d.comb += [integ.i.eq(self.cur_i), integ.u.eq(self.cur_u), integ.t_fire.eq(self.cur_t),
-                             integ.t.eq(self.step), integ.threshold.eq(p.threshold(l))]
-                m.d.comb += each(p, integ.delta, self.acc.delta_next)   # I is one bit wider at F + 1 = 2**n
                 m.d.sync += [self.cur_i.eq(integ.i_next), self.cur_u.eq(integ.u_next),
                              self.cur_t.eq(integ.t_fire_next), self.delta.eq(0), self.walk_first.eq(1)]
                 self.emit(StidiDebugKind.STEP, l, self.step, self.block << p.lg,
@@ -153,13 +160,16 @@ class StidiFcForward(StagePass):
                     u_w = self.u_out_write
                     m.d.comb += [u_w.addr.eq(self.u_base + self.step), u_w.en.eq(1)]
                     m.d.comb += each(p, u_w.data, integ.u_next)
-                last_step = self.step == T - 1
-                if l == p.top:
+                    # early exit (inference): a spike of the block ends it after this step, and the
+                    # blocks after it at this step at the latest
                     fired = Cat(*(integ.t_fire_next[q] < T for q in range(p.P))) & live_lanes(p, self.block, l)
                     exit_now = ~self.train & fired.any()
                     with m.If(exit_now):
                         m.d.sync += self.horizon.eq(self.step)
-                    last_step = (self.step == self.horizon) | exit_now
+                    last_step = self.step == self.horizon
+                    m.d.sync += self.exit_pending.eq(exit_now & ~last_step)
+                else:
+                    last_step = self.step == T - 1
                 with m.If(last_step):
                     m.next = f"FW_BLOCK_END_{l}"
                 with m.Else():
