@@ -72,8 +72,9 @@ class StidiFcForward(StagePass):
         self.delta = Signal(self.acc.delta.shape())
         # head[t] holds a list of this stage only if bit t is set: the lists empty in one cycle
         self.head_valid = Signal(max(T, 2))
-        self.head_valid_q = Signal()                     # the bit of the head word read a cycle before
-        m.d.sync += self.head_valid_q.eq(self.head_valid.bit_select(self.head_r.addr, 1))
+        # the walk's copy, shifted at every step: bit 0 is the current step's (timing: no T-way
+        # multiplexer between the step counter and the walk)
+        self.walk_valid = Signal(max(T, 2))
         # list build: the word's lanes still to link (all of a word whose time read just arrived:
         # word_fresh), the head read (ins), the head/next write (prev = the write a cycle before)
         self.word = Signal(range(max(p.stage_blocks(s - 1) for s in self.stages)))
@@ -96,7 +97,9 @@ class StidiFcForward(StagePass):
             m.next = f"FW_LIST_{s}"
 
     def _clear_neurons(self, m):
-        m.d.sync += [self.cur_i.eq(0), self.cur_u.eq(0), self.delta.eq(0), self.walk_first.eq(1)]
+        """A block's walk starts: its neurons at rest, at step 0's list."""
+        m.d.sync += [self.cur_i.eq(0), self.cur_u.eq(0), self.delta.eq(0), self.walk_first.eq(1),
+                     self.walk_valid.eq(self.head_valid)]
         m.d.sync += [self.cur_t[q].eq(self.params.T) for q in range(self.params.P)]
 
     def _list_states(self, m, l):
@@ -131,7 +134,7 @@ class StidiFcForward(StagePass):
         with m.State(f"FW_WALK_{l}"):
             # one list entry per cycle: fetch its sign word and the next pointer; at the list's end
             # (NIL) step t of the block's P neurons integrates, and the next step's head is read
-            pointer = Mux(self.walk_first, self._head(), self.next_r.data)
+            pointer = Mux(self.walk_first, self._head(self.walk_valid[0]), self.next_r.data)
             m.d.sync += self.walk_first.eq(0)
             # Timing: what does not need the pointer (a memory output) does not wait for it. The next
             # step's head is read in every cycle (only a step's last cycle uses it), the integration
@@ -173,7 +176,7 @@ class StidiFcForward(StagePass):
                 with m.If(last_step):
                     m.next = f"FW_BLOCK_END_{l}"
                 with m.Else():
-                    m.d.sync += self.step.eq(self.step + 1)
+                    m.d.sync += [self.step.eq(self.step + 1), self.walk_valid.eq(self.walk_valid >> 1)]
         with m.State(f"FW_BLOCK_END_{l}"):
             time_w = self._write(f"time{l}")
             m.d.comb += [time_w.addr.eq(self.block), time_w.en.eq((1 << p.P) - 1)]
@@ -189,15 +192,16 @@ class StidiFcForward(StagePass):
                              self.u_base.eq(self.u_base + T)]
                 m.next = f"FW_WALK_{l}"
 
-    def _head(self):
-        """The head word read a cycle before: NIL unless its step's list was started in this stage."""
-        return Mux(self.head_valid_q, self.head_r.data, self.nil)
+    def _head(self, valid):
+        """The head word read a cycle before: NIL unless its step's list was started in this stage
+        (``valid``, the step's bit of ``head_valid``)."""
+        return Mux(valid, self.head_r.data, self.nil)
 
     def _list_stage(self, m):
         """Spike-list build: in FW_LINK, the lowest lane of the word still to link that spikes before
         T-1 reads the head of its step; one cycle later pre i of that lane becomes the head and points
         at the old head. Only the write of the cycle before can be missing from that read (the memory
-        is not transparent, nor is the valid bit), and it is forwarded."""
+        is not transparent), and it is forwarded; the step's valid bit is read in the write's cycle."""
         p = self.params
         early = Cat(*(self.link_times[q] < p.T - 1 for q in range(p.P))) & self.link_live
         lanes = Mux(self.word_fresh, early, self.lanes_left)
@@ -210,7 +214,8 @@ class StidiFcForward(StagePass):
                 m.d.comb += self.head_r.addr.eq(t)
                 m.d.sync += [self.ins_v.eq(1), self.ins_pre.eq(Cat(lane, self.word)), self.ins_t.eq(t)]
         with m.If(self.ins_v):
-            old = Mux(self.prev_v & (self.prev_t == self.ins_t), self.prev_pre, self._head())
+            old = Mux(self.prev_v & (self.prev_t == self.ins_t), self.prev_pre,
+                      self._head(self.head_valid.bit_select(self.ins_t, 1)))
             m.d.comb += [self.head_w.addr.eq(self.ins_t), self.head_w.data.eq(self.ins_pre), self.head_w.en.eq(1),
                          self.next_w.addr.eq(self.ins_pre), self.next_w.data.eq(old), self.next_w.en.eq(1)]
             m.d.sync += self.head_valid.bit_select(self.ins_t, 1).eq(1)
