@@ -84,9 +84,10 @@ class StidiFcForward(StagePass):
         self.link, self.link_live, self.link_rest = Signal(), Signal(p.P), Signal(p.P)
         self.link_times = Signal(p.lanes(unsigned(p.time_bits)))
         pre = range(p.max_fc_fan_in)
+        self.sel_v, self.sel_pre, self.sel_t = Signal(), Signal(pre), Signal(range(T + 1))
         self.ins_v, self.ins_pre, self.ins_t = Signal(), Signal(pre), Signal(range(T + 1))
         self.prev_v, self.prev_pre, self.prev_t = Signal(), Signal(pre), Signal(range(T + 1))
-        m.d.sync += [self.ins_v.eq(0), self.sign_valid.eq(0)]
+        m.d.sync += [self.sel_v.eq(0), self.ins_v.eq(0), self.sign_valid.eq(0)]
 
     def _enter(self, m, s):
         if s > self.params.top:
@@ -122,7 +123,7 @@ class StidiFcForward(StagePass):
                 m.d.sync += self.word.eq(self.word + 1)
         with m.State(f"FW_LIST_DRAIN_{l}"):
             # the last head/next write happens in the last cycle with ins_v
-            with m.If(~self.ins_v):
+            with m.If(~self.sel_v & ~self.ins_v):
                 m.d.comb += self.head_r.addr.eq(0)
                 m.d.sync += [self.block.eq(0), self.sign_base.eq(0), self.u_base.eq(0), self.step.eq(0)]
                 self._clear_neurons(m)
@@ -199,9 +200,11 @@ class StidiFcForward(StagePass):
 
     def _list_stage(self, m):
         """Spike-list build: in FW_LINK, the lowest lane of the word still to link that spikes before
-        T-1 reads the head of its step; one cycle later pre i of that lane becomes the head and points
-        at the old head. Only the write of the cycle before can be missing from that read (the memory
-        is not transparent), and it is forwarded; the step's valid bit is read in the write's cycle."""
+        T-1 is selected (``sel``: registered, for timing, as the time word is a memory output); the
+        next cycle reads the head of its step, and one cycle later pre i of that lane becomes the head
+        and points at the old head. Only the write of the cycle before can be missing from that read
+        (the memory is not transparent), and it is forwarded; the step's valid bit is read in the
+        write's cycle."""
         p = self.params
         early = Cat(*(self.link_times[q] < p.T - 1 for q in range(p.P))) & self.link_live
         lanes = Mux(self.word_fresh, early, self.lanes_left)
@@ -211,8 +214,10 @@ class StidiFcForward(StagePass):
             m.d.sync += [self.lanes_left.eq(self.link_rest), self.word_fresh.eq(self.link_rest == 0)]
             with m.If(lanes.any()):
                 t = Array(self.link_times[q] for q in range(p.P))[lane]
-                m.d.comb += self.head_r.addr.eq(t)
-                m.d.sync += [self.ins_v.eq(1), self.ins_pre.eq(Cat(lane, self.word)), self.ins_t.eq(t)]
+                m.d.sync += [self.sel_v.eq(1), self.sel_pre.eq(Cat(lane, self.word)), self.sel_t.eq(t)]
+        with m.If(self.sel_v):
+            m.d.comb += self.head_r.addr.eq(self.sel_t)
+            m.d.sync += [self.ins_v.eq(1), self.ins_pre.eq(self.sel_pre), self.ins_t.eq(self.sel_t)]
         with m.If(self.ins_v):
             old = Mux(self.prev_v & (self.prev_t == self.ins_t), self.prev_pre,
                       self._head(self.head_valid.bit_select(self.ins_t, 1)))
