@@ -7,7 +7,7 @@ from amaranth.lib.wiring import In
 
 from .phase_ports import advance_or_leave, on_start
 from .stidi_block_order import BlockOrder
-from .stidi_lanes import DisplacementLanes, FcUpdateLanes
+from .stidi_lanes import DisplacementLanes, FcUpdateLanes, max_tree
 from .stidi_ports import StidiPhase, each, enter_stage, lane_of, live_lanes, lowest_set
 
 __all__ = ["StidiFcUpdate", "lr_shift_member", "clamped_lr_shift", "SORTED_ABOVE_BLOCKS"]
@@ -16,14 +16,6 @@ __all__ = ["StidiFcUpdate", "lr_shift_member", "clamped_lr_shift", "SORTED_ABOVE
 #: from ``BlockOrder`` (a counting sort, logic independent of the block count, about T + B more
 #: cycles per stage); up to it, from a ``latest`` register and comparator per block (no sort).
 SORTED_ABOVE_BLOCKS = 8
-
-
-def max_tree(values):
-    """The largest of ``values`` (unsigned), as a balanced tree of comparators."""
-    while len(values) > 1:
-        pairs = zip(values[0::2], values[1::2])
-        values = [Mux(a > b, a, b) for a, b in pairs] + values[len(values) - len(values) % 2:]
-    return values[0]
 
 
 def times_constant(value, k):
