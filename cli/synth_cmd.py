@@ -38,13 +38,14 @@ def add_parser(subparsers):
     p.add_argument("--board", choices=BOARD_NAMES, help="target board")
     p.add_argument("--rule", choices=tuple(DEFAULT_WEIGHT_BITS), default="desire",
                    help="learning rule of the core: desire backpropagation or binarized STiDi-BP (default desire)")
-    p.add_argument("--topology", help="layer sizes, e.g. 196-64-10; stidi also conv/pooling maps at P=1, e.g. "
+    p.add_argument("--topology", help="layer sizes, e.g. 196-64-10; stidi also conv/pooling maps, e.g. "
                                       "28x28-c5x8-p2-c5x16-p2-10 (docs/golden-spec-stidi.md)")
     p.add_argument("--weight-bits", type=int, metavar="N",
                    help="desire: weight profile 24, 20, 16, 12, 10 or 8 (default 24); stidi: latent weight bits "
                         "2..32 (default 16)")
     p.add_argument("--parallelism", "-P", type=int, default=1, metavar="P",
-                   help="lanes, a power of two (default 1; stidi conv topologies: 1)")
+                   help="lanes, a power of two (default 1; a stidi conv topology above 1 needs a pooling layer "
+                        "after every conv layer)")
     p.add_argument("--seed", type=int, default=1, help="nextpnr placement seed (default 1)")
     p.add_argument("--router", choices=ROUTER_NAMES,
                    help="nextpnr routing algorithm (default: router2 for an ECP5 design the pre-check estimates "

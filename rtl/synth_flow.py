@@ -55,7 +55,8 @@ LUTS_PER_LANE = 1_150
 # The same for the STiDi-BP core (rtl/stidi_core.py), default config (16-bit latent weights, T = 101),
 # measured the same way (docs/synth.md §6, results/synth/ulx3s-85f-stidi-*): 196-64-10 placed at 4,005
 # LUTs at P=1, 7,214 at P=4 (ee7bd47) and 19,714 at P=16 (b02404d), i.e. 1,047 per added lane; the
-# CSNN-FPGA conv topology 28x28-c5x8-p2-c5x16-p2-10 (P = 1 only) at 7,648 (b02404d).
+# CSNN-FPGA conv topology 28x28-c5x8-p2-c5x16-p2-10 at 7,648 (b02404d, P = 1; conv lanes at P > 1 are
+# not measured yet and get the same estimate).
 STIDI_CORE_LUTS = 4_000
 STIDI_LUTS_PER_LANE = 1_050
 STIDI_CONV_LUTS = 7_650

