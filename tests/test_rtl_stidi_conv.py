@@ -261,15 +261,11 @@ def run_conv_update(dut, weight, rows, lr_shift):
     return out["total"], out["w_next"]
 
 
-@pytest.mark.parametrize("seed,weight_bits,lr_shift", [(1, 16, 4), (2, 8, 0), (3, 16, 0), (4, 10, 2)])
-def test_conv_update_matches_golden_conv_backward(seed, weight_bits, lr_shift):
-    """A random 2x14x14 -> c3x3 layer (errors on a third of the posts, some pres silent or dropped):
-    every weight's w_next equals golden ``conv_backward``'s new weight (8-bit weights with R = 0
-    saturate at both rails)."""
-    rng = rng_for(seed)
-    stage = conv_stage(2, 14, 3, 3)
-    K, cout, P = stage.fan_in, 3, 196
-    w = rng.integers(-(1 << (weight_bits - 1)), 1 << (weight_bits - 1), size=(K, cout))
+def random_conv_update(rng, cout, weight_bits, lr_shift):
+    """A random 2x14x14 -> c3x<cout> layer (errors on a third of the posts, some pres silent or
+    dropped), its weights before and after golden ``conv_backward``, and the padded pre times."""
+    stage = conv_stage(2, 14, 3, cout)
+    w = rng.integers(-(1 << (weight_bits - 1)), 1 << (weight_bits - 1), size=(stage.fan_in, cout))
     s = np.where(rng.random((cout, 14, 14)) < 0.33, rng.choice([-1, 1], size=(cout, 14, 14)), 0)
     lvl = np.where(s != 0, rng.integers(0, 7, size=(cout, 14, 14)), 0)
     t_post = rng.integers(0, T, size=(cout, 14, 14))
@@ -279,6 +275,18 @@ def test_conv_update_matches_golden_conv_backward(seed, weight_bits, lr_shift):
     golden.conv_backward(new, s, lvl, t_post, t_pre, pre_ok, stage, False, T, weight_bits, lr_shift)
     padded = np.full(stage.padded_size, T, dtype=np.int64)
     padded[stage.interior] = np.where(pre_ok, t_pre, T).reshape(-1)
+    return stage, w, new, s, lvl, t_post, padded
+
+
+@pytest.mark.parametrize("seed,weight_bits,lr_shift", [(1, 16, 4), (2, 8, 0), (3, 16, 0), (4, 10, 2)])
+def test_conv_update_matches_golden_conv_backward(seed, weight_bits, lr_shift):
+    """A random 2x14x14 -> c3x3 layer (errors on a third of the posts, some pres silent or dropped):
+    every weight's w_next equals golden ``conv_backward``'s new weight (8-bit weights with R = 0
+    saturate at both rails)."""
+    rng = rng_for(seed)
+    cout, P = 3, 196
+    stage, w, new, s, lvl, t_post, padded = random_conv_update(rng, cout, weight_bits, lr_shift)
+    K = stage.fan_in
     dut = ConvUpdateLanes(positions=P, weight_bits=weight_bits, levels=6, max_lr_shift=15, time_steps=T)
     assert dut.latency == 3 and dut.acc_bits == conv_accumulator_bits(P, T, 6)
     saturated = 0
@@ -300,18 +308,8 @@ def test_conv_update_lanes_match_golden_conv_backward(seed, lanes, cout):
     equals golden ``conv_backward``'s; a padding lane (error 0) keeps its weight."""
     rng = rng_for(seed)
     weight_bits, lr_shift = 10, 1
-    stage = conv_stage(2, 14, 3, cout)
+    stage, w, new, s, lvl, t_post, padded = random_conv_update(rng, cout, weight_bits, lr_shift)
     K, positions = stage.fan_in, 196
-    w = rng.integers(-(1 << (weight_bits - 1)), 1 << (weight_bits - 1), size=(K, cout))
-    s = np.where(rng.random((cout, 14, 14)) < 0.33, rng.choice([-1, 1], size=(cout, 14, 14)), 0)
-    lvl = np.where(s != 0, rng.integers(0, 7, size=(cout, 14, 14)), 0)
-    t_post = rng.integers(0, T, size=(cout, 14, 14))
-    t_pre = rng.integers(0, T + 1, size=(2, 14, 14))
-    pre_ok = (t_pre < T) & (rng.random((2, 14, 14)) < 0.9)
-    new = w.copy()
-    golden.conv_backward(new, s, lvl, t_post, t_pre, pre_ok, stage, False, T, weight_bits, lr_shift)
-    padded = np.full(stage.padded_size, T, dtype=np.int64)
-    padded[stage.interior] = np.where(pre_ok, t_pre, T).reshape(-1)
     dut = ConvUpdateLanes(lanes=lanes, positions=positions, weight_bits=weight_bits, levels=6, max_lr_shift=15,
                           time_steps=T)
     flat = [x.reshape(cout, -1) for x in (t_post, s, lvl)]

@@ -174,23 +174,14 @@ CONV_FAULTS = [
 
 
 @pytest.mark.usefixtures("icarus")
-def test_conv_topology_icarus_matches_every_value(build_root):
+@pytest.mark.parametrize("params", [
+    lambda: CONV_PARAMS,
+    # P = 2 lanes over 3 output channels (a padding lane)
+    lambda: StidiCoreParams(StidiConfig(topology="14x14-c3x3-p2-10", time_steps=CONV_T, thresholds=(30, 30)), 2, True),
+], ids=["conv", "conv-lanes"])
+def test_conv_topology_icarus_matches_every_value(build_root, params):
     """Every kind of value of a conv topology (pooling argmins included) compared and equal under Icarus."""
-    params = CONV_PARAMS
-    samples = make_samples(params, 3, 12)
-    report = run_stidi_bitexact(params, initial_weights(params), samples, "icarus", build_root, seed=12,
-                                idle_prob=0.1)
-    print(report)
-    assert_complete(report, 3, VALUE_KINDS)
-    assert report.hidden_changes > 0, str(report)
-
-
-@pytest.mark.usefixtures("icarus")
-def test_conv_lanes_icarus_matches_every_value(build_root):
-    """P = 2 lanes over 3 output channels (a padding lane): every kind of value compared and equal
-    under Icarus."""
-    params = StidiCoreParams(StidiConfig(topology="14x14-c3x3-p2-10", time_steps=CONV_T, thresholds=(30, 30)),
-                             2, True)
+    params = params()
     samples = make_samples(params, 3, 12)
     report = run_stidi_bitexact(params, initial_weights(params), samples, "icarus", build_root, seed=12,
                                 idle_prob=0.1)
