@@ -511,8 +511,10 @@ def cmd_train(args) -> int:
         print(f"stopped after epoch {metrics['epochs_done']}: {metrics['stopped_early']}")
     print(f"test accuracy {100 * metrics['final_test_accuracy']:.2f} %  (train "
           f"{metrics['train_samples_per_s']:.0f} samples/s, infer {metrics['infer_samples_per_s']:.0f} samples/s)")
-    print(f"wrote {out / 'metrics.json'}, {out / 'model.npz'}, {out / 'best_model.npz'} "
-          f"(epoch {metrics['best_epoch']}), {out / 'accuracy.png'}")
+    # a run resumed from a checkpoint older than best_model.npz has none until it beats its best
+    best = out / "best_model.npz"
+    best_note = f"{best} (epoch {metrics['best_epoch']}), " if best.is_file() else ""
+    print(f"wrote {out / 'metrics.json'}, {out / 'model.npz'}, {best_note}{out / 'accuracy.png'}")
     return 0
 
 
