@@ -332,6 +332,27 @@ def hidden_desire(cfg: DesireConfig, weights_l, care, want, counts, mask):
     return total, np.abs(total) >= cfg.k_lin, total > 0
 
 
+def satisfied_care(cfg: DesireConfig, care, want, counts) -> np.ndarray:
+    """The optional hidden "satisfied" check: with S = hidden_satisfied_count > 0, a neuron that wants +1
+    and spiked S times or more stops caring (care & ~(want & c >= S)); S = 0 leaves care as it is."""
+    if cfg.hidden_satisfied_count == 0:
+        return care
+    return care & ~(want & (np.asarray(counts, dtype=np.int64) >= cfg.hidden_satisfied_count))
+
+
+def desires(cfg: DesireConfig, weights, counts, masks, label: int):
+    """Desire of every layer, output first (spec 4.3): (care, want, sums), lists indexed by layer 1..L
+    (index 0 unused; sums[l] = D of layer l, None for the output layer)."""
+    L = cfg.layers
+    care, want, sums = ([None for _ in range(L + 1)] for _ in range(3))
+    care[L], want[L] = output_desire(cfg, counts[L], label)
+    for layer in range(L, 1, -1):
+        sums[layer - 1], care[layer - 1], want[layer - 1] = hidden_desire(
+            cfg, weights[layer - 1], care[layer], want[layer], counts[layer], masks[layer])
+        care[layer - 1] = satisfied_care(cfg, care[layer - 1], want[layer - 1], counts[layer - 1])
+    return care, want, sums
+
+
 def _stochastic_bits(cfg: DesireConfig, step: int, layer: int, rows, cols, shift: int):
     """Per-synapse rounding offsets in [0, 2**SH): mix32(mix32(seed ^ SALT ^ q) ^ (l << 24) ^ (j << 12) ^ i)."""
     key = np.uint32(mix32_int((cfg.seed ^ ROUNDING_SALT ^ step) & 0xFFFFFFFF))
@@ -396,12 +417,7 @@ def train_sample(cfg: DesireConfig, weights, pixels, label: int, step: int, epoc
     active = np.flatnonzero(_encoder_tables(cfg)[2][kept])          # the pixels that spike at all
     fwd = _forward_masked(cfg, weights, encode(cfg, kept), masks, True, input_trace(cfg, kept), active)
     L = cfg.layers
-    care, want = [None for _ in range(L + 1)], [None for _ in range(L + 1)]
-    care[L], want[L] = output_desire(cfg, fwd.counts[L], label)
-    sums = [None for _ in range(L + 1)]
-    for layer in range(L, 1, -1):
-        sums[layer - 1], care[layer - 1], want[layer - 1] = hidden_desire(
-            cfg, weights[layer - 1], care[layer], want[layer], fwd.counts[layer], masks[layer])
+    care, want, sums = desires(cfg, weights, fwd.counts, masks, label)
     new = [update_layer(cfg, weights[layer - 1], fwd.spikes[layer], fwd.traces[layer], care[layer], want[layer],
                         masks[layer], epoch, step, layer, in_place, active if layer == 1 else None)
            for layer in range(1, L + 1)]

@@ -181,6 +181,10 @@ class DesireConfig:
     pixel_max: int = setting(255, bounds=Bounds(1), arith="fixed")      # input coder threshold
     output_desire_threshold: float = setting(0.30, bounds=Bounds(0.0, 1.0))   # fractions of TM
     hidden_desire_threshold: float = setting(0.05, bounds=Bounds(0.0, 1.0))
+    # "satisfied" check of hidden neurons (0 = off, the authors' rule): a hidden neuron that wants +1
+    # and already spikes this many times or more does not care (no potentiation, no part in the desire
+    # of the layer below), like the label neuron at TM - K_OUT; stops want=+1 rows running away
+    hidden_satisfied_count: int = setting(0, bounds=Bounds(0, 255))
     # (input, hidden) drop probabilities; output never drops
     dropout: tuple[float, float] = setting((0.0, 0.3), bounds=Bounds(0.0, 1.0, high_open=True))
     # learning rate 2**-lr_shift at epoch 0. 16 (1.5e-5) rather than 17 (0.76e-5) around the authors'
@@ -209,6 +213,10 @@ class DesireConfig:
         elif self.rounding == "stochastic" and max(self.topology) > 1 << 12:
             problems.append((("rounding", "topology"),
                              "stochastic rounding hashes neuron indices in 12-bit fields: layers must be <= 4096"))
+        if self.hidden_satisfied_count > self.time_steps:
+            problems.append((("hidden_satisfied_count", "time_steps"),
+                             f"hidden_satisfied_count {self.hidden_satisfied_count} above time_steps {self.time_steps}:"
+                             " no neuron spikes that often (0 turns the check off)"))
         if self.error_margin >= self.time_steps:
             problems.append((("error_margin", "time_steps"),
                              f"error_margin {self.error_margin} must be in 0..time_steps-1 ({self.time_steps - 1})"))

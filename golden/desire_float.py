@@ -96,6 +96,8 @@ def train_sample_float(cfg: DesireConfig, settings: FloatSettings, weights, pixe
         g = np.where(care[layer] & masks[layer], np.where(want[layer], 1.0, -1.0), 0.0)
         d = (g * e) @ weights[layer - 1]
         care[layer - 1], want[layer - 1] = np.abs(d) >= cfg.hidden_desire_threshold, d > 0
+        if cfg.hidden_satisfied_count:      # the integer model's satisfied_care
+            care[layer - 1] &= ~(want[layer - 1] & (counts[layer - 1] >= cfg.hidden_satisfied_count))
     lr = settings.learning_rate(epoch)
     new = []
     for layer in range(1, L + 1):

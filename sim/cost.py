@@ -26,15 +26,8 @@ def sample_ops(cfg: DesireConfig, weights, pixels, label: int, step: int = 0, tr
     ops["forward_synaptic"] = syn
     if train:
         ops["traces"] = 3 * T * sum(N[:-1])
-        care, want = [None] * (L + 1), [None] * (L + 1)
-        care[L], want[L] = golden.output_desire(cfg, fwd.counts[L], label)
-        desire = 0
-        for l in range(L, 1, -1):
-            g = care[l] & masks[l]
-            desire += int(g.sum()) * N[l - 1]
-            _, care[l - 1], want[l - 1] = golden.hidden_desire(cfg, weights[l - 1], care[l], want[l], fwd.counts[l],
-                                                               masks[l])
-        ops["desire"] = desire
+        care, want, _ = golden.desires(cfg, weights, fwd.counts, masks, label)
+        ops["desire"] = sum(int((care[l] & masks[l]).sum()) * N[l - 1] for l in range(L, 1, -1))
         update = 0
         for l in range(1, L + 1):
             active = care[l] & masks[l] & (fwd.counts[l] > 0)

@@ -299,3 +299,75 @@ def test_one_loop_over_the_steps_leaves_saturating_membranes_to_the_layer_path(s
     layered = desire._forward_layers(cfg, weights, spikes, masks, train, None)
     assert (layered.v[1] == -(1 << (cfg.membrane_bits - 1))).any()     # the negative rows do saturate
     _same_forward(desire.forward(cfg, weights, spikes, masks, train), layered)
+
+
+# ------------------------------------------------------------------------------------------------
+# Option: the hidden "satisfied" check (hidden_satisfied_count)
+# ------------------------------------------------------------------------------------------------
+
+SATISFIED = 2       # low enough that hidden neurons of these small, sparsely firing nets reach it
+
+
+def _trained_case(topology, seed):
+    """A 784-...-10 net after 30 builtin samples (so hidden desires are mixed), and the next sample."""
+    from mfsnn.golden.data import input_pixels, load_dataset
+
+    cfg = DesireConfig(topology=topology, seed=seed, lr_shift=12)
+    data = load_dataset("builtin").train
+    pixels, labels = input_pixels(data.images[:31], 784), data.labels[:31]
+    weights = desire.init_weights(cfg)
+    for step in range(30):
+        weights, _ = desire.train_sample(cfg, weights, pixels[step], int(labels[step]), step, 0)
+    return cfg, weights, pixels[30], int(labels[30])
+
+
+@pytest.mark.parametrize("seed", [1, 4, 6])
+def test_satisfied_hidden_neurons_stop_caring_and_pass_no_desire_down(seed):
+    print(f"seed {seed}")
+    cfg, weights, pixels, label = _trained_case((784, 24, 16, 10), seed)
+    checked = DesireConfig(**{**cfg.to_dict(), "hidden_satisfied_count": SATISFIED})
+    off, on = Trace(), Trace()
+    new_off, _ = desire.train_sample(cfg, weights, pixels, label, 30, 0, trace=off)
+    new_on, _ = desire.train_sample(checked, weights, pixels, label, 30, 0, trace=on)
+    for key in ("desire/3/care", "desire/3/want", "desire/2/sum", "desire/2/want"):   # above the check: as before
+        assert np.array_equal(off[key], on[key]), key
+    care, want, counts = off["desire/2/care"], off["desire/2/want"], off["forward/2/counts"]
+    satisfied = care & want & (counts >= SATISFIED)
+    assert satisfied.any() and (care & ~satisfied).any(), "the case must have satisfied and caring neurons"
+    assert np.array_equal(on["desire/2/care"], care & ~satisfied)
+    # layer 1 hears only the neurons that still care
+    expected_sum, _, _ = desire.hidden_desire(cfg, weights[1], care & ~satisfied, want, counts,
+                                              desire.dropout_masks(cfg, 30)[2])
+    assert np.array_equal(on["desire/1/sum"], expected_sum)
+    assert not np.array_equal(on["desire/1/sum"], off["desire/1/sum"])
+    # satisfied rows of W2 keep their weights; every other row of W2 and all of W3 update as before
+    rows = np.flatnonzero(satisfied & desire.dropout_masks(cfg, 30)[2])
+    assert rows.size and not np.array_equal(new_off[1][rows], weights[1][rows])
+    assert np.array_equal(new_on[1][rows], weights[1][rows])
+    others = np.setdiff1d(np.arange(16), rows)
+    assert np.array_equal(new_on[1][others], new_off[1][others])
+    assert np.array_equal(new_on[2], new_off[2])
+
+
+def test_float_reference_applies_the_same_satisfied_check():
+    from mfsnn.golden import desire_float
+
+    cfg, weights, pixels, label = _trained_case((784, 24, 10), 9)
+    checked = DesireConfig(**{**cfg.to_dict(), "hidden_satisfied_count": 7})
+    settings = desire_float.FloatSettings(lr=2.0 ** -12)
+    start = [w / float(cfg.theta) for w in weights]
+    new_off, _ = desire_float.train_sample_float(cfg, settings, start, pixels, label, 30, 0)
+    new_on, _ = desire_float.train_sample_float(checked, settings, start, pixels, label, 30, 0)
+    masks = desire.dropout_masks(cfg, 30)
+    _, counts, _ = desire_float.forward_float(cfg, start, desire_float.encode_float(cfg, pixels), masks, train=True)
+    potentiated = ((new_off[0] - start[0]) > 0).any(axis=1)        # rows that wanted +1 and cared
+    satisfied = potentiated & (counts[1] >= 7)      # two potentiated rows: 6 and 7 spikes
+    assert satisfied.any() and (potentiated & ~satisfied).any()
+    assert np.array_equal(new_on[0][satisfied], start[0][satisfied])
+    assert np.array_equal(new_on[0][~satisfied], new_off[0][~satisfied])
+    assert np.array_equal(new_on[1], new_off[1])
+
+
+def test_satisfied_count_above_the_time_steps_is_refused():
+    with pytest.raises(ValueError, match="hidden_satisfied_count 21 above time_steps 20"):
+        DesireConfig(hidden_satisfied_count=21)
