@@ -37,6 +37,12 @@ RUNS.update({
     + TUNED
     for topo in ("196-64-10", "784-128-10") for data in ("mnist", "fashion-mnist")
 })
+# The tuned settings plus the hidden "satisfied" check at the label's target count TM = 16 (spec 4.3).
+RUNS.update({
+    f"desire-{topo}-mnist-{arith}-outthr0-lr{rate}-ds3-sat16": RUNS[f"desire-{topo}-mnist-{arith}-outthr0-lr{rate}-ds3"]
+    + ["--set", "hidden_satisfied_count=16"]
+    for topo in ("196-64-10", "784-128-10") for arith, rate in (("fixed", "15"), ("float", "2^-15"))
+})
 # The paper topology with the paper's settings (the defaults), for as many epochs as background runs give.
 RUNS["desire-784-1600-800-10-mnist-fixed"] = ["--rule", "desire", "--arith", "fixed", "--topology", "784-1600-800-10",
                                               "--dataset", "mnist"]
