@@ -43,6 +43,12 @@ RUNS.update({
     + ["--set", "hidden_satisfied_count=16"]
     for topo in ("196-64-10", "784-128-10") for arith, rate in (("fixed", "15"), ("float", "2^-15"))
 })
+# Fashion-MNIST: the defaults plus the satisfied check (the MNIST-tuned settings do worse there).
+RUNS.update({
+    f"desire-784-128-10-fashion-mnist-{arith}-sat16": RUNS[f"desire-784-128-10-fashion-mnist-{arith}"]
+    + ["--set", "hidden_satisfied_count=16"]
+    for arith in ("fixed", "float")
+})
 # The paper topology with the paper's settings (the defaults), for as many epochs as background runs give.
 RUNS["desire-784-1600-800-10-mnist-fixed"] = ["--rule", "desire", "--arith", "fixed", "--topology", "784-1600-800-10",
                                               "--dataset", "mnist"]
