@@ -31,6 +31,8 @@ class DesireHidden(Phase):
         self.params = p = params
         layers = range(2, p.L + 1)
         reads = [f"{kind}{l}" for l in layers for kind in ("c", "care", "want", "w")]
+        if p.cfg.hidden_satisfied_count:        # the satisfied check reads the counts of layer l-1 too
+            reads += [f"c{l - 1}" for l in layers if l - 1 not in layers]
         reads += [f"mask{l}" for l in layers if p.maskable(l)]
         writes = [f"{kind}{l - 1}" for l in layers for kind in ("care", "want")]
         super().__init__({**phase_members(p, reads, writes), "train": In(1)})
@@ -175,6 +177,8 @@ class DesireHidden(Phase):
         # accumulate stage: P-lane term arrived -> D_i += term; D_i complete on the last block goes
         # to a register, so the wide add and the compares are in different cycles
         with m.If(s.hp_v[-1] & mine):
+            if cfg.hidden_satisfied_count:      # input i's count word arrives with its finished D_i
+                m.d.comb += self._read(f"c{l - 1}").addr.eq(s.hp_i[-1] >> lg)
             term = Mux(s.hp_zero[-1], 0, dl.term)
             dsum = Signal(signed(p.desire_bits(l)), name=f"dsum{l}")
             m.d.comb += dsum.eq(s.dacc + term)
@@ -189,6 +193,10 @@ class DesireHidden(Phase):
             c_i = (d_sum >= cfg.k_lin) | (d_sum <= -cfg.k_lin)
             w_i = d_sum > 0
             lane = d_i[:lg] if lg else Const(0, 1)
+            if cfg.hidden_satisfied_count:      # golden satisfied_care: wants +1 and spiked S times
+                counts = self._read(f"c{l - 1}").data
+                satisfied = Cat(*[counts[q] >= cfg.hidden_satisfied_count for q in range(P)]).bit_select(lane, 1)
+                c_i = c_i & ~(w_i & satisfied)
             care, want = s.care_word | (c_i << lane)[:P], s.want_word | (w_i << lane)[:P]
             s.emit(DebugKind.DESIRE_HID, l - 1, 0, d_i, value=[d_sum], aux=[Cat(c_i, w_i)])
             with m.If((lane == P - 1) | (d_i == nin - 1)):

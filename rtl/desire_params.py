@@ -57,9 +57,6 @@ class CoreParams(LaneShape):
         problems = []
         if cfg.time_steps > 255:
             problems.append((("time_steps",), f"time_steps must be <= 255, not {cfg.time_steps}"))
-        if cfg.hidden_satisfied_count:
-            problems.append((("hidden_satisfied_count",), "the desire-BP RTL has no hidden satisfied check: "
-                                                          f"hidden_satisfied_count must be 0, not {cfg.hidden_satisfied_count}"))
         return problems
 
     @property

@@ -160,8 +160,6 @@ BAD_COMMAND_LINES = [
     ("train --rule stidi --weight-bits 40", "--weight-bits 40: weight_bits takes an integer in 2..32"),
     ("train --rule stidi --arith float --weight-bits 8", "--weight-bits 8: weight_bits is read only by the integer"),
     ("sim --time-steps 0", "--time-steps 0: time_steps takes an integer in 1..255, e.g. --time-steps 20"),
-    ("sim --set hidden_satisfied_count=16", "--set hidden_satisfied_count=16: the desire-BP RTL has no hidden "
-                                            "satisfied check: hidden_satisfied_count must be 0, not 16"),
     ("train --set hidden_satisfied_count=21", "--set hidden_satisfied_count=21: hidden_satisfied_count 21 above "
                                               "time_steps 20"),
     ("verilog --time-steps 3", "--time-steps 3: error_margin 4 must be in 0..time_steps-1"),

@@ -34,7 +34,31 @@ CASES = [
     ("20-9-5 P8 W16", DesireConfig.for_weight_bits(16, topology=(20, 9, 5), lr_shift=10), 8, 2),
     ("12-6-3 P1 W8 T9 DS1 SH6", DesireConfig.for_weight_bits(8, topology=(12, 6, 3), time_steps=9,
                                                              error_margin=2, decay_shift=1, lr_shift=3), 1, 3),
+    ("16-12-4 P4 satisfied S=2", DesireConfig(topology=(16, 12, 4), hidden_satisfied_count=2), 4, 3),
+    ("16-10-8-4 P2 satisfied S=3 (3 layers)", DesireConfig(topology=(16, 10, 8, 4), hidden_satisfied_count=3), 2, 4),
+    ("16-7-3 P1 satisfied S=1 dropout", DesireConfig(topology=(16, 7, 3), dropout=(0.0, 0.3),
+                                                     hidden_satisfied_count=1), 1, 4),
 ]
+SATISFIED_CASES = [case for case in CASES if case[1].hidden_satisfied_count]
+
+
+@pytest.mark.parametrize("name,cfg,parallelism,n", SATISFIED_CASES, ids=[c[0] for c in SATISFIED_CASES])
+def test_satisfied_cases_reach_the_check(name, cfg, parallelism, n):
+    # the RTL cases above prove the check only if some hidden neuron is satisfied in their samples
+    from mfsnn.golden import desire
+    from mfsnn.golden.trace import Trace
+
+    unchecked = dataclasses.replace(cfg, hidden_satisfied_count=0)
+    weights, reached = init_weights(cfg), 0
+    for sample in make_samples(cfg, n, seed=parallelism):
+        if not sample.train:
+            continue
+        with_check, without = Trace(), Trace()
+        desire.train_sample(unchecked, weights, sample.pixels, sample.label, sample.step, 0, trace=without)
+        weights, _ = desire.train_sample(cfg, weights, sample.pixels, sample.label, sample.step, 0, trace=with_check)
+        reached += sum(int((with_check[key] != without[key]).sum()) for key in with_check
+                       if key.startswith("desire/") and key.endswith("/care"))
+    assert reached > 0
 
 
 @pytest.mark.parametrize("name,cfg,parallelism,n", CASES, ids=[c[0] for c in CASES])
