@@ -3,7 +3,7 @@
 # DIR is relative to /work/main/results/convergence; ARGS are mfsnn train arguments (without --out), or "--resume DIR --epochs N".
 cd /work/main
 export MFSNN_DATA=/work/shared/datasets
-Q=results/convergence/screen/jobs.txt
+Q=${JOBS:-results/convergence/screen/jobs.txt}      # another queue file: JOBS=FILE bash queue3.sh
 while [ -n "$WAITPID" ] && kill -0 $WAITPID 2>/dev/null; do sleep 10; done
 while true; do
   line=$(head -n1 $Q); [ -z "$line" ] && break
