@@ -318,7 +318,7 @@ FLOW_DESIRE_LR_SHIFT = 13
 
 def _validate_hw(args, lr_shift: int | None = None):
     """The core parameters (``CoreParams`` or ``StidiCoreParams`` by --rule, debug tap off) of the
-    options verilog, sim and flow share; ``lr_shift``: flow's --lr-shift (desire only)."""
+    options verilog, sim and flow share; ``lr_shift``: --lr-shift, or flow's default for it (desire only)."""
     if args.rule == "stidi":
         return _validate_stidi_hw(args, lr_shift)
     return _validate_desire_hw(args, lr_shift)
@@ -400,7 +400,7 @@ def _validate_stidi_hw(args, lr_shift: int | None = None):
 
 
 def validate_verilog(args):
-    params = _validate_hw(args)
+    params = _validate_hw(args, args.lr_shift)
     if args.out != "-":
         _check_output("--out", args.out, directory=False)
     return params
@@ -409,7 +409,7 @@ def validate_verilog(args):
 def validate_sim(args):
     _at_least("--samples", args.samples)
     _at_least("--inference-samples", args.inference_samples, low=0)
-    params = _validate_hw(args)
+    params = _validate_hw(args, args.lr_shift)
     _check_data_options(args)
     _check_output("--build-dir", args.build_dir, directory=True)
     _check_simulator(args.simulator)
@@ -421,7 +421,7 @@ def validate_flow(args):
     _at_least("--check-samples", args.check_samples)
     _check_topology(args.rule, args.topology, args.dataset)
     desire = args.rule == "desire"
-    params = _validate_hw(args, lr_shift=FLOW_DESIRE_LR_SHIFT if desire and args.lr_shift is None else args.lr_shift)
+    params = _validate_hw(args, FLOW_DESIRE_LR_SHIFT if desire and args.lr_shift is None else args.lr_shift)
     if desire:
         _check_epochs_against_shift(params.cfg, args.epochs)
     _check_data_options(args)
@@ -691,8 +691,9 @@ def _add_data_options(parser, limits: tuple = ("train", "test")):
                             help=f"use only the first N {split} images (default: all)")
 
 
-def _add_hw_options(parser, topology: str, parallelism: int):
-    """The options verilog, sim and flow share: the rule, its config and the core's parallelism."""
+def _add_hw_options(parser, topology: str, parallelism: int, lr_shift_default: int | None = None):
+    """The options verilog, sim and flow share: the rule, its config and the core's parallelism
+    (``lr_shift_default``: a desire --lr-shift other than the config's, flow's)."""
     from .golden.desire_config import ERROR_MODES, WEIGHT_PROFILES, DesireConfig
     from .golden.stidi import StidiConfig
 
@@ -712,6 +713,10 @@ def _add_hw_options(parser, topology: str, parallelism: int):
                              f"{StidiConfig.time_steps})")
     parser.add_argument("--error-mode", choices=ERROR_MODES,
                         help=f"desire: hidden-desire error weight (default {DesireConfig.error_mode})")
+    parser.add_argument("--lr-shift", type=int, metavar="S",
+                        help=f"desire: learning rate 2^-S (when not given: {lr_shift_default or DesireConfig.lr_shift}"
+                             f"{', as the built-in set is small' if lr_shift_default else ''}); stidi takes "
+                             f"--set lr_shift=[...]")
     parser.add_argument("--parallelism", "-P", type=int, default=parallelism, metavar="P",
                         help=f"synapses processed per cycle, a power of two (default {parallelism})")
     parser.add_argument("--seed", type=int, default=1, help="seed of the initial weights and dropout (default 1)")
@@ -827,10 +832,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Train a small network with the integer golden model of the rule, generate its "
                                    "Verilog and run the bit-exact cocotb check of training and inference on a few "
                                    "samples.")
-    _add_hw_options(p, "196-64-10", parallelism=16)
-    p.add_argument("--lr-shift", type=int, metavar="S",
-                   help=f"desire: learning rate 2^-S (when not given: {FLOW_DESIRE_LR_SHIFT}, as the built-in set "
-                        f"is small); stidi takes --set lr_shift=[...]")
+    _add_hw_options(p, "196-64-10", parallelism=16, lr_shift_default=FLOW_DESIRE_LR_SHIFT)
     p.add_argument("--epochs", type=int, default=1, help="passes over the training images (default 1)")
     p.add_argument("--check-samples", type=int, default=4, metavar="N",
                    help="training and inference samples each in the bit-exact check (default 4)")

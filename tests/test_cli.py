@@ -219,6 +219,9 @@ BAD_COMMAND_LINES = [
     ("flow --build-dir ../inputs/notes.npz/sim", "--build-dir ../inputs/notes.npz/sim: ../inputs/notes.npz is a file"),
     # the hardware commands with --rule stidi: the STiDi-BP core's options and what it builds
     ("sim --rule stidi --error-mode pow2", "--error-mode does not apply to --rule stidi (desire only)"),
+    ("sim --rule stidi --lr-shift 3", "--lr-shift does not apply to --rule stidi (desire only; stidi takes --set"),
+    ("verilog --lr-shift 40", "--lr-shift 40: lr_shift takes an integer in 0..32, e.g. --lr-shift 16"),
+    ("sim --lr-shift 15 --set lr_shift=14", "--set lr_shift=14 duplicates --lr-shift: give one"),
     ("flow --rule stidi --lr-shift 3", "--lr-shift does not apply to --rule stidi (desire only; stidi takes --set"),
     ("sim --rule stidi --topology 0-4", "--topology: topology '0-4': bad token '0' (a flat input needs at least one"),
     ("sim --rule stidi --time-steps 2", "--time-steps 2: time_steps takes an integer in 3..1024"),
@@ -354,6 +357,19 @@ def test_flow_uses_the_parallelism_its_help_names():
     args = build_parser().parse_args(["flow"])
     helps = {action.dest: action.help for action in _subparsers()["flow"]._actions}
     assert args.parallelism == 16 and "default 16" in helps["parallelism"]
+
+
+@pytest.mark.parametrize("command, extra", [("verilog", []), ("sim", []), ("flow", [])])
+def test_hw_commands_build_the_lr_shift_their_help_names(command, extra, tmp_path):
+    from mfsnn.main import validate_flow, validate_sim, validate_verilog
+
+    validate = {"verilog": validate_verilog, "sim": validate_sim, "flow": validate_flow}[command]
+    outputs = {"verilog": ["--out", str(tmp_path / "core.v")], "sim": ["--build-dir", str(tmp_path / "b")],
+               "flow": ["--out", str(tmp_path / "f"), "--build-dir", str(tmp_path / "b")]}[command]
+    shown = {action.dest: action.help for action in _subparsers()[command]._actions}["lr_shift"]
+    default = validate(build_parser().parse_args([command] + outputs)).cfg.lr_shift
+    assert f"when not given: {default}" in shown, shown
+    assert validate(build_parser().parse_args([command, "--lr-shift", "15"] + outputs)).cfg.lr_shift == 15
 
 
 @pytest.mark.parametrize("rule, fields", [
