@@ -351,9 +351,6 @@ def _validate_desire_hw(args, lr_shift: int | None = None):
         cfg = DesireConfig.for_weight_bits(weight_bits, **settings)
     except ConfigError as error:
         raise _config_error(error, labels) from None
-    problems = CoreParams.config_problems(cfg)
-    if problems:
-        raise _problems_error(problems, labels)
     try:
         return CoreParams(cfg, args.parallelism)
     except ValueError as error:

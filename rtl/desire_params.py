@@ -39,9 +39,8 @@ class CoreParams(LaneShape):
         p = operator.index(self.parallelism)
         if not _pow2(p) or p > 256:
             raise ValueError(f"parallelism must be a power of two in 1..256, not {self.parallelism!r}")
-        problems = self.config_problems(self.cfg)
-        if problems:
-            raise ValueError(problems[0][1])
+        if self.cfg.time_steps > 255:
+            raise ValueError("time_steps must be <= 255")
         if isinstance(self.single_port, str):
             raise TypeError(f"single_port must be a collection of memory names, not the string {self.single_port!r}")
         object.__setattr__(self, "single_port", frozenset(self.single_port))
@@ -49,15 +48,6 @@ class CoreParams(LaneShape):
         if unknown:
             raise ValueError(f"single_port names unknown memories {', '.join(map(repr, unknown))}; "
                              f"choose from {', '.join(self.single_port_candidates)}")
-
-    @staticmethod
-    def config_problems(cfg: DesireConfig) -> list:
-        """What of ``cfg`` this core does not build, as (config fields concerned, why) pairs; empty
-        when it builds it. The constructor raises the first; the CLI names the option of each field."""
-        problems = []
-        if cfg.time_steps > 255:
-            problems.append((("time_steps",), f"time_steps must be <= 255, not {cfg.time_steps}"))
-        return problems
 
     @property
     def single_port_candidates(self):
