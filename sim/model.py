@@ -22,18 +22,30 @@ PHASES = ("encode", "forward", "desire", "update")
 
 
 # ---------------------------------------------------------------- weights
+def lane_words(matrix, lanes: int) -> np.ndarray:
+    """The P-lane words of a (R, C) matrix, block-major (word b*C + i holds rows b*P .. b*P + P-1 of
+    column i, zero rows past R), as a (words, P) int64 array: the weight memories' layout (both cores)."""
+    matrix = np.asarray(matrix, dtype=np.int64)
+    rows, cols = matrix.shape
+    padded = np.zeros((-(-rows // lanes) * lanes, cols), dtype=np.int64)
+    padded[:rows] = matrix
+    return padded.reshape(-1, lanes, cols).transpose(0, 2, 1).reshape(-1, lanes)
+
+
+def lane_matrix(words, lanes: int, cols: int) -> np.ndarray:
+    """Inverse of ``lane_words``: the (blocks*P, C) matrix of (blocks*C, P) words."""
+    return np.asarray(words, dtype=np.int64).reshape(-1, cols, lanes).transpose(0, 2, 1).reshape(-1, cols)
+
+
 def pack_weights(params: CoreParams, layer: int, w: np.ndarray) -> list[int]:
     """Words of weight layer ``layer`` (1-based) from W_l (N_l, N_{l-1}), for the weight port."""
     P, WB = params.P, params.cfg.weight_bits
-    n_out, n_in = params.sizes[layer], params.sizes[layer - 1]
-    w = np.asarray(w, dtype=np.int64)
-    assert w.shape == (n_out, n_in), (w.shape, (n_out, n_in))
-    padded = np.zeros((params.blocks(layer) * P, n_in), dtype=np.int64)
-    padded[:n_out] = w
-    lanes = padded.reshape(params.blocks(layer), P, n_in).transpose(0, 2, 1).reshape(-1, P)  # (b*n_in+i, k)
+    shape = (params.sizes[layer], params.sizes[layer - 1])
+    if np.shape(w) != shape:
+        raise ValueError(f"W_{layer} has shape {np.shape(w)}, the core's layer {layer} is {shape}")
     mask = (1 << WB) - 1
     words = []
-    for row in lanes:
+    for row in lane_words(w, P):
         word = 0
         for k, val in enumerate(row.tolist()):
             word |= (val & mask) << (k * WB)
@@ -50,8 +62,7 @@ def unpack_weights(params: CoreParams, layer: int, words) -> np.ndarray:
         for k in range(P):
             v = (int(word) >> (k * WB)) & mask
             lanes[a, k] = v - (1 << WB) if v & sign else v
-    full = lanes.reshape(params.blocks(layer), n_in, P).transpose(0, 2, 1).reshape(-1, n_in)
-    return full[:n_out]
+    return lane_matrix(lanes, P, n_in)[:n_out]
 
 
 # ---------------------------------------------------------------- layouts

@@ -28,7 +28,7 @@ from ..golden.stidi import FixedStidiLearner
 from ..golden.trace import Trace, first_divergence
 from ..rtl.stidi_core import StidiCore, StidiCoreParams, StidiDebugKind
 from .amaranth_tb import SimulationTimeout, check_run, simulate_core
-from .model import Report, Sample, pack_layout, reads_back_weights, unpack_layout
+from .model import Report, Sample, lane_matrix, lane_words, pack_layout, reads_back_weights, unpack_layout
 
 __all__ = ["Sample", "SampleResult", "StidiReport", "StidiChecker", "SimulationTimeout", "golden_learner",
            "initial_weights", "sample_cycle_limit", "label_beat", "rtl_run", "start_check", "check_stidi",
@@ -65,20 +65,6 @@ def value_kind(key: str) -> str:
 # The golden side
 # ------------------------------------------------------------------------------------------------
 
-def _words(matrix, lanes):
-    """The P-lane words of a (R, C) matrix, block-major (word b*C + i holds rows b*P .. b*P + P-1 of
-    column i, zero rows past R), as a (words, P) array: the weight port's packing (``sim.model``)."""
-    rows, cols = matrix.shape
-    padded = np.zeros((-(-rows // lanes) * lanes, cols), dtype=np.int64)
-    padded[:rows] = matrix
-    return padded.reshape(-1, lanes, cols).transpose(0, 2, 1).reshape(-1, lanes)
-
-
-def _matrix(words, lanes, cols):
-    """Inverse of ``_words``: the (blocks*P, C) matrix of (blocks*C, P) words."""
-    return words.reshape(-1, cols, lanes).transpose(0, 2, 1).reshape(-1, cols)
-
-
 def to_host(params: StidiCoreParams, canonical) -> list:
     """Weights per layer as the host's weight port moves them, (s_l, s_{l-1}) (``params.sizes``), from
     the canonical (N_out, fan_in) matrices: the same for a fully connected topology; for a conv one
@@ -89,11 +75,11 @@ def to_host(params: StidiCoreParams, canonical) -> list:
         return [np.asarray(w, dtype=np.int64) for w in canonical]
     P, out = params.P, []
     for l, w in enumerate(canonical, start=1):
-        words = _words(np.asarray(w, dtype=np.int64), P)
+        words = lane_words(w, P)
         cols = params.sizes[l - 1]
         padded = np.zeros((params.blocks(l) * cols, P), dtype=np.int64)
         padded[:len(words)] = words
-        out.append(_matrix(padded, P, cols)[:params.sizes[l]])
+        out.append(lane_matrix(padded, P, cols)[:params.sizes[l]])
     return out
 
 
@@ -111,8 +97,8 @@ def from_host(params: StidiCoreParams, host) -> list:
             out.append(w)
             continue
         rows, fan_in = params.stages[s].weight_shape[0], params.fan_in(s)
-        words = _words(w, P)[:params.weight_words(s)]
-        out.append(_matrix(words, P, fan_in)[:rows])
+        words = lane_words(w, P)[:params.weight_words(s)]
+        out.append(lane_matrix(words, P, fan_in)[:rows])
     return out
 
 

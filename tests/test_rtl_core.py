@@ -142,6 +142,8 @@ def test_weight_packing_round_trip():
         words = pack_weights(params, l, w)
         assert len(words) == params.w_depth(l)
         np.testing.assert_array_equal(unpack_weights(params, l, words), w)
+    with pytest.raises(ValueError, match=r"W_1 has shape \(5, 7\), the core's layer 1 is \(7, 5\)"):
+        pack_weights(params, 1, init_weights(cfg)[0].T)
 
 
 def test_params_validation():
