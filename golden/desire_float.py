@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .desire import classify, dropout_masks
+from .desire import classify, dropout_masks, satisfied_care
 from .desire_config import DesireConfig
 
 __all__ = ["FloatSettings", "forward_float", "train_sample_float", "infer_counts_float", "classify"]
@@ -96,8 +96,7 @@ def train_sample_float(cfg: DesireConfig, settings: FloatSettings, weights, pixe
         g = np.where(care[layer] & masks[layer], np.where(want[layer], 1.0, -1.0), 0.0)
         d = (g * e) @ weights[layer - 1]
         care[layer - 1], want[layer - 1] = np.abs(d) >= cfg.hidden_desire_threshold, d > 0
-        if cfg.hidden_satisfied_count:      # the integer model's satisfied_care
-            care[layer - 1] &= ~(want[layer - 1] & (counts[layer - 1] >= cfg.hidden_satisfied_count))
+        care[layer - 1] = satisfied_care(cfg, care[layer - 1], want[layer - 1], counts[layer - 1])
     lr = settings.learning_rate(epoch)
     new = []
     for layer in range(1, L + 1):
